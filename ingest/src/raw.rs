@@ -1,0 +1,148 @@
+//! Messages as polled, stored column by column.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BinaryArray, BinaryBuilder};
+use weir_schemas::{OffsetRanges, PartitionKey};
+
+/// A batch of polled Kafka messages, copied into contiguous buffers.
+pub struct RawMessages {
+    topics: Vec<Arc<str>>,
+    topic_index: Vec<u16>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    timestamps: Vec<Option<i64>>,
+    keys: BinaryBuilder,
+    payloads: BinaryBuilder,
+    payload_bytes: usize,
+    ranges: OffsetRanges,
+}
+
+/// The finished, read-only form of [`RawMessages`].
+pub struct Messages {
+    pub topics: Vec<Arc<str>>,
+    pub topic_index: Vec<u16>,
+    pub partitions: Vec<i32>,
+    pub offsets: Vec<i64>,
+    pub timestamps: Vec<Option<i64>>,
+    pub keys: BinaryArray,
+    pub payloads: BinaryArray,
+    pub ranges: OffsetRanges,
+}
+
+impl RawMessages {
+    pub fn with_capacity(messages: usize) -> Self {
+        Self {
+            topics: Vec::new(),
+            topic_index: Vec::with_capacity(messages),
+            partitions: Vec::with_capacity(messages),
+            offsets: Vec::with_capacity(messages),
+            timestamps: Vec::with_capacity(messages),
+            keys: BinaryBuilder::with_capacity(messages, messages * 16),
+            payloads: BinaryBuilder::with_capacity(messages, messages * 256),
+            payload_bytes: 0,
+            ranges: OffsetRanges::default(),
+        }
+    }
+
+    pub fn push(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) {
+        let index = match self.topics.iter().position(|t| t.as_ref() == topic) {
+            Some(i) => i,
+            None => {
+                self.topics.push(Arc::from(topic));
+                self.topics.len() - 1
+            }
+        };
+        self.topic_index.push(index as u16);
+        self.partitions.push(partition);
+        self.offsets.push(offset);
+        self.timestamps.push(timestamp_ms);
+        self.keys.append_option(key);
+        self.payloads.append_option(payload);
+        self.payload_bytes += payload.map_or(0, <[u8]>::len);
+        let key = PartitionKey {
+            topic: self.topics[index].clone(),
+            partition,
+        };
+        self.ranges.record(&key, offset);
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Payload bytes held.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
+    pub fn finish(mut self) -> Messages {
+        Messages {
+            topics: self.topics,
+            topic_index: self.topic_index,
+            partitions: self.partitions,
+            offsets: self.offsets,
+            timestamps: self.timestamps,
+            keys: self.keys.finish(),
+            payloads: self.payloads.finish(),
+            ranges: self.ranges,
+        }
+    }
+}
+
+impl Messages {
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    pub fn topic(&self, i: usize) -> &Arc<str> {
+        &self.topics[self.topic_index[i] as usize]
+    }
+
+    pub fn payload(&self, i: usize) -> Option<&[u8]> {
+        self.payloads.is_valid(i).then(|| self.payloads.value(i))
+    }
+
+    pub fn key(&self, i: usize) -> Option<&[u8]> {
+        self.keys.is_valid(i).then(|| self.keys.value(i))
+    }
+
+    pub fn payload_bytes(&self) -> usize {
+        self.payloads.values().len()
+    }
+
+    /// A dead letter for message `i`.
+    pub fn dead_letter(
+        &self,
+        i: usize,
+        reason: weir_schemas::Reason,
+        detail: String,
+    ) -> weir_schemas::DeadLetter {
+        weir_schemas::DeadLetter {
+            reason,
+            detail,
+            topic: self.topic(i).clone(),
+            partition: self.partitions[i],
+            offset: self.offsets[i],
+            timestamp_ms: self.timestamps[i],
+            key: self.key(i).map(<[u8]>::to_vec),
+            payload: self.payload(i).map(<[u8]>::to_vec),
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! One output dataset: partitioned, rolling Parquet files.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Deserialize;
+
+use crate::SinkError;
+
+/// Parquet compression codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    Lz4,
+    None,
+}
+
+/// When an open file is closed and a new one started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollPolicy {
+    /// Close a file once it holds about this many bytes.
+    pub target_file_bytes: u64,
+    /// Close a file once it holds this many rows.
+    pub max_file_rows: u64,
+    /// Close a file this long after it was opened.
+    pub max_file_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetOptions {
+    pub compression: Compression,
+    pub row_group_rows: usize,
+    pub roll: RollPolicy,
+    /// Bytes a file's upload buffers before it starts a multipart upload.
+    pub upload_buffer_bytes: usize,
+}
+
+/// A file made durable and visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Path in the store, relative to the store's root.
+    pub path: String,
+    /// Hive partition path, empty without partitioning.
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    path: Path,
+    rows: u64,
+    opened: Instant,
+}
+
+/// A dataset that files are written to.
+pub struct Dataset {
+    name: String,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    schema: SchemaRef,
+    properties: WriterProperties,
+    options: DatasetOptions,
+    run_id: String,
+    next_file: u64,
+    open: HashMap<String, OpenFile>,
+    written: Vec<WrittenFile>,
+    partitions: BTreeSet<String>,
+}
+
+impl Dataset {
+    /// A dataset under `root` of `store` for rows of `schema`.
+    pub fn new(
+        name: &str,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        schema: &SchemaRef,
+        options: DatasetOptions,
+    ) -> Self {
+        let compression = match options.compression {
+            Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => ParquetCompression::SNAPPY,
+            Compression::Lz4 => ParquetCompression::LZ4_RAW,
+            Compression::None => ParquetCompression::UNCOMPRESSED,
+        };
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+            .set_coerce_types(true)
+            .set_created_by(format!("weir {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Self {
+            name: name.to_owned(),
+            store,
+            root,
+            schema: parquet_schema(schema),
+            properties,
+            options,
+            run_id,
+            next_file: 0,
+            open: HashMap::new(),
+            written: Vec::new(),
+            partitions: BTreeSet::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The schema of the files, after timestamp normalisation.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Writes rows; `paths` gives each row's partition path (all rows in the root without).
+    pub async fn write(
+        &mut self,
+        batch: &RecordBatch,
+        paths: Option<&StringArray>,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conform(batch)?;
+        let Some(paths) = paths else {
+            return self.write_partition("", &batch).await;
+        };
+        let first = paths.value(0);
+        if paths.null_count() == 0 && (1..paths.len()).all(|i| paths.value(i) == first) {
+            return self.write_partition(first, &batch).await;
+        }
+        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (row, path) in paths.iter().enumerate() {
+            groups
+                .entry(path.unwrap_or(""))
+                .or_default()
+                .push(row as u32);
+        }
+        for (partition, rows) in groups {
+            let part = take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|source| {
+                SinkError::Schema {
+                    dataset: self.name.clone(),
+                    source,
+                }
+            })?;
+            self.write_partition(partition, &part).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_partition(
+        &mut self,
+        partition: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), SinkError> {
+        if !self.open.contains_key(partition) {
+            let file = self.open_file(partition)?;
+            self.open.insert(partition.to_owned(), file);
+        }
+        let file = self.open.get_mut(partition).expect("just opened");
+        file.writer
+            .write(batch)
+            .await
+            .map_err(|source| SinkError::Write {
+                dataset: self.name.clone(),
+                path: file.path.to_string(),
+                source,
+            })?;
+        file.rows += batch.num_rows() as u64;
+        let roll = &self.options.roll;
+        let size = file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64;
+        if file.rows >= roll.max_file_rows || size >= roll.target_file_bytes {
+            let file = self.open.remove(partition).expect("present");
+            self.close(partition.to_owned(), file).await?;
+        }
+        Ok(())
+    }
+
+    fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
+        self.next_file += 1;
+        let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
+        let mut path = self.root.clone();
+        for segment in partition.split('/').filter(|s| !s.is_empty()) {
+            path = path.join(segment);
+        }
+        let path = path.join(name.as_str());
+        let upload = BufWriter::with_capacity(
+            self.store.clone(),
+            path.clone(),
+            self.options.upload_buffer_bytes,
+        );
+        let writer =
+            AsyncArrowWriter::try_new(upload, self.schema.clone(), Some(self.properties.clone()))
+                .map_err(|source| SinkError::Write {
+                dataset: self.name.clone(),
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(OpenFile {
+            writer,
+            path,
+            rows: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    async fn close(&mut self, partition: String, file: OpenFile) -> Result<(), SinkError> {
+        let OpenFile {
+            mut writer,
+            path,
+            rows,
+            ..
+        } = file;
+        let _span = tracing::debug_span!("close_file", dataset = %self.name, %path, rows).entered();
+        let metadata = writer.finish().await.map_err(|source| SinkError::Write {
+            dataset: self.name.clone(),
+            path: path.to_string(),
+            source,
+        })?;
+        debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
+        self.partitions.insert(partition.clone());
+        self.written.push(WrittenFile {
+            path: path.to_string(),
+            partition,
+            rows,
+            bytes: writer.bytes_written() as u64,
+        });
+        Ok(())
+    }
+
+    /// Closes files that have been open longer than the roll policy's maximum age.
+    pub async fn roll_aged(&mut self) -> Result<(), SinkError> {
+        let max_age = self.options.roll.max_file_age;
+        let aged: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= max_age)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in aged {
+            let file = self.open.remove(&partition).expect("present");
+            self.close(partition, file).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open file and returns the files made durable since the last flush.
+    pub async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        let open: Vec<(String, OpenFile)> = self.open.drain().collect();
+        for (partition, file) in open {
+            self.close(partition, file).await?;
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// When the oldest open file was opened.
+    pub fn oldest_open(&self) -> Option<Instant> {
+        self.open.values().map(|f| f.opened).min()
+    }
+
+    /// Memory held by open files: encoded row groups in progress and upload buffers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open
+            .values()
+            .map(|f| {
+                let unflushed = f
+                    .writer
+                    .bytes_written()
+                    .min(self.options.upload_buffer_bytes);
+                f.writer.memory_size() + unflushed
+            })
+            .sum()
+    }
+
+    /// Every partition path a file was written to.
+    pub fn partitions(&self) -> &BTreeSet<String> {
+        &self.partitions
+    }
+
+    /// Casts columns to the file schema (nanosecond timestamps to microseconds) and adopts
+    /// its field metadata.
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
+        let schema_error = |source| SinkError::Schema {
+            dataset: self.name.clone(),
+            source,
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    cast(column, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(schema_error)?;
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(schema_error)
+    }
+}
+
+/// The schema files are written with: nanosecond timestamps become microseconds, which
+/// every Parquet reader (Spark and Athena included) understands.
+fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn options(max_rows: u64) -> DatasetOptions {
+        DatasetOptions {
+            compression: Compression::Zstd,
+            row_group_rows: 1000,
+            roll: RollPolicy {
+                target_file_bytes: 64 << 20,
+                max_file_rows: max_rows,
+                max_file_age: Duration::from_secs(3600),
+            },
+            upload_buffer_bytes: 1 << 20,
+        }
+    }
+
+    fn batch(ids: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![1_000_000_000i64; ids.len()])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn read(dir: &std::path::Path, file: &WrittenFile) -> Vec<RecordBatch> {
+        let f = std::fs::File::open(dir.join(&file.path)).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_rows_rolls_by_row_count_and_writes_micros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, root) =
+            crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let input = batch(&[1, 2, 3, 4, 5]);
+        let mut dataset = Dataset::new("t", store, root, &input.schema(), options(2));
+        let paths = StringArray::from(vec!["p=a", "p=b", "p=a", "p=a", "p=b"]);
+        dataset.write(&input, Some(&paths)).await.unwrap();
+        assert_eq!(
+            dataset.buffered_bytes() > 0,
+            dataset.oldest_open().is_some()
+        );
+        let mut files = dataset.flush().await.unwrap();
+        files.sort_by(|a, b| (&a.partition, a.rows).cmp(&(&b.partition, b.rows)));
+        let summary: Vec<_> = files
+            .iter()
+            .map(|f| (f.partition.as_str(), f.rows))
+            .collect();
+        // p=a got three rows in one write: the file is closed when it passes two.
+        assert_eq!(summary, vec![("p=a", 3), ("p=b", 2)]);
+        assert!(dataset.oldest_open().is_none());
+        let batches = read(dir.path(), &files[0]);
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![1, 3, 4]);
+        assert_eq!(
+            batches[0].schema().field(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert!(files[0].path.starts_with("p=a/part-") && files[0].path.ends_with(".parquet"));
+        assert_eq!(dataset.partitions().len(), 2);
+        assert!(dataset.flush().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn open_files_are_invisible_until_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, root) =
+            crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let input = batch(&[1]);
+        let mut dataset = Dataset::new("t", store, root, &input.schema(), options(100));
+        dataset.write(&input, None).await.unwrap();
+        let visible = |dir: &std::path::Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "parquet")
+                })
+                .count()
+        };
+        assert_eq!(visible(dir.path()), 0);
+        let files = dataset.flush().await.unwrap();
+        assert_eq!(visible(dir.path()), 1);
+        assert_eq!(files[0].rows, 1);
+    }
+}

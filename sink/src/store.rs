@@ -1,0 +1,146 @@
+//! Opening object stores from dataset URLs.
+
+use std::collections::BTreeMap;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "`{url}` is not a dataset URL (file://, s3://, gs://, az:// or a local path): {reason}"
+    )]
+    BadUrl { url: String, reason: String },
+    #[error("cannot open the object store for `{url}`: {source}")]
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
+}
+
+/// The store and the dataset's root path in it, for a URL such as `s3://bucket/events`,
+/// `file:///data/events` or a plain local path. `options` are object_store's configuration
+/// keys (e.g. `aws_endpoint`, `aws_access_key_id`, `aws_allow_http`); anything not given is
+/// taken from the environment (AWS_*, GOOGLE_*, AZURE_*) as each cloud's SDK does.
+pub fn open_store(
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, Path), StoreError> {
+    let parsed = parse(url)?;
+    if parsed.scheme() == "file" {
+        let dir = parsed.to_file_path().map_err(|()| StoreError::BadUrl {
+            url: url.to_owned(),
+            reason: "not an absolute local path".into(),
+        })?;
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
+            url: url.to_owned(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        })?;
+        let store =
+            object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|source| {
+                StoreError::Open {
+                    url: url.to_owned(),
+                    source,
+                }
+            })?;
+        return Ok((Arc::new(store), Path::default()));
+    }
+    let open_err = |source: object_store::Error| StoreError::Open {
+        url: url.to_owned(),
+        source,
+    };
+    let (scheme, root) = ObjectStoreScheme::parse(&parsed).map_err(|e| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let bad_option = |key: &str| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: format!("unknown storage option `{key}` for {scheme:?}"),
+    };
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = AmazonS3Builder::from_env().with_url(url);
+            for (key, value) in options {
+                builder = builder.with_config(key.parse().map_err(|_| bad_option(key))?, value);
+            }
+            Arc::new(builder.build().map_err(open_err)?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (key, value) in options {
+                builder = builder.with_config(key.parse().map_err(|_| bad_option(key))?, value);
+            }
+            Arc::new(builder.build().map_err(open_err)?)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+            for (key, value) in options {
+                builder = builder.with_config(key.parse().map_err(|_| bad_option(key))?, value);
+            }
+            Arc::new(builder.build().map_err(open_err)?)
+        }
+        other => {
+            return Err(StoreError::BadUrl {
+                url: url.to_owned(),
+                reason: format!("{other:?} is not supported"),
+            });
+        }
+    };
+    Ok((store, root))
+}
+
+fn parse(url: &str) -> Result<Url, StoreError> {
+    if url.contains("://") {
+        return Url::parse(url).map_err(|e| StoreError::BadUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        });
+    }
+    let path = FsPath::new(url);
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| StoreError::BadUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .join(path)
+    };
+    Url::from_directory_path(&absolute).map_err(|()| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: "not a usable local path".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_and_file_urls_open_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ds");
+        let (_, root) = open_store(target.to_str().unwrap(), &BTreeMap::new()).unwrap();
+        assert_eq!(root, Path::default());
+        assert!(target.is_dir());
+        let url = format!("file://{}", dir.path().join("other").display());
+        open_store(&url, &BTreeMap::new()).unwrap();
+        assert!(dir.path().join("other").is_dir());
+    }
+
+    #[test]
+    fn unknown_schemes_are_rejected_with_the_url() {
+        let err = open_store("ftp://host/x", &BTreeMap::new()).err().unwrap();
+        assert!(err.to_string().contains("ftp://host/x"), "{err}");
+    }
+}

@@ -1,0 +1,212 @@
+//! `weir bench`: end-to-end throughput of the quickstart pipeline beside the raw consume rate
+//! of the same topic on the same embedded cluster, so the cost of weir itself is visible.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::PipelineConfig;
+use crate::generate::{Generator, GeneratorOptions, produce};
+use crate::pipeline::Pipeline;
+use crate::quickstart::{EmbeddedKafka, TOPIC};
+use crate::runtime::{Progress, run};
+
+/// What a mock-cluster partition holds safely (it deletes past ~5 MiB).
+const PARTITION_CAPACITY: u64 = 4 << 20;
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub events: u64,
+    pub bytes: u64,
+    pub partitions: i32,
+    pub produce_events_per_second: f64,
+    pub raw_consume: Rate,
+    pub pipeline: Rate,
+    /// Pipeline throughput as a share of the raw consume rate.
+    pub pipeline_vs_raw: f64,
+    /// Peak resident memory while the pipeline ran.
+    pub pipeline_peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rate {
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub megabytes_per_second: f64,
+}
+
+impl Rate {
+    fn new(events: u64, bytes: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        Self {
+            events,
+            seconds,
+            events_per_second: events as f64 / seconds,
+            megabytes_per_second: bytes as f64 / 1e6 / seconds,
+        }
+    }
+}
+
+pub async fn bench(
+    events: u64,
+    partitions: i32,
+    out: Option<PathBuf>,
+) -> anyhow::Result<BenchReport> {
+    let generator = Generator::new(GeneratorOptions::default());
+    let average = generator.event(0).payload.len() as u64 + 8;
+    if events * average > partitions as u64 * PARTITION_CAPACITY {
+        bail!(
+            "{events} events of ~{average} bytes do not fit the embedded cluster's retention with \
+             {partitions} partitions; use --partitions {}",
+            (events * average).div_ceil(PARTITION_CAPACITY)
+        );
+    }
+    let kafka = EmbeddedKafka::start(3, TOPIC, partitions)?;
+    let bootstrap = kafka.bootstrap_servers();
+
+    let started = Instant::now();
+    let produced = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            produce(
+                &bootstrap,
+                TOPIC,
+                &generator,
+                Some(events),
+                &AtomicBool::new(false),
+                &|_| true,
+            )
+        })
+        .await??
+    };
+    let produce_rate = produced.events as f64 / started.elapsed().as_secs_f64();
+
+    let raw = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || raw_consume(&bootstrap, events)).await??
+    };
+
+    let dir = tempfile::tempdir()?;
+    let out = out.unwrap_or_else(|| dir.path().to_owned());
+    let example = tempfile::tempdir()?;
+    let config_path = crate::quickstart::write_example(example.path())?;
+    let vars = BTreeMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap),
+        ("WEIR_OUT".to_owned(), out.display().to_string()),
+    ]);
+    let config = PipelineConfig::load(&config_path, &vars)?;
+    let pipeline = Pipeline::build(config).await?;
+    let progress = Arc::new(Progress::default());
+    let (stop, shutdown) = watch::channel(false);
+    let watcher = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while progress.consumed() < events {
+                tick.tick().await;
+            }
+            let _ = stop.send(true);
+        })
+    };
+    reset_peak_rss();
+    let started = Instant::now();
+    let summary = run(pipeline, shutdown, progress).await?;
+    let elapsed = started.elapsed();
+    watcher.abort();
+    let peak = peak_rss_bytes().unwrap_or(0);
+    let pipeline = Rate::new(summary.events_in, summary.bytes_in, elapsed);
+    Ok(BenchReport {
+        events,
+        bytes: produced.bytes,
+        partitions,
+        produce_events_per_second: produce_rate,
+        pipeline_vs_raw: pipeline.events_per_second / raw.events_per_second,
+        raw_consume: raw,
+        pipeline,
+        pipeline_peak_rss_bytes: peak,
+    })
+}
+
+/// Consumes `events` messages and does nothing with them.
+fn raw_consume(bootstrap: &str, events: u64) -> anyhow::Result<Rate> {
+    let consumer: BaseConsumer = weir_ingest::client_config(bootstrap, &BTreeMap::new())
+        .set("group.id", "weir-bench-raw")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the raw consumer")?;
+    consumer.subscribe(&[TOPIC])?;
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while count < events {
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("raw consume read only {count} of {events} events in 10 minutes");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                count += 1;
+                bytes += m.payload_len() as u64;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "raw consume error"),
+            None => {}
+        }
+    }
+    Ok(Rate::new(count, bytes, started.elapsed()))
+}
+
+fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets the peak resident set size (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "weir bench: {} events ({:.1} MB) on the embedded 3-broker cluster, {} partitions",
+            self.events,
+            self.bytes as f64 / 1e6,
+            self.partitions
+        )?;
+        writeln!(
+            f,
+            "  produce        {:>12.0} events/s",
+            self.produce_events_per_second
+        )?;
+        for (name, r) in [
+            ("raw consume", &self.raw_consume),
+            ("weir pipeline", &self.pipeline),
+        ] {
+            writeln!(
+                f,
+                "  {name:<14} {:>12.0} events/s {:>8.1} MB/s  ({} events in {:.2} s)",
+                r.events_per_second, r.megabytes_per_second, r.events, r.seconds
+            )?;
+        }
+        writeln!(
+            f,
+            "  pipeline / raw {:>11.1} %",
+            self.pipeline_vs_raw * 100.0
+        )?;
+        write!(
+            f,
+            "  peak memory    {:>10.1} MiB (resident, while the pipeline ran)",
+            self.pipeline_peak_rss_bytes as f64 / (1 << 20) as f64
+        )
+    }
+}

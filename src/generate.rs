@@ -1,0 +1,341 @@
+//! Realistic click-stream events, with a chosen share of malformed ones and bounded
+//! out-of-order event times, for the quickstart, demos and benchmarks.
+//!
+//! Every event is decided by the seed and its index, and the generator knows which
+//! dead-letter reason each malformed one must get, so a run can be checked exactly.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use serde::Serialize;
+
+const PAGES: &[&str] = &[
+    "/",
+    "/search",
+    "/product/1",
+    "/product/2",
+    "/product/3",
+    "/cart",
+    "/checkout",
+    "/account",
+    "/help",
+    "/blog",
+    "/blog/launch",
+    "/pricing",
+];
+const COUNTRIES: &[&str] = &["DE", "US", "FR", "GB", "BR", "IN", "JP", "NG"];
+const BROWSERS: &[&str] = &["firefox", "chrome", "safari", "edge"];
+const OSES: &[&str] = &["linux", "macos", "windows", "android", "ios"];
+const TAGS: &[&str] = &["promo", "returning", "mobile-web", "ab:b", "beta"];
+
+/// How the events are made.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    pub seed: u64,
+    /// Share of messages that are malformed in one of several ways (0.0 to 1.0).
+    pub malformed_ratio: f64,
+    /// Event times run up to this far behind the clock of the stream.
+    pub max_disorder: Duration,
+    /// Event time of the first event, epoch milliseconds.
+    pub start_ms: i64,
+    /// Event time advances this much per event.
+    pub step_ms: i64,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            malformed_ratio: 0.01,
+            max_disorder: Duration::from_secs(30),
+            start_ms: chrono::Utc::now().timestamp_millis() - 3_600_000,
+            step_ms: 10,
+        }
+    }
+}
+
+/// One generated message and what weir must do with it.
+pub struct GeneratedEvent {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    /// `None` for a valid event; the dead-letter reason otherwise.
+    pub expected_reason: Option<&'static str>,
+}
+
+/// Counts of what was generated.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Generated {
+    pub events: u64,
+    pub valid: u64,
+    pub bytes: u64,
+    pub malformed: BTreeMap<String, u64>,
+}
+
+impl Generated {
+    pub fn count(&mut self, event: &GeneratedEvent) {
+        self.events += 1;
+        self.bytes += event.payload.len() as u64;
+        match event.expected_reason {
+            None => self.valid += 1,
+            Some(reason) => *self.malformed.entry(reason.to_owned()).or_insert(0) += 1,
+        }
+    }
+}
+
+pub struct Generator {
+    options: GeneratorOptions,
+}
+
+impl Generator {
+    pub fn new(options: GeneratorOptions) -> Self {
+        Self { options }
+    }
+
+    /// Event number `index`: the same for the same seed and index.
+    pub fn event(&self, index: u64) -> GeneratedEvent {
+        let o = &self.options;
+        let mut rng = SmallRng::seed_from_u64(o.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let user = rng.random_range(1..50_000u64);
+        let disorder = rng.random_range(0..=o.max_disorder.as_millis() as i64);
+        let ts = o.start_ms + index as i64 * o.step_ms - disorder;
+        let mut payload = Vec::with_capacity(320);
+        let malformed = rng.random_bool(o.malformed_ratio.clamp(0.0, 1.0));
+        let kind = if malformed {
+            rng.random_range(0..6u8)
+        } else {
+            u8::MAX
+        };
+        let expected_reason = match kind {
+            0 => Some("invalid_json"),
+            1 => Some("not_utf8"),
+            2 => Some("wrong_type"),
+            3 => Some("missing_field"),
+            4 => Some("rule:non_negative_duration"),
+            5 => Some("not_an_object"),
+            _ => None,
+        };
+        if kind == 5 {
+            write!(payload, "[\"{index}\",{user}]").expect("writing to a Vec");
+        } else {
+            write_event(&mut payload, &mut rng, o.seed, index, user, ts, kind);
+        }
+        match kind {
+            0 => payload.truncate(payload.len() / 2),
+            1 => {
+                let at = payload.iter().position(|&b| b == b'/').unwrap_or(1);
+                payload[at] = 0xff;
+            }
+            _ => {}
+        }
+        GeneratedEvent {
+            key: format!("u{user}").into_bytes(),
+            payload,
+            expected_reason,
+        }
+    }
+}
+
+fn write_event(
+    out: &mut Vec<u8>,
+    rng: &mut SmallRng,
+    seed: u64,
+    index: u64,
+    user: u64,
+    ts: i64,
+    kind: u8,
+) {
+    let page = PAGES[rng.random_range(0..PAGES.len())];
+    let session = rng.random_range(0..8u32);
+    out.extend_from_slice(b"{");
+    if kind != 3 {
+        write!(out, "\"event_id\":\"{seed:x}-{index:012}\",").expect("writing to a Vec");
+    }
+    if kind == 2 {
+        write!(out, "\"user_id\":\"u{user}\",").expect("writing to a Vec");
+    } else {
+        write!(out, "\"user_id\":{user},").expect("writing to a Vec");
+    }
+    write!(out, "\"session_id\":\"s{user:x}-{session}\",").expect("writing to a Vec");
+    if rng.random_bool(0.8) {
+        let time = chrono::DateTime::from_timestamp_millis(ts).expect("a valid time");
+        write!(out, "\"ts\":\"{}\",", time.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+            .expect("writing to a Vec");
+    } else {
+        write!(out, "\"ts\":{ts},").expect("writing to a Vec");
+    }
+    write!(out, "\"page\":\"{page}\",").expect("writing to a Vec");
+    if rng.random_bool(0.6) {
+        let from = PAGES[rng.random_range(0..PAGES.len())];
+        write!(out, "\"referrer\":\"https://example.com{from}\",").expect("writing to a Vec");
+    } else {
+        out.extend_from_slice(b"\"referrer\":null,");
+    }
+    let os = OSES[rng.random_range(0..OSES.len())];
+    let mobile = matches!(os, "android" | "ios");
+    write!(
+        out,
+        "\"device\":{{\"os\":\"{os}\",\"browser\":\"{}\",\"mobile\":{mobile}}},",
+        BROWSERS[rng.random_range(0..BROWSERS.len())]
+    )
+    .expect("writing to a Vec");
+    out.extend_from_slice(b"\"tags\":[");
+    for t in 0..rng.random_range(0..3usize) {
+        if t > 0 {
+            out.push(b',');
+        }
+        write!(out, "\"{}\"", TAGS[rng.random_range(0..TAGS.len())]).expect("writing to a Vec");
+    }
+    out.extend_from_slice(b"],");
+    let duration = if kind == 4 {
+        -rng.random_range(1.0..1000.0f64)
+    } else {
+        rng.random_range(0.0..30_000.0f64)
+    };
+    write!(
+        out,
+        "\"duration_ms\":{duration:.1},\"country\":\"{}\"}}",
+        COUNTRIES[rng.random_range(0..COUNTRIES.len())]
+    )
+    .expect("writing to a Vec");
+}
+
+/// Counts deliveries and failures reported by librdkafka.
+#[derive(Default)]
+struct DeliveryCounter {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct CountingContext(Arc<DeliveryCounter>);
+
+impl ClientContext for CountingContext {}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "event not delivered");
+                self.0.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("cannot create the producer: {0}")]
+    Create(KafkaError),
+    #[error("{failed} of {events} events were not delivered")]
+    Undelivered { failed: u64, events: u64 },
+    #[error("producer flush failed: {0}")]
+    Flush(KafkaError),
+}
+
+/// Produces events `0..events` (or until `stop`) to `topic`. `may_run_ahead` is asked
+/// before each event whether the producer may go on; the quickstart uses it to keep the
+/// producer within what the embedded cluster retains.
+pub fn produce(
+    bootstrap_servers: &str,
+    topic: &str,
+    generator: &Generator,
+    events: Option<u64>,
+    stop: &std::sync::atomic::AtomicBool,
+    may_run_ahead: &dyn Fn(u64) -> bool,
+) -> Result<Generated, ProduceError> {
+    let counter = Arc::new(DeliveryCounter::default());
+    let producer: BaseProducer<CountingContext> =
+        weir_ingest::client_config(bootstrap_servers, &BTreeMap::new())
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .create_with_context(CountingContext(counter.clone()))
+            .map_err(ProduceError::Create)?;
+    let mut generated = Generated::default();
+    let mut index = 0u64;
+    while events.is_none_or(|n| index < n) && !stop.load(Ordering::Relaxed) {
+        if !may_run_ahead(index) {
+            producer.poll(Duration::from_millis(5));
+            continue;
+        }
+        let event = generator.event(index);
+        let mut record = BaseRecord::to(topic)
+            .key(&event.key)
+            .payload(&event.payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "event not produced");
+                    counter.failed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        generated.count(&event);
+        index += 1;
+        if index.is_multiple_of(1024) {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(ProduceError::Flush)?;
+    let failed = counter.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(ProduceError::Undelivered {
+            failed,
+            events: generated.events,
+        });
+    }
+    Ok(generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_deterministic_and_malformed_ones_say_why() {
+        let g = Generator::new(GeneratorOptions {
+            malformed_ratio: 0.3,
+            start_ms: 1_795_600_800_000,
+            ..Default::default()
+        });
+        let mut counts = Generated::default();
+        for i in 0..2000 {
+            let a = g.event(i);
+            assert_eq!(a.payload, g.event(i).payload);
+            let valid_json = serde_json::from_slice::<serde_json::Value>(&a.payload).is_ok();
+            match a.expected_reason {
+                None | Some("wrong_type" | "missing_field" | "rule:non_negative_duration") => {
+                    assert!(valid_json, "{}", String::from_utf8_lossy(&a.payload))
+                }
+                Some("not_an_object") => assert!(valid_json),
+                Some("invalid_json" | "not_utf8") => assert!(!valid_json),
+                Some(other) => panic!("unexpected reason {other}"),
+            }
+            counts.count(&a);
+        }
+        assert_eq!(counts.malformed.len(), 6, "{counts:?}");
+        assert!(counts.valid > 1200 && counts.valid < 1600, "{counts:?}");
+    }
+}

@@ -1,0 +1,272 @@
+//! weir: Kafka to partitioned Parquet on object storage, reshaped with SQL.
+
+mod bench;
+mod config;
+mod generate;
+mod pipeline;
+mod quickstart;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Environment, PipelineConfig};
+use crate::generate::{Generator, GeneratorOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka to partitioned Parquet on object storage, reshaped with SQL"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline as a service until SIGINT or SIGTERM.
+    Run {
+        /// The pipeline file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a pipeline file, its schema and SQL without connecting to anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The example pipeline on an embedded Kafka cluster with generated events.
+    Quickstart {
+        /// Events to generate; without it, runs until Ctrl-C.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Where the datasets are written.
+        #[arg(long, default_value = "weir-quickstart")]
+        out: PathBuf,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        generator: GeneratorArgs,
+        /// Partitions of the embedded topic.
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+    },
+    /// Produce generated click-stream events into a Kafka cluster.
+    Generate {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long, default_value = "clickstream")]
+        topic: String,
+        /// Events to produce; without it, produces until Ctrl-C.
+        #[arg(long)]
+        events: Option<u64>,
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    },
+    /// Measure end-to-end throughput against the raw consume rate, on the embedded cluster.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 96)]
+        partitions: i32,
+        /// Keep the written datasets here (a temporary directory otherwise).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct GeneratorArgs {
+    /// Seed of the generated events.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of malformed messages, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.01)]
+    malformed_ratio: f64,
+    /// Maximum out-of-orderness of event times, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_disorder: Duration,
+}
+
+impl GeneratorArgs {
+    fn options(&self) -> GeneratorOptions {
+        GeneratorOptions {
+            seed: self.seed,
+            malformed_ratio: self.malformed_ratio,
+            max_disorder: self.max_disorder,
+            ..GeneratorOptions::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.command);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, command: &Command) {
+    // The quickstart and bench print a report on stdout; keep their logs to warnings.
+    let default = match command {
+        Command::Run { .. } | Command::Generate { .. } => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A channel that turns true on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = PipelineConfig::load(&config, &Environment)?;
+            let pipeline = pipeline::Pipeline::build(config).await?;
+            let shutdown = shutdown_signal()?;
+            let summary =
+                runtime::run(pipeline, shutdown, Arc::new(runtime::Progress::default())).await?;
+            tracing::info!(
+                events = summary.events_in,
+                dead_letters = summary.dead_letters.values().sum::<u64>(),
+                "committed everything consumed; exiting"
+            );
+            Ok(())
+        }
+        Command::Check { config } => {
+            let config = PipelineConfig::load(&config, &Environment)?;
+            let pipeline = pipeline::Pipeline::build(config).await?;
+            for output in &pipeline.outputs {
+                println!("transform `{}` → {}", output.transform.name(), output.url);
+                for field in output.transform.schema().fields() {
+                    println!(
+                        "  {}: {}{}",
+                        field.name(),
+                        field.data_type(),
+                        if field.is_nullable() { "" } else { " NOT NULL" }
+                    );
+                }
+            }
+            println!("ok");
+            Ok(())
+        }
+        Command::Quickstart {
+            events,
+            out,
+            json,
+            generator,
+            partitions,
+        } => {
+            let options = quickstart::QuickstartOptions {
+                events,
+                out,
+                partitions,
+                generator: generator.options(),
+            };
+            let report = quickstart::quickstart(options, shutdown_signal()?).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Generate {
+            bootstrap_servers,
+            topic,
+            events,
+            generator,
+        } => {
+            let generator = Generator::new(generator.options());
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut shutdown = shutdown_signal()?;
+            {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let _ = shutdown.changed().await;
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            let generated = tokio::task::spawn_blocking(move || {
+                generate::produce(
+                    &bootstrap_servers,
+                    &topic,
+                    &generator,
+                    events,
+                    &stop,
+                    &|_| true,
+                )
+            })
+            .await??;
+            println!("{}", serde_json::to_string(&generated)?);
+            Ok(())
+        }
+        Command::Bench {
+            events,
+            partitions,
+            out,
+            json,
+        } => {
+            let report = bench::bench(events, partitions, out)
+                .await
+                .context("benchmark")?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! A pipeline ready to run: the config loaded, the schema read, every SQL text planned and
+//! every dataset opened. Building one touches no Kafka broker, so all configuration and SQL
+//! errors surface before anything starts.
+
+use weir_ingest::{JsonDecoder, SourceConfig as KafkaConfig};
+use weir_schemas::EventSchema;
+use weir_schemas::schema::FieldType;
+use weir_sink::{Dataset, DatasetOptions, RollPolicy};
+use weir_transform::{PartitionSpec, Partitioner, SqlEngine, Transform, ValidationRules};
+
+use crate::config::{ConfigError, PipelineConfig};
+
+/// One transform and the dataset it feeds.
+pub struct Output {
+    pub transform: Transform,
+    pub partitioner: Partitioner,
+    pub dataset: Dataset,
+    pub url: String,
+}
+
+/// Where dead letters go.
+pub enum DeadLetterTarget {
+    Dataset { dataset: Box<Dataset>, url: String },
+    Topic(String),
+}
+
+pub struct Pipeline {
+    pub name: String,
+    pub kafka: KafkaConfig,
+    pub decoder: JsonDecoder,
+    pub engine: SqlEngine,
+    pub rules: ValidationRules,
+    pub outputs: Vec<Output>,
+    pub dead_letters: DeadLetterTarget,
+    pub config: PipelineConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Schema(#[from] weir_schemas::SchemaError),
+    #[error(transparent)]
+    Sql(#[from] weir_transform::TransformError),
+    #[error(transparent)]
+    Store(#[from] weir_sink::StoreError),
+    #[error("{0}")]
+    Decoder(#[from] weir_ingest::decode::DecoderError),
+}
+
+impl Pipeline {
+    pub async fn build(config: PipelineConfig) -> Result<Self, BuildError> {
+        let config_name = config.path.display().to_string();
+        let schema = EventSchema::load(&config.resolve(&config.source.schema))?;
+        check_event_time(&config, &schema)?;
+
+        let engine = SqlEngine::new(&config.source.table, schema.table_schema())?;
+        let rules: Vec<(String, String)> = config
+            .validation
+            .iter()
+            .map(|r| (r.name.clone(), r.expr.clone()))
+            .collect();
+        let rules = ValidationRules::new(&engine, &rules, &config_name)?;
+
+        let mut outputs = Vec::with_capacity(config.transforms.len());
+        for t in &config.transforms {
+            let transform = engine
+                .transform_file(&t.name, &config.resolve(&t.sql))
+                .await?;
+            let specs: Vec<PartitionSpec> = t
+                .sink
+                .partition_by
+                .iter()
+                .map(|p| PartitionSpec {
+                    name: p.name.clone(),
+                    expr: p.expr.clone(),
+                })
+                .collect();
+            let where_ = format!("{config_name}: transform `{}`", t.name);
+            let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?;
+            let url = config.resolve_url(&t.sink.url);
+            let (store, root) = weir_sink::open_store(&url, &t.sink.storage)?;
+            let options = DatasetOptions {
+                compression: t.sink.compression,
+                row_group_rows: t.sink.row_group_rows,
+                roll: RollPolicy {
+                    target_file_bytes: t.sink.target_file_size.as_u64(),
+                    max_file_rows: t.sink.max_file_rows,
+                    max_file_age: t.sink.max_file_age,
+                },
+                upload_buffer_bytes: upload_buffer(t.sink.target_file_size.as_u64()),
+            };
+            let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
+            outputs.push(Output {
+                transform,
+                partitioner,
+                dataset,
+                url,
+            });
+        }
+
+        let dead_letters = match (&config.dead_letters.url, &config.dead_letters.topic) {
+            (Some(url), _) => {
+                let url = config.resolve_url(url);
+                let (store, root) = weir_sink::open_store(&url, &config.dead_letters.storage)?;
+                let options = DatasetOptions {
+                    compression: weir_sink::Compression::Zstd,
+                    row_group_rows: 64 * 1024,
+                    roll: RollPolicy {
+                        target_file_bytes: 128 << 20,
+                        max_file_rows: u64::MAX,
+                        max_file_age: config.delivery.commit_interval,
+                    },
+                    upload_buffer_bytes: 8 << 20,
+                };
+                let schema = weir_schemas::DeadLetters::schema();
+                DeadLetterTarget::Dataset {
+                    dataset: Box::new(Dataset::new("dead_letters", store, root, &schema, options)),
+                    url,
+                }
+            }
+            (None, Some(topic)) => DeadLetterTarget::Topic(topic.clone()),
+            (None, None) => unreachable!("checked when the config was loaded"),
+        };
+
+        let kafka = KafkaConfig {
+            bootstrap_servers: config.source.bootstrap_servers.clone(),
+            topics: config.source.topics.clone(),
+            group_id: config.source.group_id.clone(),
+            start: config.source.start,
+            properties: config.source.properties.clone(),
+            max_batch_messages: config.source.max_batch_messages,
+            max_batch_bytes: config.source.max_batch_bytes.as_u64() as usize,
+            max_batch_wait: config.source.max_batch_wait,
+        };
+        let decoder = JsonDecoder::new(&schema, config.source.max_batch_messages)?;
+        Ok(Self {
+            name: config.name.clone(),
+            kafka,
+            decoder,
+            engine,
+            rules,
+            outputs,
+            dead_letters,
+            config,
+        })
+    }
+}
+
+/// Uploads switch to multipart past this size; smaller files go up in one request.
+fn upload_buffer(target_file_bytes: u64) -> usize {
+    target_file_bytes.clamp(5 << 20, 16 << 20) as usize
+}
+
+fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {
+    let name = &config.source.event_time;
+    match schema.field(name).map(|f| &f.ty) {
+        Some(FieldType::Timestamp) => Ok(()),
+        Some(other) => Err(ConfigError::Check {
+            path: config.path.clone(),
+            message: format!(
+                "`source.event_time = \"{name}\"`: the field is {other:?} in the schema, expected a timestamp"
+            ),
+        }),
+        None => Err(ConfigError::Check {
+            path: config.path.clone(),
+            message: format!(
+                "`source.event_time = \"{name}\"`: the schema {} has no such field",
+                config.resolve(&config.source.schema).display()
+            ),
+        }),
+    }
+}

@@ -1,0 +1,211 @@
+//! `weir quickstart`: the example pipeline on an embedded Kafka cluster, end to end.
+//!
+//! librdkafka's mock cluster (three brokers on loopback, real Kafka protocol) stands in for
+//! Kafka; the generator produces click-stream events into it, paced by what the pipeline has
+//! consumed so that the mock cluster's small retention never drops an event; the pipeline
+//! from examples/quickstart writes Parquet under `--out`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::mocking::MockCluster;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::PipelineConfig;
+use crate::generate::{Generated, Generator, GeneratorOptions, produce};
+use crate::pipeline::Pipeline;
+use crate::runtime::{Progress, Summary, run};
+
+pub const TOPIC: &str = "clickstream";
+
+/// The example pipeline, compiled in so the quickstart runs from any directory.
+const FILES: &[(&str, &str)] = &[
+    (
+        "pipeline.toml",
+        include_str!("../examples/quickstart/pipeline.toml"),
+    ),
+    (
+        "schema.toml",
+        include_str!("../examples/quickstart/schema.toml"),
+    ),
+    (
+        "sql/clicks.sql",
+        include_str!("../examples/quickstart/sql/clicks.sql"),
+    ),
+    (
+        "sql/product_views.sql",
+        include_str!("../examples/quickstart/sql/product_views.sql"),
+    ),
+];
+
+/// Bytes per partition the producer may run ahead of the consumer: well inside the
+/// ~5 MiB a mock-cluster partition keeps before it deletes old data.
+const AHEAD_BYTES_PER_PARTITION: u64 = 2 << 20;
+
+pub struct QuickstartOptions {
+    pub events: Option<u64>,
+    pub out: PathBuf,
+    pub partitions: i32,
+    pub generator: GeneratorOptions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuickstartReport {
+    pub out: PathBuf,
+    pub generated: Generated,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// An embedded Kafka cluster with one topic.
+pub struct EmbeddedKafka {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl EmbeddedKafka {
+    pub fn start(brokers: i32, topic: &str, partitions: i32) -> anyhow::Result<Self> {
+        let cluster = MockCluster::new(brokers).context("starting the embedded Kafka cluster")?;
+        cluster
+            .create_topic(topic, partitions, brokers.min(3))
+            .with_context(|| format!("creating topic {topic}"))?;
+        Ok(Self { cluster })
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}
+
+pub async fn quickstart(
+    options: QuickstartOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<QuickstartReport> {
+    let kafka = EmbeddedKafka::start(3, TOPIC, options.partitions)?;
+    let bootstrap = kafka.bootstrap_servers();
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let out = options.out.canonicalize()?;
+
+    let example = tempfile::tempdir()?;
+    let config_path = write_example(example.path())?;
+    let vars = BTreeMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
+        ("WEIR_OUT".to_owned(), out.display().to_string()),
+    ]);
+    let config = PipelineConfig::load(&config_path, &vars)?;
+    let pipeline = Pipeline::build(config).await?;
+    let progress = Arc::new(Progress::default());
+
+    let generator = Generator::new(options.generator.clone());
+    let average_event = generator.event(0).payload.len().max(64) as u64;
+    let ahead = options.partitions as u64 * AHEAD_BYTES_PER_PARTITION / average_event;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let progress = progress.clone();
+        let stop = stop.clone();
+        let events = options.events;
+        tokio::task::spawn_blocking(move || {
+            produce(&bootstrap, TOPIC, &generator, events, &stop, &|index| {
+                index < progress.consumed() + ahead
+            })
+        })
+    };
+
+    // Stop the pipeline on Ctrl-C, or once every generated event has been consumed.
+    let (stop_pipeline, pipeline_shutdown) = watch::channel(false);
+    let watcher = {
+        let progress = progress.clone();
+        let stop = stop.clone();
+        let mut shutdown = shutdown;
+        let events = options.events;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {
+                        if events.is_some_and(|n| progress.consumed() >= n) {
+                            break;
+                        }
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let _ = stop_pipeline.send(true);
+        })
+    };
+
+    let summary = run(pipeline, pipeline_shutdown, progress.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    watcher.abort();
+    let generated = producing.await??;
+    let summary = summary?;
+    drop(kafka);
+
+    if options.events.is_some() && summary.events_in != generated.events {
+        bail!(
+            "{} events were generated but {} committed",
+            generated.events,
+            summary.events_in
+        );
+    }
+    Ok(QuickstartReport {
+        out,
+        generated,
+        summary,
+    })
+}
+
+/// Writes the example pipeline into `dir` and returns its pipeline.toml.
+pub fn write_example(dir: &Path) -> anyhow::Result<PathBuf> {
+    for (name, text) in FILES {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("files are in a directory"))?;
+        std::fs::write(&path, text)?;
+    }
+    Ok(dir.join("pipeline.toml"))
+}
+
+impl std::fmt::Display for QuickstartReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.summary;
+        let g = &self.generated;
+        writeln!(
+            f,
+            "weir quickstart: {} events in {:.1} s ({:.0} events/s, {:.1} MB/s)",
+            s.events_in,
+            s.elapsed_seconds,
+            s.events_per_second,
+            s.bytes_in as f64 / 1e6 / s.elapsed_seconds.max(1e-9)
+        )?;
+        writeln!(
+            f,
+            "  generated     {} events: {} valid, {} malformed",
+            g.events,
+            g.valid,
+            g.events - g.valid
+        )?;
+        for (name, d) in &s.datasets {
+            writeln!(
+                f,
+                "  dataset {name:<14} {:>9} rows {:>5} files {:>4} partitions  {}",
+                d.rows, d.files, d.partitions, d.url
+            )?;
+        }
+        let dead: u64 = s.dead_letters.values().sum();
+        writeln!(f, "  dead letters  {dead:>9}  {}", s.dead_letter_target)?;
+        for (reason, count) in &s.dead_letters {
+            writeln!(f, "    {reason:<32} {count:>7}")?;
+        }
+        write!(
+            f,
+            "  read them:    duckdb -c \"SELECT count(*) FROM read_parquet('{}/clicks/**/*.parquet', hive_partitioning = true)\"",
+            self.out.display()
+        )
+    }
+}

@@ -1,0 +1,214 @@
+//! Hive-style partition paths (`dt=2026-11-25/hour=14`) computed from SQL expressions over a
+//! transform's output rows.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::TransformError;
+use crate::transform::SqlEngine;
+
+/// Hive's name for the partition of NULL values; Spark, Trino and DuckDB read it back as NULL.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// One path segment: `name=<value of expr>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpec {
+    pub name: String,
+    pub expr: String,
+}
+
+/// Computes the partition path of each row.
+pub struct Partitioner {
+    parts: Vec<(String, Arc<dyn PhysicalExpr>)>,
+}
+
+impl Partitioner {
+    /// Compiles the specs against `schema`, the rows to partition; `source_name` says where
+    /// they were declared.
+    pub fn new(
+        engine: &SqlEngine,
+        schema: &SchemaRef,
+        specs: &[PartitionSpec],
+        source_name: &str,
+    ) -> Result<Self, TransformError> {
+        let df_schema = SqlEngine::df_schema(schema);
+        let mut parts = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let where_ = format!("{source_name}: partition `{}`", spec.name);
+            let bad_name = spec.name.is_empty()
+                || !spec
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if bad_name {
+                return Err(TransformError::Sql {
+                    source_name: where_,
+                    location: None,
+                    message: "a partition name is letters, digits and `_`".into(),
+                });
+            }
+            if schema.field_with_name(&spec.name).is_ok() {
+                return Err(TransformError::Sql {
+                    source_name: where_,
+                    location: None,
+                    message: format!(
+                        "`{}` is also an output column; readers would see two values for it. \
+                         Rename the partition or the column",
+                        spec.name
+                    ),
+                });
+            }
+            let expr = engine
+                .context()
+                .parse_sql_expr(&spec.expr, &df_schema)
+                .and_then(|e| engine.context().create_physical_expr(e, &df_schema))
+                .map_err(|e| TransformError::sql(&where_, &e))?;
+            parts.push((spec.name.clone(), expr));
+        }
+        Ok(Self { parts })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The path of every row, e.g. `dt=2026-11-25/hour=14`; `None` without partitions.
+    pub fn paths(&self, batch: &RecordBatch) -> Result<Option<StringArray>, DataFusionError> {
+        if self.parts.is_empty() {
+            return Ok(None);
+        }
+        let n = batch.num_rows();
+        let values: Vec<ArrayRef> = self
+            .parts
+            .iter()
+            .map(|(_, expr)| {
+                let array = expr.evaluate(batch)?.into_array(n)?;
+                Ok(cast(&array, &DataType::Utf8)?)
+            })
+            .collect::<Result<_, DataFusionError>>()?;
+        let mut paths = StringBuilder::with_capacity(n, n * 24);
+        let mut path = String::with_capacity(64);
+        for row in 0..n {
+            path.clear();
+            for (i, (name, _)) in self.parts.iter().enumerate() {
+                if i > 0 {
+                    path.push('/');
+                }
+                path.push_str(name);
+                path.push('=');
+                let column = values[i].as_string::<i32>();
+                if column.is_null(row) {
+                    path.push_str(NULL_PARTITION);
+                } else {
+                    escape_into(&mut path, column.value(row));
+                }
+            }
+            paths.append_value(&path);
+        }
+        Ok(Some(paths.finish()))
+    }
+}
+
+/// Escapes a value the way Hive does, so that any string makes one safe path segment.
+fn escape_into(out: &mut String, value: &str) {
+    if value.is_empty() {
+        out.push_str(NULL_PARTITION);
+        return;
+    }
+    for c in value.chars() {
+        let escape = c.is_control()
+            || matches!(
+                c,
+                '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
+            );
+        if escape {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                write!(out, "%{b:02X}").expect("writing to a String");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    #[test]
+    fn paths_from_time_and_column_expressions() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("country", DataType::Utf8, true),
+        ]));
+        let engine = SqlEngine::new("events", schema.clone()).unwrap();
+        let partitioner = Partitioner::new(
+            &engine,
+            &schema,
+            &[
+                PartitionSpec {
+                    name: "dt".into(),
+                    expr: "to_char(ts, '%Y-%m-%d')".into(),
+                },
+                PartitionSpec {
+                    name: "hour".into(),
+                    expr: "to_char(ts, '%H')".into(),
+                },
+                PartitionSpec {
+                    name: "c".into(),
+                    expr: "country".into(),
+                },
+            ],
+            "p.toml",
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![1_795_615_200_000, 0])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![Some("a/b"), None])),
+            ],
+        )
+        .unwrap();
+        let paths = partitioner.paths(&batch).unwrap().unwrap();
+        assert_eq!(paths.value(0), "dt=2026-11-25/hour=14/c=a%2Fb");
+        assert_eq!(
+            paths.value(1),
+            "dt=1970-01-01/hour=00/c=__HIVE_DEFAULT_PARTITION__"
+        );
+    }
+
+    #[test]
+    fn partition_names_may_not_shadow_columns() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("dt", DataType::Utf8, true)]));
+        let engine = SqlEngine::new("events", schema.clone()).unwrap();
+        let err = Partitioner::new(
+            &engine,
+            &schema,
+            &[PartitionSpec {
+                name: "dt".into(),
+                expr: "dt".into(),
+            }],
+            "p.toml",
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("also an output column"), "{err}");
+    }
+}
