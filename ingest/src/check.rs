@@ -506,10 +506,21 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_rejected_not_overflowed() {
-        let mut payload = String::from("{\"id\":\"a\",\"ts\":1,\"x\":");
-        payload.push_str(&"[".repeat(100_000));
-        let r = reject(payload.as_bytes());
-        assert_eq!(r.reason, Reason::InvalidJson);
+    fn deep_nesting_never_overflows_the_stack() {
+        let depth = 100_000;
+        let mut ignored = String::from("{\"id\":\"a\",\"ts\":1,\"x\":");
+        ignored.push_str(&"[".repeat(depth));
+        ignored.push_str(&"]".repeat(depth));
+        ignored.push('}');
+        checker()
+            .check(ignored.as_bytes())
+            .expect("undeclared keys are skipped");
+
+        let mut declared = String::from("{\"id\":\"a\",\"ts\":1,\"tags\":");
+        declared.push_str(&"[".repeat(depth));
+        assert_eq!(reject(declared.as_bytes()).reason, Reason::WrongType);
+
+        let unclosed = format!("{{\"id\":\"a\",\"ts\":1,\"x\":{}", "{\"a\":".repeat(depth));
+        assert_eq!(reject(unclosed.as_bytes()).reason, Reason::InvalidJson);
     }
 }

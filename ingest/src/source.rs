@@ -101,10 +101,16 @@ impl KafkaSource {
                     StartPosition::Latest => "latest",
                 },
             );
-        if !config.properties.contains_key("queued.max.messages.kbytes") {
-            // librdkafka prefetches up to 64 MiB per partition by default; weir bounds memory
-            // itself, so keep the prefetch small.
-            client.set("queued.max.messages.kbytes", "8192");
+        // librdkafka prefetches up to 64 MiB by default; weir bounds memory itself, so keep
+        // the prefetch smaller, and come back quickly once it has drained (after reaching the
+        // limit librdkafka otherwise waits a whole second before fetching again).
+        for (key, value) in [
+            ("queued.max.messages.kbytes", "16384"),
+            ("fetch.queue.backoff.ms", "10"),
+        ] {
+            if !config.properties.contains_key(key) {
+                client.set(key, value);
+            }
         }
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(SourceContext)

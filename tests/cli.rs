@@ -1,0 +1,107 @@
+//! Configuration and SQL mistakes stop weir before it starts, with the file and the place.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A copy of the quickstart example in `dir`, with `edit` applied to one of its files.
+fn example_with(dir: &Path, file: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let src = repo().join("examples/quickstart");
+    for name in [
+        "pipeline.toml",
+        "schema.toml",
+        "sql/clicks.sql",
+        "sql/product_views.sql",
+    ] {
+        let to = dir.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(src.join(name)).unwrap();
+        let text = if name == file { edit(text) } else { text };
+        std::fs::write(to, text).unwrap();
+    }
+    dir.join("pipeline.toml")
+}
+
+fn failing(args: &[&str], config: &Path) -> String {
+    let output = weir()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("WEIR_OUT", config.parent().unwrap().join("out"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "expected a failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_example_pipeline_checks() {
+    let output = weir()
+        .args(["check", "--config"])
+        .arg(repo().join("examples/quickstart/pipeline.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("transform `clicks`") && stdout.contains("product_id: Int64"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_with(dir.path(), "pipeline.toml", |t| {
+        t.replace("group_id =", "grup_id =")
+    });
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("grup_id"))
+        .unwrap()
+        + 1;
+    let stderr = failing(&["run"], &config);
+    assert!(
+        stderr.contains(&format!("pipeline.toml:{line}:")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `grup_id`"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing may be written");
+}
+
+#[test]
+fn sql_error_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_with(dir.path(), "sql/clicks.sql", |t| {
+        t.replace("  referrer,", "  refferer,")
+    });
+    let stderr = failing(&["run"], &config);
+    assert!(stderr.contains("clicks.sql:8:3: "), "{stderr}");
+    assert!(stderr.contains("refferer"), "{stderr}");
+}
+
+#[test]
+fn wrong_event_time_and_missing_schema_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_with(dir.path(), "pipeline.toml", |t| {
+        t.replace("event_time = \"ts\"", "event_time = \"page\"")
+    });
+    let stderr = failing(&["check"], &config);
+    assert!(
+        stderr.contains("event_time") && stderr.contains("expected a timestamp"),
+        "{stderr}"
+    );
+
+    let config = example_with(dir.path(), "pipeline.toml", |t| {
+        t.replace("schema.toml", "nope.toml")
+    });
+    let stderr = failing(&["check"], &config);
+    assert!(stderr.contains("nope.toml"), "{stderr}");
+}

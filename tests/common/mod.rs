@@ -1,0 +1,203 @@
+//! Harness for end-to-end tests: external tools, child processes and waiting on conditions.
+//!
+//! The tools (Python with DuckDB, pyarrow, confluent-kafka and moto; the Tansu broker) are
+//! installed by `scripts/test`, which passes their paths in `WEIR_TEST_PYTHON` and
+//! `WEIR_TEST_TANSU`. A test never skips when one is missing: it fails and says how to get it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool installed by scripts/test.
+pub fn tool(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(path) if Path::new(&path).exists() => PathBuf::from(path),
+        _ => panic!(
+            "{var} does not name an installed tool. Run the suite with `scripts/test`, which \
+             installs Python's duckdb, pyarrow, confluent-kafka and moto, and the Tansu broker."
+        ),
+    }
+}
+
+/// Runs tests/py/weirtest.py with `args`; panics with its output unless it succeeds.
+pub fn weirtest(args: &[&str]) -> String {
+    let output = Command::new(tool("WEIR_TEST_PYTHON"))
+        .arg(repo().join("tests/py/weirtest.py"))
+        .args(args)
+        .output()
+        .expect("running python");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "weirtest.py {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+pub fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// A child process that is killed when the test ends, whatever happens.
+pub struct Process {
+    pub child: Child,
+    pub name: &'static str,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr going to `log`.
+    pub fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("creating a log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("cloning a file handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self { child, name, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("polling a child") {
+            panic!(
+                "{} exited early ({status}):\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("TERM", timeout)
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    pub fn interrupt(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal("INT", timeout)
+    }
+
+    fn signal(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling a child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?} of SIG{signal}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on loopback that nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a loopback port")
+        .port()
+}
+
+/// Polls `condition` until it holds; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_for_listener(process: &mut Process, port: u16) {
+    wait_until(
+        &format!("{} to listen on {port}", process.name),
+        Duration::from_secs(60),
+        || {
+            process.assert_running();
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
+}
+
+/// The sum over the topic's partitions of the group's committed offsets.
+pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("log_level", "3")
+        .create()
+        .expect("creating a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(offsets) => offsets
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum(),
+        Err(_) => -1,
+    }
+}
+
+/// Environment for the test pipeline in tests/fixtures/orders.
+pub fn orders_env(
+    bootstrap: &str,
+    topic: &str,
+    out: &Path,
+    orders_url: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap.into()),
+        ("TOPIC".into(), topic.into()),
+        ("GROUP".into(), format!("weir-test-{topic}")),
+        ("OUT".into(), out.display().to_string()),
+        ("ORDERS_URL".into(), orders_url.into()),
+    ])
+}
+
+/// Reads the `messages` count that `weirtest.py produce` recorded.
+pub fn expected_messages(expected: &Path) -> i64 {
+    let text = std::fs::read_to_string(expected).expect("reading the expectation file");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("expectation JSON");
+    value["messages"].as_i64().expect("a message count")
+}

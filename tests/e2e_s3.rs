@@ -1,0 +1,101 @@
+//! Writing through `s3://` to a real S3 API server (moto) on loopback, consuming from the
+//! embedded Kafka cluster; credentials come from the environment.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rdkafka::mocking::MockCluster;
+
+#[test]
+fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut moto_cmd = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
+    moto_cmd.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let mut moto = Process::start("moto", moto_cmd, dir.path().join("moto.log"));
+    wait_for_listener(&mut moto, port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    weirtest(&[
+        "create-bucket",
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        "weir-test",
+    ]);
+
+    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topic = "orders-s3";
+    cluster
+        .create_topic(topic, 2, 1)
+        .expect("creating the topic");
+    let expected = dir.path().join("expected.json");
+    weirtest(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "2",
+        "--topic-exists",
+        "--expected",
+        expected.to_str().unwrap(),
+    ]);
+    let messages = expected_messages(&expected);
+
+    let out = dir.path().join("out");
+    let mut cmd = weir();
+    cmd.args(["run", "--config"])
+        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
+        .envs(orders_env(
+            &bootstrap,
+            topic,
+            &out,
+            "s3://weir-test/datasets/orders",
+        ))
+        .env("S3_ENDPOINT", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "weir-test")
+        .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
+    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
+    let group = format!("weir-test-{topic}");
+    wait_until(
+        "every offset to be committed",
+        Duration::from_secs(120),
+        || {
+            weir.assert_running();
+            committed_total(&bootstrap, &group, topic, 2) == messages
+        },
+    );
+    let status = weir.terminate(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "weir exited with {status}:\n{}",
+        weir.log_text()
+    );
+    assert!(
+        !weir.log_text().contains("weir-test-secret"),
+        "the secret key leaked into the log"
+    );
+
+    weirtest(&[
+        "verify-s3",
+        "--expected",
+        expected.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        "weir-test",
+        "--prefix",
+        "datasets/orders",
+    ]);
+}

@@ -1,0 +1,88 @@
+//! End to end against an external Kafka-compatible broker (Tansu, SQLite storage), with
+//! events produced by an independent client (Python confluent-kafka) and read back by an
+//! independent reader (DuckDB): exact rows, partition paths and dead letters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut broker_cmd = std::process::Command::new(tool("WEIR_TEST_TANSU"));
+    broker_cmd
+        .arg("broker")
+        .args([
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        // Tansu resolves the SQLite path against its working directory.
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir.path());
+    let mut broker = Process::start("tansu", broker_cmd, dir.path().join("tansu.log"));
+    wait_for_listener(&mut broker, port);
+    let bootstrap = format!("127.0.0.1:{port}");
+
+    let topic = "orders";
+    let expected = dir.path().join("expected.json");
+    weirtest(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "3",
+        "--expected",
+        expected.to_str().unwrap(),
+    ]);
+    let messages = expected_messages(&expected);
+
+    let out = dir.path().join("out");
+    let orders = out.join("orders");
+    let mut cmd = weir();
+    cmd.args(["run", "--config"])
+        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
+        .envs(orders_env(
+            &bootstrap,
+            topic,
+            &out,
+            orders.to_str().unwrap(),
+        ));
+    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
+    let group = format!("weir-test-{topic}");
+    wait_until(
+        "every offset to be committed",
+        Duration::from_secs(120),
+        || {
+            weir.assert_running();
+            committed_total(&bootstrap, &group, topic, 3) == messages
+        },
+    );
+    let status = weir.terminate(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "weir exited with {status}:\n{}",
+        weir.log_text()
+    );
+    broker.assert_running();
+
+    let report = weirtest(&[
+        "verify",
+        "--expected",
+        expected.to_str().unwrap(),
+        "--orders",
+        orders.to_str().unwrap(),
+        "--big-orders",
+        out.join("big_orders").to_str().unwrap(),
+        "--dead-letters",
+        out.join("dead_letters").to_str().unwrap(),
+    ]);
+    eprintln!("{report}");
+}

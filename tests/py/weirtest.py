@@ -1,0 +1,284 @@
+"""Independent producer and reader for weir's end-to-end tests.
+
+Produces known events (good and malformed) with confluent-kafka, and reads what weir wrote
+back with DuckDB or pyarrow, comparing it row for row with what was produced. Nothing here
+uses weir's code: it is the second opinion.
+
+    weirtest.py produce --bootstrap HOST:PORT --topic T --partitions N --expected FILE
+    weirtest.py verify --expected FILE --orders DIR --big-orders DIR --dead-letters DIR
+    weirtest.py verify-s3 --expected FILE --endpoint URL --bucket B --prefix P
+    weirtest.py create-bucket --endpoint URL --bucket B
+    weirtest.py check-quickstart --out DIR --report FILE
+"""
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+UTC = dt.timezone.utc
+
+
+def events():
+    """(key, value, expected) triples; expected is a row dict or a dead-letter reason."""
+    out = []
+    base = dt.datetime(2026, 11, 25, 9, 58, 0, tzinfo=UTC)
+    for i in range(60):
+        ts = base + dt.timedelta(seconds=7 * i, milliseconds=i)
+        event = {
+            "id": f"o-{i:03d}",
+            "user": {"id": 1000 + i % 7, "name": None if i % 5 == 0 else f"name-{i % 7}"},
+            "amount": round(12.5 * i, 2),
+            "tags": [] if i % 3 == 0 else [f"t{j}" for j in range(i % 3)],
+            "unknown_extra": {"ignored": [1, 2, 3]},
+        }
+        # Event times as RFC 3339 (with and without offsets) and as epoch milliseconds.
+        if i % 4 == 0:
+            event["ts"] = int(ts.timestamp() * 1000)
+        elif i % 4 == 1:
+            event["ts"] = ts.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat(timespec="milliseconds")
+        else:
+            event["ts"] = ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if i % 6 == 0:
+            del event["tags"]
+        key = f"user-{event['user']['id']}".encode()
+        expected = {
+            "id": event["id"],
+            "user_id": event["user"]["id"],
+            "user_name": event["user"]["name"],
+            "amount": event["amount"],
+            "tags": event.get("tags"),
+            "ts": ts.replace(microsecond=(ts.microsecond // 1000) * 1000),
+            "kafka_key": key.decode(),
+        }
+        out.append((key, json.dumps(event).encode(), expected))
+    good = {"id": "x", "user": {"id": 1}, "amount": 1.0, "ts": "2026-11-25T10:00:00Z"}
+    bad = [
+        (b"not json at all", "invalid_json"),
+        (json.dumps(good).encode()[:-7], "invalid_json"),
+        (b'{"id":"\xff\xfe","user":{"id":1},"ts":1}', "not_utf8"),
+        (b"[1, 2, 3]", "not_an_object"),
+        (b"", "empty_message"),
+        (None, "empty_message"),
+        (json.dumps({**good, "amount": "12.5"}).encode(), "wrong_type"),
+        (json.dumps({**good, "user": {"id": "seven"}}).encode(), "wrong_type"),
+        (json.dumps({**good, "ts": "yesterday"}).encode(), "wrong_type"),
+        (json.dumps({k: v for k, v in good.items() if k != "id"}).encode(), "missing_field"),
+        (json.dumps({**good, "id": None}).encode(), "missing_field"),
+        (json.dumps({**good, "amount": -5.0}).encode(), "rule:non_negative_amount"),
+        # Deep nesting under an undeclared key is skipped, not recursed into; without an
+        # amount the row then fails the rule.
+        (b'{"id":"deep","ts":1,"user":{"id":1},"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+         "rule:non_negative_amount"),
+        (json.dumps({**good, "tags": [[["x"]]]}).encode(), "wrong_type"),
+        (json.dumps({**good, "id": "y" * 500_000}).encode()[:-1], "invalid_json"),
+    ]
+    for n, (value, reason) in enumerate(bad):
+        out.insert(7 * n + 3, (f"bad-{n}".encode(), value, reason))
+    return out
+
+
+def produce(args):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    if not args.topic_exists:
+        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)])
+        for f in futures.values():
+            f.result(timeout=30)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 5})
+    delivered = []
+    failures = []
+
+    def on_delivery(err, msg, expected):
+        if err is not None:
+            failures.append(str(err))
+        else:
+            delivered.append((msg.partition(), msg.offset(), expected))
+
+    for key, value, expected in events():
+        producer.produce(args.topic, key=key, value=value,
+                         on_delivery=lambda err, msg, e=(expected, value): on_delivery(err, msg, e))
+    producer.flush(30)
+    if failures or len(delivered) != len(events()):
+        sys.exit(f"produce failed: {failures}, delivered {len(delivered)}")
+    rows, dead = [], []
+    for partition, offset, (expected, value) in delivered:
+        if isinstance(expected, dict):
+            row = dict(expected, kafka_partition=partition, kafka_offset=offset)
+            row["ts"] = row["ts"].isoformat()
+            rows.append(row)
+        else:
+            dead.append({"partition": partition, "offset": offset, "reason": expected,
+                         "payload": None if value is None else value.hex()})
+    with open(args.expected, "w") as f:
+        json.dump({"rows": rows, "dead_letters": dead, "messages": len(delivered)}, f)
+
+
+def short(value):
+    text = repr(value)
+    return text if len(text) < 300 else text[:150] + " ... " + text[-100:]
+
+
+def expect_equal(what, got, want):
+    if got != want:
+        missing = [short(w) for w in want if w not in got]
+        extra = [short(g) for g in got if g not in want]
+        sys.exit(f"{what} differ:\n  missing {missing[:5]}\n  unexpected {extra[:5]}\n  ({len(got)} read, {len(want)} expected)")
+
+
+def duck():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def records(con, sql):
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def hive(path):
+    return f"read_parquet('{path}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false)"
+
+
+def verify(args):
+    with open(args.expected) as f:
+        expected = json.load(f)
+    con = duck()
+    orders = records(con, f"""
+        SELECT id, user_id, user_name, amount, tags, epoch_ms(ts) AS ts, kafka_key, kafka_partition,
+               kafka_offset, dt, hour,
+               strftime(ts::TIMESTAMP, '%Y-%m-%d') AS ts_day, strftime(ts::TIMESTAMP, '%H') AS ts_hour
+        FROM {hive(args.orders)} ORDER BY id""")
+    got = []
+    for row in orders:
+        # The partition path must agree with the event time in the row.
+        if (row.pop("dt"), row.pop("hour")) != (row.pop("ts_day"), row.pop("ts_hour")):
+            sys.exit(f"row in the wrong partition: {row}")
+        got.append(row)
+    want = []
+    for r in sorted(expected["rows"], key=lambda r: r["id"]):
+        r = dict(r)
+        r["ts"] = int(dt.datetime.fromisoformat(r["ts"]).timestamp() * 1000)
+        want.append(r)
+    expect_equal("orders rows", got, want)
+
+    big = con.execute(
+        f"SELECT id, amount FROM read_parquet('{args.big_orders}/**/*.parquet') ORDER BY id"
+    ).fetchall()
+    expect_equal("big_orders rows", [(i, a) for i, a in big],
+                 [(r["id"], r["amount"]) for r in want if r["amount"] > 500])
+
+    dead = con.execute(
+        f"SELECT partition, \"offset\", reason, payload FROM read_parquet('{args.dead_letters}/**/*.parquet') "
+        "ORDER BY partition, \"offset\""
+    ).fetchall()
+    got_dead = [{"partition": p, "offset": o, "reason": r, "payload": None if v is None else bytes(v).hex()}
+                for p, o, r, v in dead]
+    want_dead = sorted(expected["dead_letters"], key=lambda d: (d["partition"], d["offset"]))
+    expect_equal("dead letters", got_dead, want_dead)
+    print(f"verified {len(got)} rows, {len(big)} big orders, {len(got_dead)} dead letters")
+
+
+def create_bucket(args):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=args.endpoint, region_name="us-east-1",
+                      aws_access_key_id="weir-test", aws_secret_access_key="weir-test-secret")
+    s3.create_bucket(Bucket=args.bucket)
+
+
+def verify_s3(args):
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    with open(args.expected) as f:
+        expected = json.load(f)
+    s3 = fs.S3FileSystem(endpoint_override=args.endpoint, scheme="http", region="us-east-1",
+                         access_key="weir-test", secret_key="weir-test-secret")
+    files = [i.path for i in s3.get_file_info(fs.FileSelector(f"{args.bucket}/{args.prefix}", recursive=True))
+             if i.type == fs.FileType.File]
+    if not files or any(not f.endswith(".parquet") for f in files):
+        sys.exit(f"unexpected objects under the prefix: {files}")
+    table = ds.dataset(f"{args.bucket}/{args.prefix}", filesystem=s3, format="parquet",
+                       partitioning="hive").to_table()
+    got = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in table.to_pylist())
+    want = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in expected["rows"])
+    expect_equal("S3 rows", got, want)
+    print(f"verified {len(got)} rows in {len(files)} S3 objects")
+
+
+def check_quickstart(args):
+    with open(args.report) as f:
+        report = json.load(f)
+    con = duck()
+    out = args.out
+    clicks = hive(f"{out}/clicks")
+    total, distinct, bad_paths = con.execute(
+        f"SELECT count(*), count(DISTINCT event_id), "
+        f"count(*) FILTER (WHERE dt <> strftime(ts::TIMESTAMP, '%Y-%m-%d') OR hour <> strftime(ts::TIMESTAMP, '%H')) "
+        f"FROM {clicks}"
+    ).fetchone()
+    generated = report["generated"]
+    if not args.interrupted:
+        assert total == generated["valid"], (total, generated)
+    assert distinct == total, ("duplicate event ids", distinct, total)
+    assert bad_paths == 0, f"{bad_paths} rows in the wrong partition"
+    views = con.execute(
+        f"SELECT count(*) FROM {hive(out + '/product_views')}"
+    ).fetchone()[0]
+    product_clicks = con.execute(f"SELECT count(*) FROM {clicks} WHERE page LIKE '/product/%'").fetchone()[0]
+    assert views == product_clicks, (views, product_clicks)
+    dead = dict(con.execute(
+        f"SELECT reason, count(*) FROM read_parquet('{out}/dead_letters/**/*.parquet') GROUP BY reason"
+    ).fetchall())
+    if not args.interrupted:
+        assert dead == generated["malformed"], (dead, generated["malformed"])
+    assert dead == report["dead_letters"], (dead, report["dead_letters"])
+    # Every committed event is a row or a dead letter: nothing lost, nothing twice.
+    assert total + sum(dead.values()) == report["events_in"], (total, dead, report["events_in"])
+    payloads = con.execute(
+        f"SELECT count(*) FROM read_parquet('{out}/dead_letters/**/*.parquet') WHERE payload IS NULL"
+    ).fetchone()[0]
+    assert payloads == 0, "dead letters lost their payload"
+    print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("produce")
+    s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--partitions", type=int, default=3)
+    s.add_argument("--topic-exists", action="store_true", help="the topic was created by the harness")
+    s.add_argument("--expected", required=True)
+    s = sub.add_parser("verify")
+    s.add_argument("--expected", required=True)
+    s.add_argument("--orders", required=True)
+    s.add_argument("--big-orders", required=True)
+    s.add_argument("--dead-letters", required=True)
+    s = sub.add_parser("create-bucket")
+    s.add_argument("--endpoint", required=True)
+    s.add_argument("--bucket", required=True)
+    s = sub.add_parser("verify-s3")
+    s.add_argument("--expected", required=True)
+    s.add_argument("--endpoint", required=True)
+    s.add_argument("--bucket", required=True)
+    s.add_argument("--prefix", required=True)
+    s = sub.add_parser("check-quickstart")
+    s.add_argument("--out", required=True)
+    s.add_argument("--report", required=True)
+    s.add_argument("--interrupted", action="store_true", help="the run was stopped with Ctrl-C")
+    args = p.parse_args()
+    {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
+     "check-quickstart": check_quickstart}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
