@@ -55,21 +55,13 @@ fn rejected_messages_reach_the_dead_letter_topic_unchanged() {
         &out,
         out.join("orders").to_str().unwrap(),
     ));
-    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
-    let group = format!("weir-test-{topic}");
-    wait_until(
-        "every offset to be committed",
-        Duration::from_secs(120),
-        || {
-            weir.assert_running();
-            committed_total(&bootstrap, &group, topic, 2) == messages
-        },
-    );
-    let status = weir.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "weir exited with {status}:\n{}",
-        weir.log_text()
+    run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        &bootstrap,
+        topic,
+        2,
+        messages,
     );
 
     let want: serde_json::Value =

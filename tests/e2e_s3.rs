@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::mocking::MockCluster;
@@ -66,24 +67,16 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
         .env("S3_ENDPOINT", &endpoint)
         .env("AWS_ACCESS_KEY_ID", "weir-test")
         .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
-    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
-    let group = format!("weir-test-{topic}");
-    wait_until(
-        "every offset to be committed",
-        Duration::from_secs(120),
-        || {
-            weir.assert_running();
-            committed_total(&bootstrap, &group, topic, 2) == messages
-        },
-    );
-    let status = weir.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "weir exited with {status}:\n{}",
-        weir.log_text()
+    let log = run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        &bootstrap,
+        topic,
+        2,
+        messages,
     );
     assert!(
-        !weir.log_text().contains("weir-test-secret"),
+        !log.contains("weir-test-secret"),
         "the secret key leaked into the log"
     );
 
@@ -98,4 +91,88 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
         "--prefix",
         "datasets/orders",
     ]);
+}
+
+#[test]
+fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto(dir.path());
+    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topic = "orders-no-bucket";
+    cluster
+        .create_topic(topic, 1, 1)
+        .expect("creating the topic");
+    let expected = dir.path().join("expected.json");
+    weirtest(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "1",
+        "--topic-exists",
+        "--expected",
+        expected.to_str().unwrap(),
+    ]);
+
+    let out = dir.path().join("out");
+    let mut cmd = weir();
+    cmd.args(["run", "--config"])
+        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
+        .envs(orders_env(
+            &bootstrap,
+            topic,
+            &out,
+            "s3://no-such-bucket/orders",
+        ))
+        .env("S3_ENDPOINT", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "weir-test")
+        .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
+    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = weir.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir kept running:\n{}",
+            weir.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = weir.log_text();
+    assert!(!status.success(), "weir must fail:\n{log}");
+    assert!(
+        log.contains("dataset `orders`") && log.contains("no-such-bucket"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("weir-test-secret"),
+        "the secret key leaked into the log"
+    );
+    let committed = committed_total(&bootstrap, &format!("weir-test-{topic}"), topic, 1);
+    assert!(
+        committed <= 0,
+        "offsets of unwritten rows were committed: {committed}"
+    );
+}
+
+/// A moto S3 server on a free loopback port, and its endpoint URL.
+fn start_moto(dir: &Path) -> (Process, String) {
+    let port = free_port();
+    let mut command = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
+    command.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let mut moto = Process::start("moto", command, dir.join("moto.log"));
+    wait_for_listener(&mut moto, port);
+    (moto, format!("http://127.0.0.1:{port}"))
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 #[test]
@@ -55,21 +53,13 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
             &out,
             orders.to_str().unwrap(),
         ));
-    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
-    let group = format!("weir-test-{topic}");
-    wait_until(
-        "every offset to be committed",
-        Duration::from_secs(120),
-        || {
-            weir.assert_running();
-            committed_total(&bootstrap, &group, topic, 3) == messages
-        },
-    );
-    let status = weir.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "weir exited with {status}:\n{}",
-        weir.log_text()
+    run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        &bootstrap,
+        topic,
+        3,
+        messages,
     );
     broker.assert_running();
 

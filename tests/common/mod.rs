@@ -201,3 +201,32 @@ pub fn expected_messages(expected: &Path) -> i64 {
     let value: serde_json::Value = serde_json::from_str(&text).expect("expectation JSON");
     value["messages"].as_i64().expect("a message count")
 }
+
+/// Runs `weir run` (as `command`) until its group has committed all `messages` of `topic`,
+/// then stops it with SIGTERM and checks that it exited cleanly. Returns its log.
+pub fn run_until_committed(
+    command: Command,
+    log: PathBuf,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    messages: i64,
+) -> String {
+    let mut weir = Process::start("weir", command, log);
+    let group = format!("weir-test-{topic}");
+    wait_until(
+        "every offset to be committed",
+        Duration::from_secs(120),
+        || {
+            weir.assert_running();
+            committed_total(bootstrap, &group, topic, partitions) == messages
+        },
+    );
+    let status = weir.terminate(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "weir exited with {status}:\n{}",
+        weir.log_text()
+    );
+    weir.log_text()
+}
