@@ -179,7 +179,10 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 runtime::run(pipeline, shutdown, Arc::new(runtime::Progress::default())).await?;
             tracing::info!(
                 events = summary.events_in,
-                dead_letters = summary.dead_letters.values().sum::<u64>(),
+                checkpoints = summary.checkpoints,
+                backpressure_pauses = summary.backpressure_pauses,
+                dead_letters = ?summary.dead_letters,
+                datasets = %serde_json::to_string(&summary.datasets)?,
                 "committed everything consumed; exiting"
             );
             Ok(())

@@ -45,15 +45,17 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
     let out = dir.path().join("out");
     let orders = out.join("orders");
     let mut cmd = weir();
-    cmd.args(["run", "--config"])
+    cmd.args(["--log-format", "json", "run", "--config"])
         .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
         .envs(orders_env(
             &bootstrap,
             topic,
             &out,
             orders.to_str().unwrap(),
-        ));
-    run_until_committed(
+        ))
+        // Any buffered row exceeds this: every batch forces a checkpoint of its own.
+        .env("MAX_BUFFERED", "1B");
+    let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
         &bootstrap,
@@ -62,6 +64,20 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
         messages,
     );
     broker.assert_running();
+
+    // The JSON log's last word: every batch (of at most 16 messages) was checkpointed.
+    let stopped: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "committed everything consumed; exiting")
+        .unwrap_or_else(|| panic!("no final log line:\n{log}"));
+    let checkpoints = stopped["fields"]["checkpoints"].as_u64().unwrap();
+    assert!(checkpoints >= messages as u64 / 16, "{stopped}");
+    assert_eq!(
+        stopped["fields"]["events"].as_i64(),
+        Some(messages),
+        "{stopped}"
+    );
 
     let report = weirtest(&[
         "verify",

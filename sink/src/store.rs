@@ -139,6 +139,30 @@ mod tests {
     }
 
     #[test]
+    fn cloud_urls_open_with_their_prefix_and_reject_unknown_options() {
+        let options = BTreeMap::from([
+            ("aws_region".to_owned(), "eu-west-1".to_owned()),
+            ("aws_access_key_id".to_owned(), "id".to_owned()),
+            ("aws_secret_access_key".to_owned(), "secret".to_owned()),
+        ]);
+        let (_, root) = open_store("s3://bucket/data/clicks", &options).unwrap();
+        assert_eq!(root.as_ref(), "data/clicks");
+        let options = BTreeMap::from([
+            ("azure_storage_account_name".to_owned(), "acct".to_owned()),
+            ("azure_storage_account_key".to_owned(), "a2V5".to_owned()),
+        ]);
+        let (_, root) = open_store("az://container/clicks", &options).unwrap();
+        assert_eq!(root.as_ref(), "clicks");
+        let bad = BTreeMap::from([("aws_endpont".to_owned(), "http://x".to_owned())]);
+        let err = open_store("s3://bucket/x", &bad).err().unwrap().to_string();
+        assert!(
+            err.contains("unknown storage option `aws_endpont`"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
     fn unknown_schemes_are_rejected_with_the_url() {
         let err = open_store("ftp://host/x", &BTreeMap::new()).err().unwrap();
         assert!(err.to_string().contains("ftp://host/x"), "{err}");
