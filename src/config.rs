@@ -51,6 +51,9 @@ pub struct PipelineConfig {
     pub base_dir: PathBuf,
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file as written, to place errors found after parsing.
+    #[serde(skip)]
+    text: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,7 +243,8 @@ impl PipelineConfig {
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.path = path.to_owned();
-        config.check(&text)?;
+        config.text = text;
+        config.check()?;
         Ok(config)
     }
 
@@ -263,17 +267,8 @@ impl PipelineConfig {
     }
 
     /// Checks that serde cannot express; `text` places the errors.
-    fn check(&self, text: &str) -> Result<(), ConfigError> {
-        let fail = |key: &str, message: String| {
-            let line = find_line(text, key);
-            match line {
-                Some(line) => invalid(&self.path, text, line, message),
-                None => ConfigError::Check {
-                    path: self.path.clone(),
-                    message,
-                },
-            }
-        };
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| self.error_at(key, message);
         if self.source.topics.is_empty() {
             return Err(fail("topics", "`source.topics` lists no topic".into()));
         }
@@ -333,6 +328,19 @@ impl PipelineConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl PipelineConfig {
+    /// An error placed at the first line of the file that mentions `needle`.
+    pub fn error_at(&self, needle: &str, message: String) -> ConfigError {
+        match find_line(&self.text, needle) {
+            Some(line) => invalid(&self.path, &self.text, line, message),
+            None => ConfigError::Check {
+                path: self.path.clone(),
+                message,
+            },
+        }
     }
 }
 

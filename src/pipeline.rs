@@ -52,7 +52,11 @@ pub enum BuildError {
 impl Pipeline {
     pub async fn build(config: PipelineConfig) -> Result<Self, BuildError> {
         let config_name = config.path.display().to_string();
-        let schema = EventSchema::load(&config.resolve(&config.source.schema))?;
+        let schema_path = config.resolve(&config.source.schema);
+        if !schema_path.is_file() {
+            return Err(missing_file(&config, &config.source.schema, "schema file").into());
+        }
+        let schema = EventSchema::load(&schema_path)?;
         check_event_time(&config, &schema)?;
 
         let engine = SqlEngine::new(&config.source.table, schema.table_schema())?;
@@ -65,9 +69,12 @@ impl Pipeline {
 
         let mut outputs = Vec::with_capacity(config.transforms.len());
         for t in &config.transforms {
-            let transform = engine
-                .transform_file(&t.name, &config.resolve(&t.sql))
-                .await?;
+            let sql_path = config.resolve(&t.sql);
+            if !sql_path.is_file() {
+                let what = format!("SQL file of transform `{}`", t.name);
+                return Err(missing_file(&config, &t.sql, &what).into());
+            }
+            let transform = engine.transform_file(&t.name, &sql_path).await?;
             let specs: Vec<PartitionSpec> = t
                 .sink
                 .partition_by
@@ -148,6 +155,17 @@ impl Pipeline {
     }
 }
 
+fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> ConfigError {
+    let written = path.display().to_string();
+    config.error_at(
+        &format!("\"{written}\""),
+        format!(
+            "the {what} `{written}` does not exist (looked for {})",
+            config.resolve(path).display()
+        ),
+    )
+}
+
 /// Uploads switch to multipart past this size; smaller files go up in one request.
 fn upload_buffer(target_file_bytes: u64) -> usize {
     target_file_bytes.clamp(5 << 20, 16 << 20) as usize
@@ -155,20 +173,15 @@ fn upload_buffer(target_file_bytes: u64) -> usize {
 
 fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {
     let name = &config.source.event_time;
-    match schema.field(name).map(|f| &f.ty) {
-        Some(FieldType::Timestamp) => Ok(()),
-        Some(other) => Err(ConfigError::Check {
-            path: config.path.clone(),
-            message: format!(
-                "`source.event_time = \"{name}\"`: the field is {other:?} in the schema, expected a timestamp"
-            ),
-        }),
-        None => Err(ConfigError::Check {
-            path: config.path.clone(),
-            message: format!(
-                "`source.event_time = \"{name}\"`: the schema {} has no such field",
-                config.resolve(&config.source.schema).display()
-            ),
-        }),
-    }
+    let message = match schema.field(name).map(|f| &f.ty) {
+        Some(FieldType::Timestamp) => return Ok(()),
+        Some(other) => format!(
+            "`event_time`: the field `{name}` is {other:?} in the schema, expected a timestamp"
+        ),
+        None => format!(
+            "`event_time`: the schema {} has no field `{name}`",
+            config.resolve(&config.source.schema).display()
+        ),
+    };
+    Err(config.error_at("event_time", message))
 }

@@ -103,5 +103,19 @@ fn wrong_event_time_and_missing_schema_are_explained() {
         t.replace("schema.toml", "nope.toml")
     });
     let stderr = failing(&["check"], &config);
-    assert!(stderr.contains("nope.toml"), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.toml:12: the schema file `nope.toml` does not exist"),
+        "{stderr}"
+    );
+
+    let config = example_with(dir.path(), "pipeline.toml", |t| {
+        t.replace("sql/clicks.sql", "sql/click.sql")
+    });
+    let stderr = failing(&["check"], &config);
+    assert!(
+        stderr.contains(
+            "pipeline.toml:23: the SQL file of transform `clicks` `sql/click.sql` does not exist"
+        ),
+        "{stderr}"
+    );
 }
