@@ -16,7 +16,8 @@ use crate::config::PipelineConfig;
 use crate::generate::{Generator, GeneratorOptions, produce};
 use crate::pipeline::Pipeline;
 use crate::quickstart::{EmbeddedKafka, TOPIC};
-use crate::runtime::{Progress, run};
+use crate::runtime::run;
+use weir_ingest::SourceStats;
 
 /// What a mock-cluster partition holds safely (it deletes past ~5 MiB).
 const PARTITION_CAPACITY: u64 = 4 << 20;
@@ -104,7 +105,7 @@ pub async fn bench(
     ]);
     let config = PipelineConfig::load(&config_path, &vars)?;
     let pipeline = Pipeline::build(config).await?;
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(SourceStats::default());
     let (stop, shutdown) = watch::channel(false);
     // Rates are measured from the first message, so the consumer group's join (seconds on
     // any cluster) does not dilute them; the raw consumer is measured the same way.
@@ -112,11 +113,11 @@ pub async fn bench(
         let progress = progress.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(5));
-            while progress.consumed() == 0 {
+            while progress.messages() == 0 {
                 tick.tick().await;
             }
             let first_message = Instant::now();
-            while progress.consumed() < events {
+            while progress.messages() < events {
                 tick.tick().await;
             }
             let _ = stop.send(true);

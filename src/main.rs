@@ -175,8 +175,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let config = PipelineConfig::load(&config, &Environment)?;
             let pipeline = pipeline::Pipeline::build(config).await?;
             let shutdown = shutdown_signal()?;
-            let summary =
-                runtime::run(pipeline, shutdown, Arc::new(runtime::Progress::default())).await?;
+            let summary = runtime::run(
+                pipeline,
+                shutdown,
+                Arc::new(weir_ingest::SourceStats::default()),
+            )
+            .await?;
             tracing::info!(
                 events = summary.events_in,
                 checkpoints = summary.checkpoints,

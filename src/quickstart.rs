@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use crate::config::PipelineConfig;
 use crate::generate::{Generated, Generator, GeneratorOptions, produce};
 use crate::pipeline::Pipeline;
-use crate::runtime::{Progress, Summary, run};
+use crate::runtime::{Summary, run};
+use weir_ingest::SourceStats;
 
 pub const TOPIC: &str = "clickstream";
 
@@ -99,7 +100,7 @@ pub async fn quickstart(
     ]);
     let config = PipelineConfig::load(&config_path, &vars)?;
     let pipeline = Pipeline::build(config).await?;
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(SourceStats::default());
 
     let generator = Generator::new(options.generator.clone());
     let average_event = generator.event(0).payload.len().max(64) as u64;
@@ -111,7 +112,7 @@ pub async fn quickstart(
         let events = options.events;
         tokio::task::spawn_blocking(move || {
             produce(&bootstrap, TOPIC, &generator, events, &stop, &|index| {
-                index < progress.consumed() + ahead
+                index < progress.messages() + ahead
             })
         })
     };
@@ -129,7 +130,7 @@ pub async fn quickstart(
                 tokio::select! {
                     _ = shutdown.changed() => break,
                     _ = tick.tick() => {
-                        if events.is_some_and(|n| progress.consumed() >= n) {
+                        if events.is_some_and(|n| progress.messages() >= n) {
                             break;
                         }
                     }

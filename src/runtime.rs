@@ -31,18 +31,6 @@ pub enum RunError {
     ReaderPanicked,
 }
 
-/// Progress counters, shared with whoever watches the pipeline (quickstart, tests).
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub source: Arc<SourceStats>,
-}
-
-impl Progress {
-    pub fn consumed(&self) -> u64 {
-        self.source.messages.load(Ordering::Relaxed)
-    }
-}
-
 /// What a run did; printed by the quickstart and returned to tests.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -68,11 +56,11 @@ pub struct DatasetSummary {
 }
 
 /// Runs until `shutdown` turns true (or the reader fails), then drains, checkpoints and
-/// returns what it did.
+/// returns what it did. `progress` counts what was consumed, for whoever watches.
 pub async fn run(
     pipeline: Pipeline,
     mut shutdown: watch::Receiver<bool>,
-    progress: Arc<Progress>,
+    progress: Arc<SourceStats>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let Pipeline {
@@ -96,13 +84,7 @@ pub async fn run(
     let source = Arc::new(KafkaSource::connect(kafka.clone())?);
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = mpsc::channel::<SourceBatch>(2);
-    let reader = spawn_reader(
-        source.clone(),
-        decoder,
-        tx,
-        stop.clone(),
-        progress.source.clone(),
-    );
+    let reader = spawn_reader(source.clone(), decoder, tx, stop.clone(), progress.clone());
     tracing::info!(pipeline = %name, topics = ?kafka.topics, "pipeline started");
 
     let mut state = State {
@@ -171,8 +153,8 @@ pub async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let mut summary = state.summary;
     summary.pipeline = name;
-    summary.bytes_in = progress.source.bytes.load(Ordering::Relaxed);
-    summary.backpressure_pauses = progress.source.backpressure_pauses.load(Ordering::Relaxed);
+    summary.bytes_in = progress.bytes.load(Ordering::Relaxed);
+    summary.backpressure_pauses = progress.backpressure_pauses.load(Ordering::Relaxed);
     summary.elapsed_seconds = elapsed;
     summary.events_per_second = if elapsed > 0.0 {
         summary.events_in as f64 / elapsed

@@ -59,6 +59,13 @@ pub struct SourceStats {
     pub backpressure_pauses: AtomicU64,
 }
 
+impl SourceStats {
+    /// Messages consumed so far.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+}
+
 struct SourceContext;
 
 impl ClientContext for SourceContext {
