@@ -13,6 +13,7 @@ use std::time::Instant;
 use arrow::array::{RecordBatch, StringArray};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::{KafkaSource, SourceBatch, SourceStats, spawn_reader};
 use weir_schemas::{DeadLetters, OffsetRanges, Reason};
@@ -198,8 +199,12 @@ struct State {
 
 impl State {
     async fn process(&mut self, batch: SourceBatch) -> Result<(), RunError> {
+        let span = tracing::debug_span!("batch", messages = batch.messages.len());
+        self.process_batch(batch).instrument(span).await
+    }
+
+    async fn process_batch(&mut self, batch: SourceBatch) -> Result<(), RunError> {
         let SourceBatch { decoded, messages } = batch;
-        let _span = tracing::debug_span!("batch", messages = messages.len()).entered();
         self.pending.merge(&messages.ranges);
         self.pending_dead.extend(decoded.dead_letters);
         if decoded.batch.num_rows() == 0 {
@@ -207,7 +212,8 @@ impl State {
         }
         // Compute everything before writing anything: a SQL failure must not leave some
         // datasets written and the batch dead-lettered as well.
-        match self.compute(decoded.batch).await {
+        let transform = tracing::debug_span!("transform", rows = decoded.batch.num_rows());
+        match self.compute(decoded.batch).instrument(transform).await {
             Ok((computed, failed)) => {
                 for (row, rule, detail) in failed {
                     let message = decoded.rows[row] as usize;
@@ -218,12 +224,16 @@ impl State {
                     ));
                 }
                 for (output, parts) in self.outputs.iter_mut().zip(computed) {
-                    let _span =
-                        tracing::debug_span!("write", dataset = output.transform.name()).entered();
-                    for (batch, paths) in parts {
-                        output.dataset.write(&batch, paths.as_ref()).await?;
+                    let span = tracing::debug_span!("write", dataset = output.transform.name());
+                    let dataset = &mut output.dataset;
+                    async {
+                        for (batch, paths) in parts {
+                            dataset.write(&batch, paths.as_ref()).await?;
+                        }
+                        dataset.roll_aged().await
                     }
-                    output.dataset.roll_aged().await?;
+                    .instrument(span)
+                    .await?;
                 }
             }
             Err(error) => {
@@ -285,6 +295,11 @@ impl State {
 
     /// Closes every open file, makes dead letters durable, then commits the offsets.
     async fn checkpoint(&mut self) -> Result<(), RunError> {
+        let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
+        self.checkpoint_now().instrument(span).await
+    }
+
+    async fn checkpoint_now(&mut self) -> Result<(), RunError> {
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -14,6 +14,7 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::SinkError;
 
@@ -226,12 +227,17 @@ impl Dataset {
             rows,
             ..
         } = file;
-        let _span = tracing::debug_span!("close_file", dataset = %self.name, %path, rows).entered();
-        let metadata = writer.finish().await.map_err(|source| SinkError::Write {
-            dataset: self.name.clone(),
-            path: path.to_string(),
-            source,
-        })?;
+        let span = tracing::debug_span!("close_file", dataset = %self.name, %path, rows);
+        let metadata =
+            writer
+                .finish()
+                .instrument(span)
+                .await
+                .map_err(|source| SinkError::Write {
+                    dataset: self.name.clone(),
+                    path: path.to_string(),
+                    source,
+                })?;
         debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
         self.partitions.insert(partition.clone());
         self.written.push(WrittenFile {
