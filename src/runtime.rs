@@ -74,13 +74,17 @@ pub async fn run(
         dead_letters,
         config,
     } = pipeline;
-    let dead_letter_topic = match &dead_letters {
-        DeadLetterTarget::Topic(topic) => Some(DeadLetterTopic::new(
+    let dead_letter_target = match &dead_letters {
+        DeadLetterTarget::Dataset { url, .. } => url.clone(),
+        DeadLetterTarget::Topic(topic) => format!("kafka topic {topic}"),
+    };
+    let dead_letters = match dead_letters {
+        DeadLetterTarget::Dataset { dataset, .. } => DeadLetterSink::Dataset(dataset),
+        DeadLetterTarget::Topic(topic) => DeadLetterSink::Topic(DeadLetterTopic::new(
             &kafka.bootstrap_servers,
             &kafka.properties,
-            topic,
+            &topic,
         )?),
-        DeadLetterTarget::Dataset { .. } => None,
     };
     let source = Arc::new(KafkaSource::connect(kafka.clone())?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,7 +97,6 @@ pub async fn run(
         rules,
         outputs,
         dead_letters,
-        dead_letter_topic,
         source,
         pending: OffsetRanges::default(),
         pending_dead: DeadLetters::default(),
@@ -170,16 +173,19 @@ pub async fn run(
         entry.url = output.url.clone();
         entry.partitions = output.dataset.partitions().len();
     }
-    summary.dead_letter_target = match &state.dead_letters {
-        DeadLetterTarget::Dataset { url, .. } => url.clone(),
-        DeadLetterTarget::Topic(topic) => format!("kafka topic {topic}"),
-    };
+    summary.dead_letter_target = dead_letter_target;
     tracing::info!(
         events = summary.events_in,
         elapsed_seconds = elapsed,
         "pipeline stopped"
     );
     Ok(summary)
+}
+
+/// Where the run writes dead letters.
+enum DeadLetterSink {
+    Dataset(Box<weir_sink::Dataset>),
+    Topic(DeadLetterTopic),
 }
 
 /// The rows of one transform's output with the partition path of each.
@@ -189,8 +195,7 @@ struct State {
     engine: SqlEngine,
     rules: ValidationRules,
     outputs: Vec<Output>,
-    dead_letters: DeadLetterTarget,
-    dead_letter_topic: Option<DeadLetterTopic>,
+    dead_letters: DeadLetterSink,
     source: Arc<KafkaSource>,
     pending: OffsetRanges,
     pending_dead: DeadLetters,
@@ -319,14 +324,21 @@ impl State {
         }
         let dead = self.pending_dead.take();
         if !dead.is_empty() {
-            match (&mut self.dead_letters, &self.dead_letter_topic) {
-                (_, Some(topic)) => topic.send(&dead).await?,
-                (DeadLetterTarget::Dataset { dataset, .. }, None) => {
-                    let now = chrono::Utc::now().timestamp_millis();
-                    dataset.write(&dead.to_batch(now), None).await?;
+            match &mut self.dead_letters {
+                DeadLetterSink::Topic(topic) => topic.send(&dead).await?,
+                DeadLetterSink::Dataset(dataset) => {
+                    // Partitioned by the day they were dead-lettered, so a service running
+                    // for months keeps a browsable dataset.
+                    let now = chrono::Utc::now();
+                    let day = StringArray::from(vec![
+                        format!("dt={}", now.format("%Y-%m-%d"));
+                        dead.len()
+                    ]);
+                    dataset
+                        .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
+                        .await?;
                     dataset.flush().await?;
                 }
-                (DeadLetterTarget::Topic(_), None) => unreachable!("a topic target has a producer"),
             }
             for (reason, count) in dead.counts() {
                 *self.summary.dead_letters.entry(reason).or_insert(0) += count;
