@@ -123,6 +123,8 @@ pub struct SinkConfig {
     pub max_file_rows: u64,
     #[serde(default = "default_file_age", deserialize_with = "duration")]
     pub max_file_age: Duration,
+    #[serde(default = "default_open_files")]
+    pub max_open_files: usize,
     /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`.
     #[serde(default)]
     pub storage: BTreeMap<String, String>,
@@ -185,6 +187,9 @@ fn default_file_rows() -> u64 {
 }
 fn default_file_age() -> Duration {
     Duration::from_secs(300)
+}
+fn default_open_files() -> usize {
+    256
 }
 fn default_commit_interval() -> Duration {
     Duration::from_secs(10)
@@ -302,10 +307,14 @@ impl PipelineConfig {
                     format!("two transforms are named `{}`", t.name),
                 ));
             }
-            if t.sink.max_file_rows == 0 || t.sink.row_group_rows == 0 {
+            if t.sink.max_file_rows == 0 || t.sink.row_group_rows == 0 || t.sink.max_open_files == 0
+            {
                 return Err(fail(
                     "max_file_rows",
-                    format!("transform `{}`: row counts must be at least 1", t.name),
+                    format!(
+                        "transform `{}`: row and file counts must be at least 1",
+                        t.name
+                    ),
                 ));
             }
         }

@@ -97,6 +97,7 @@ impl Pipeline {
                     max_file_age: t.sink.max_file_age,
                 },
                 upload_buffer_bytes: upload_buffer(t.sink.target_file_size.as_u64()),
+                max_open_files: t.sink.max_open_files,
             };
             let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
             outputs.push(Output {
@@ -120,6 +121,7 @@ impl Pipeline {
                         max_file_age: config.delivery.commit_interval,
                     },
                     upload_buffer_bytes: 8 << 20,
+                    max_open_files: 1,
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 DeadLetterTarget::Dataset {

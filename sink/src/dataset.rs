@@ -47,6 +47,9 @@ pub struct DatasetOptions {
     pub roll: RollPolicy,
     /// Bytes a file's upload buffers before it starts a multipart upload.
     pub upload_buffer_bytes: usize,
+    /// Files open at once; opening one more closes the oldest. Bounds file handles and
+    /// memory when rows spread over many partitions.
+    pub max_open_files: usize,
 }
 
 /// A file made durable and visible.
@@ -170,6 +173,9 @@ impl Dataset {
         batch: &RecordBatch,
     ) -> Result<(), SinkError> {
         if !self.open.contains_key(partition) {
+            if self.open.len() >= self.options.max_open_files.max(1) {
+                self.close_oldest().await?;
+            }
             let file = self.open_file(partition)?;
             self.open.insert(partition.to_owned(), file);
         }
@@ -246,6 +252,19 @@ impl Dataset {
             rows,
             bytes: writer.bytes_written() as u64,
         });
+        Ok(())
+    }
+
+    async fn close_oldest(&mut self) -> Result<(), SinkError> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.opened)
+            .map(|(p, _)| p.clone());
+        if let Some(partition) = oldest {
+            let file = self.open.remove(&partition).expect("present");
+            self.close(partition, file).await?;
+        }
         Ok(())
     }
 
@@ -347,6 +366,7 @@ mod tests {
 
     fn options(max_rows: u64) -> DatasetOptions {
         DatasetOptions {
+            max_open_files: 16,
             compression: Compression::Zstd,
             row_group_rows: 1000,
             roll: RollPolicy {
@@ -432,6 +452,36 @@ mod tests {
         assert!(files[0].path.starts_with("p=a/part-") && files[0].path.ends_with(".parquet"));
         assert_eq!(dataset.partitions().len(), 2);
         assert!(dataset.flush().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn opening_past_the_limit_closes_the_oldest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, root) =
+            crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let input = batch(&[1, 2, 3]);
+        let options = DatasetOptions {
+            max_open_files: 2,
+            ..options(100)
+        };
+        let mut dataset = Dataset::new("t", store, root, &input.schema(), options);
+        for part in ["p=a", "p=b", "p=c", "p=a"] {
+            let paths = StringArray::from(vec![part; 3]);
+            dataset.write(&input, Some(&paths)).await.unwrap();
+            assert!(dataset.open.len() <= 2);
+        }
+        let mut files: Vec<_> = dataset
+            .flush()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.partition, f.rows))
+            .collect();
+        files.sort();
+        // p=a was closed to make room for p=c, then opened again.
+        let expected = [("p=a", 3), ("p=a", 3), ("p=b", 3), ("p=c", 3)];
+        let expected: Vec<_> = expected.iter().map(|(p, r)| (p.to_string(), *r)).collect();
+        assert_eq!(files, expected);
     }
 
     #[tokio::test]
