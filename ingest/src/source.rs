@@ -204,8 +204,10 @@ impl KafkaSource {
     }
 }
 
-/// Starts the reader thread: poll, decode, hand on through `tx` (waiting while the pipeline
-/// is full, which pauses consumption), until `stop` is set or the receiver is gone.
+/// Starts the reader: one thread polls and copies messages out of librdkafka, a second
+/// checks and decodes them, so the two halves of ingest overlap. Decoded batches go through
+/// `tx`; when the pipeline is full both threads wait, which pauses consumption. Runs until
+/// `stop` is set or the receiver is gone; the handle returns the poller's result.
 pub fn spawn_reader(
     source: Arc<KafkaSource>,
     mut decoder: JsonDecoder,
@@ -213,20 +215,14 @@ pub fn spawn_reader(
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
 ) -> JoinHandle<Result<(), KafkaError>> {
-    std::thread::Builder::new()
-        .name("weir-kafka-reader".into())
+    // One polled batch may wait while the previous one is decoded.
+    let (polled_tx, polled_rx) = std::sync::mpsc::sync_channel::<Messages>(1);
+    let decoder_stats = stats.clone();
+    let decoding = std::thread::Builder::new()
+        .name("weir-decoder".into())
         .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let Some(messages) = source.poll_batch(&stop)? else {
-                    continue;
-                };
+            for messages in polled_rx {
                 let _span = tracing::debug_span!("decode", messages = messages.len()).entered();
-                stats
-                    .messages
-                    .fetch_add(messages.len() as u64, Ordering::Relaxed);
-                stats
-                    .bytes
-                    .fetch_add(messages.payload_bytes() as u64, Ordering::Relaxed);
                 let decoded = decoder.decode(&messages);
                 let batch = SourceBatch { decoded, messages };
                 let batch = match tx.try_send(batch) {
@@ -234,12 +230,39 @@ pub fn spawn_reader(
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
                     Err(mpsc::error::TrySendError::Full(batch)) => batch,
                 };
-                stats.backpressure_pauses.fetch_add(1, Ordering::Relaxed);
+                decoder_stats
+                    .backpressure_pauses
+                    .fetch_add(1, Ordering::Relaxed);
                 if tx.blocking_send(batch).is_err() {
                     break;
                 }
             }
-            Ok(())
+        })
+        .expect("spawning a thread");
+    std::thread::Builder::new()
+        .name("weir-kafka-reader".into())
+        .spawn(move || {
+            let result = (|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(messages) = source.poll_batch(&stop)? else {
+                        continue;
+                    };
+                    stats
+                        .messages
+                        .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                    stats
+                        .bytes
+                        .fetch_add(messages.payload_bytes() as u64, Ordering::Relaxed);
+                    if polled_tx.send(messages).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            // The decoder finishes what it holds and hands it on before the reader is done.
+            drop(polled_tx);
+            decoding.join().expect("the decoder thread does not panic");
+            result
         })
         .expect("spawning a thread")
 }
