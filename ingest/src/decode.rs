@@ -312,4 +312,189 @@ mod tests {
             assert_eq!(out.dead_letters.len(), 1);
         }
     }
+
+    /// Random payloads around one schema: whatever the check accepts, arrow-json must decode,
+    /// so the one-by-one fallback never has to find a culprit.
+    #[test]
+    fn what_the_check_accepts_arrow_json_decodes() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+
+        let schema = EventSchema::parse(
+            r#"
+            [[fields]]
+            name = "s"
+            type = "string"
+            [[fields]]
+            name = "i32"
+            type = "int32"
+            [[fields]]
+            name = "i64"
+            type = "int64"
+            required = true
+            [[fields]]
+            name = "f"
+            type = "float64"
+            [[fields]]
+            name = "b"
+            type = "boolean"
+            [[fields]]
+            name = "ts"
+            type = "timestamp"
+            [[fields]]
+            name = "d"
+            type = "date"
+            [[fields]]
+            name = "st"
+            type = "struct"
+            fields = [ { name = "x", type = "int64", required = true }, { name = "l", type = "list", items = { type = "timestamp" } } ]
+            [[fields]]
+            name = "l"
+            type = "list"
+            items = { type = "list", items = { type = "string" } }
+            "#,
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let checker = crate::check::Checker::new(&schema.fields);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let values: &[&str] = &[
+            "null",
+            "true",
+            "false",
+            "0",
+            "-1",
+            "1.5",
+            "-0.0",
+            "1e3",
+            "2147483648",
+            "-2147483649",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "\"\"",
+            "\"text\"",
+            "\"\\u00e9\\n\"",
+            "\"2026-11-25\"",
+            "\"2026-02-30\"",
+            "\"2026-11-25T10:00:00Z\"",
+            "\"2026-11-25T10:00:00.123456789+05:30\"",
+            "\"2026-11-25t10:00:00z\"",
+            "\"2026-11-25 10:00:00Z\"",
+            "\"2026-12-31T23:59:60Z\"",
+            "\"1969-07-20T20:17:40-00:00\"",
+            "\"0001-01-01T00:00:00Z\"",
+            "\"9999-12-31T23:59:59.999Z\"",
+            "-62135596800000",
+            "[]",
+            "[null]",
+            "[\"a\", null]",
+            "[[\"a\"], [], null]",
+            "[\"2026-11-25T10:00:00Z\"]",
+            "{}",
+            "{\"x\": 1}",
+            "{\"x\": 1, \"l\": [\"2026-11-25T10:00:00Z\", 5, null]}",
+            "{\"x\": null}",
+            "{\"l\": []}",
+        ];
+        // Per field, values of the declared type (edge cases included); any value otherwise.
+        let good: &[(&str, &[&str])] = &[
+            ("s", &["\"\"", "\"text\"", "\"\\u00e9\\n\"", "null"]),
+            ("i32", &["0", "-2147483648", "2147483647", "null"]),
+            ("i64", &["0", "-9223372036854775808", "9223372036854775807"]),
+            (
+                "f",
+                &["0", "1.5", "-0.0", "1e3", "18446744073709551615", "null"],
+            ),
+            ("b", &["true", "false", "null"]),
+            (
+                "ts",
+                &[
+                    "\"2026-11-25T10:00:00Z\"",
+                    "\"2026-11-25T10:00:00.123456789+05:30\"",
+                    "\"2026-11-25t10:00:00z\"",
+                    "\"2026-11-25 10:00:00Z\"",
+                    "\"2026-12-31T23:59:60Z\"",
+                    "\"1969-07-20T20:17:40-00:00\"",
+                    "\"0001-01-01T00:00:00Z\"",
+                    "\"9999-12-31T23:59:59.999Z\"",
+                    "-62135596800000",
+                    "0",
+                    "1795600800000",
+                    "null",
+                ],
+            ),
+            (
+                "d",
+                &["\"2026-11-25\"", "\"2024-02-29\"", "\"0001-01-01\"", "null"],
+            ),
+            (
+                "st",
+                &[
+                    "{\"x\": 1}",
+                    "{\"x\": 1, \"l\": [\"2026-11-25T10:00:00Z\", 5, null]}",
+                    "null",
+                ],
+            ),
+            (
+                "l",
+                &[
+                    "[]",
+                    "[null]",
+                    "[[\"a\"], [], null]",
+                    "[[\"a\", null]]",
+                    "null",
+                ],
+            ),
+            ("extra", &["{\"deep\": [[[1]]]}", "\"x\""]),
+        ];
+        let mut raw = RawMessages::with_capacity(5000);
+        let mut accepted = 0;
+        for offset in 0..5000 {
+            let mut payload = String::from("{");
+            for (name, valid) in good {
+                if rng.random_bool(0.1) {
+                    continue;
+                }
+                if payload.len() > 1 {
+                    payload.push(',');
+                }
+                let value = if rng.random_bool(0.9) {
+                    valid[rng.random_range(0..valid.len())]
+                } else {
+                    values[rng.random_range(0..values.len())]
+                };
+                payload.push_str(&format!("\"{name}\":{value}"));
+            }
+            payload.push('}');
+            if checker.check(payload.as_bytes()).is_ok() {
+                accepted += 1;
+            }
+            raw.push("t", 0, offset, None, None, Some(payload.as_bytes()));
+        }
+        let messages = raw.finish();
+        let mut decoder = JsonDecoder::new(&schema, 5000).unwrap();
+        let out = decoder.decode(&messages);
+        assert!(
+            accepted > 100,
+            "the generator should produce valid rows too: {accepted}"
+        );
+        let fallback: Vec<_> = out
+            .dead_letters
+            .iter()
+            .filter(|d| checker.check(d.payload.as_deref().unwrap()).is_ok())
+            .map(|d| {
+                (
+                    String::from_utf8_lossy(d.payload.as_deref().unwrap()).into_owned(),
+                    d.detail.clone(),
+                )
+            })
+            .take(3)
+            .collect();
+        assert!(
+            fallback.is_empty(),
+            "accepted by the check, rejected by arrow-json: {fallback:#?}"
+        );
+        assert_eq!(out.batch.num_rows(), accepted);
+    }
 }
