@@ -86,10 +86,17 @@ pub async fn quickstart(
     options: QuickstartOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<QuickstartReport> {
-    let kafka = EmbeddedKafka::start(3, TOPIC, options.partitions)?;
-    let bootstrap = kafka.bootstrap_servers();
+    // Datasets from an earlier run would mix with this one's and spoil its counts.
+    if std::fs::read_dir(&options.out).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!(
+            "{} is not empty; remove it or choose another --out",
+            options.out.display()
+        );
+    }
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
+    let kafka = EmbeddedKafka::start(3, TOPIC, options.partitions)?;
+    let bootstrap = kafka.bootstrap_servers();
     let out = options.out.canonicalize()?;
 
     let example = tempfile::tempdir()?;

@@ -48,6 +48,14 @@ fn quickstart_writes_every_valid_event_and_dead_letters_the_rest() {
     );
     let report_path = dir.path().join("report.json");
     std::fs::write(&report_path, &output.stdout).unwrap();
+    // A second run into the same directory would mix two runs' datasets: refused.
+    let again = weir()
+        .args(["quickstart", "--events", "10", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
     weirtest(&[
         "check-quickstart",
         "--out",
