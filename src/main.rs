@@ -80,6 +80,9 @@ enum Command {
         /// Events to produce; without it, produces until Ctrl-C.
         #[arg(long)]
         events: Option<u64>,
+        /// Events per second at most; as fast as the cluster takes them without it.
+        #[arg(long)]
+        rate: Option<u64>,
         #[command(flatten)]
         generator: GeneratorArgs,
     },
@@ -233,9 +236,16 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             bootstrap_servers,
             topic,
             events,
+            rate,
             generator,
         } => {
             let generator = Generator::new(generator.options());
+            let started = std::time::Instant::now();
+            let within_rate = move |index: u64| {
+                rate.is_none_or(|rate| {
+                    index < (started.elapsed().as_secs_f64() * rate as f64) as u64 + 1
+                })
+            };
             let stop = Arc::new(AtomicBool::new(false));
             let mut shutdown = shutdown_signal()?;
             {
@@ -252,7 +262,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     &generator,
                     events,
                     &stop,
-                    &|_| true,
+                    &within_rate,
                 )
             })
             .await??;

@@ -249,6 +249,24 @@ def check_quickstart(args):
     print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters")
 
 
+def check_at_least_once(args):
+    """Every generated event landed at least once: distinct rows and distinct dead letters."""
+    with open(args.generated) as f:
+        generated = json.load(f)
+    con = duck()
+    rows, distinct = con.execute(
+        f"SELECT count(*), count(DISTINCT event_id) FROM {hive(args.out + '/clicks')}"
+    ).fetchone()
+    assert distinct == generated["valid"], (distinct, generated)
+    dead = dict(con.execute(
+        f"SELECT reason, count(DISTINCT (partition, \"offset\")) "
+        f"FROM read_parquet('{args.out}/dead_letters/**/*.parquet') GROUP BY reason"
+    ).fetchall())
+    assert dead == generated["malformed"], (dead, generated["malformed"])
+    print(f"at least once: {distinct} distinct rows ({rows - distinct} written twice), "
+          f"{sum(dead.values())} distinct dead letters")
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -275,9 +293,12 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--report", required=True)
     s.add_argument("--interrupted", action="store_true", help="the run was stopped with Ctrl-C")
+    s = sub.add_parser("check-at-least-once")
+    s.add_argument("--out", required=True)
+    s.add_argument("--generated", required=True)
     args = p.parse_args()
     {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
-     "check-quickstart": check_quickstart}[args.cmd](args)
+     "check-quickstart": check_quickstart, "check-at-least-once": check_at_least_once}[args.cmd](args)
 
 
 if __name__ == "__main__":
