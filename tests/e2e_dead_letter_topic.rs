@@ -20,20 +20,7 @@ fn rejected_messages_reach_the_dead_letter_topic_unchanged() {
     let topic = "orders-dlq-test";
     cluster.create_topic(topic, 2, 3).unwrap();
     cluster.create_topic("orders-dead", 1, 3).unwrap();
-    let expected = dir.path().join("expected.json");
-    weirtest(&[
-        "produce",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        "2",
-        "--topic-exists",
-        "--expected",
-        expected.to_str().unwrap(),
-    ]);
-    let messages = expected_messages(&expected);
+    let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 2, false);
 
     // The test pipeline, with dead letters sent to a topic instead of a dataset.
     let fixture = repo().join("tests/fixtures/orders");

@@ -39,20 +39,7 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
     cluster
         .create_topic(topic, 2, 1)
         .expect("creating the topic");
-    let expected = dir.path().join("expected.json");
-    weirtest(&[
-        "produce",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        "2",
-        "--topic-exists",
-        "--expected",
-        expected.to_str().unwrap(),
-    ]);
-    let messages = expected_messages(&expected);
+    let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 2, false);
 
     let out = dir.path().join("out");
     let mut cmd = weir();
@@ -103,19 +90,7 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
     cluster
         .create_topic(topic, 1, 1)
         .expect("creating the topic");
-    let expected = dir.path().join("expected.json");
-    weirtest(&[
-        "produce",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        "1",
-        "--topic-exists",
-        "--expected",
-        expected.to_str().unwrap(),
-    ]);
+    produce_orders(dir.path(), &bootstrap, topic, 1, false);
 
     let out = dir.path().join("out");
     let mut cmd = weir();

@@ -28,19 +28,7 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
     let bootstrap = format!("127.0.0.1:{port}");
 
     let topic = "orders";
-    let expected = dir.path().join("expected.json");
-    weirtest(&[
-        "produce",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        topic,
-        "--partitions",
-        "3",
-        "--expected",
-        expected.to_str().unwrap(),
-    ]);
-    let messages = expected_messages(&expected);
+    let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 3, true);
 
     let out = dir.path().join("out");
     let orders = out.join("orders");

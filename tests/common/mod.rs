@@ -195,11 +195,36 @@ pub fn orders_env(
     ])
 }
 
-/// Reads the `messages` count that `weirtest.py produce` recorded.
-pub fn expected_messages(expected: &Path) -> i64 {
-    let text = std::fs::read_to_string(expected).expect("reading the expectation file");
+/// Produces the known orders (good and malformed) with Python's confluent-kafka, creating
+/// the topic unless the harness did. Returns the expectation file and the message count.
+pub fn produce_orders(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    create_topic: bool,
+) -> (PathBuf, i64) {
+    let expected = dir.join(format!("{topic}.expected.json"));
+    let partitions = partitions.to_string();
+    let mut args = vec![
+        "produce",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        &partitions,
+        "--expected",
+        expected.to_str().expect("a UTF-8 path"),
+    ];
+    if !create_topic {
+        args.push("--topic-exists");
+    }
+    weirtest(&args);
+    let text = std::fs::read_to_string(&expected).expect("reading the expectation file");
     let value: serde_json::Value = serde_json::from_str(&text).expect("expectation JSON");
-    value["messages"].as_i64().expect("a message count")
+    let messages = value["messages"].as_i64().expect("a message count");
+    (expected, messages)
 }
 
 /// Runs `weir run` (as `command`) until its group has committed all `messages` of `topic`,
