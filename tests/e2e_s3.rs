@@ -41,19 +41,13 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
         .expect("creating the topic");
     let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 2, false);
 
-    let out = dir.path().join("out");
-    let mut cmd = weir();
-    cmd.args(["run", "--config"])
-        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
-        .envs(orders_env(
-            &bootstrap,
-            topic,
-            &out,
-            "s3://weir-test/datasets/orders",
-        ))
-        .env("S3_ENDPOINT", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "weir-test")
-        .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
+    let cmd = weir_on_s3(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "s3://weir-test/datasets/orders",
+        &endpoint,
+    );
     let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
@@ -92,19 +86,13 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
         .expect("creating the topic");
     produce_orders(dir.path(), &bootstrap, topic, 1, false);
 
-    let out = dir.path().join("out");
-    let mut cmd = weir();
-    cmd.args(["run", "--config"])
-        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
-        .envs(orders_env(
-            &bootstrap,
-            topic,
-            &out,
-            "s3://no-such-bucket/orders",
-        ))
-        .env("S3_ENDPOINT", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "weir-test")
-        .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
+    let cmd = weir_on_s3(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "s3://no-such-bucket/orders",
+        &endpoint,
+    );
     let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
@@ -133,6 +121,25 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
         committed <= 0,
         "offsets of unwritten rows were committed: {committed}"
     );
+}
+
+/// `weir run` of the orders pipeline writing its main dataset to `url` on the S3 server at
+/// `endpoint`, with the credentials in the environment as a deployment would have them.
+fn weir_on_s3(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    url: &str,
+    endpoint: &str,
+) -> std::process::Command {
+    let mut cmd = weir();
+    cmd.args(["run", "--config"])
+        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
+        .envs(orders_env(bootstrap, topic, &dir.join("out"), url))
+        .env("S3_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "weir-test")
+        .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
+    cmd
 }
 
 /// A moto S3 server on a free loopback port, and its endpoint URL.
