@@ -23,16 +23,11 @@ fn rejected_messages_reach_the_dead_letter_topic_unchanged() {
     let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 2, false);
 
     // The test pipeline, with dead letters sent to a topic instead of a dataset.
-    let fixture = repo().join("tests/fixtures/orders");
-    let text = std::fs::read_to_string(fixture.join("pipeline.toml")).unwrap();
-    let text = text.replace("url = \"${OUT}/dead_letters\"", "topic = \"orders-dead\"");
-    assert!(text.contains("topic = \"orders-dead\""));
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(&config, text).unwrap();
-    for file in ["schema.toml", "sql/orders.sql", "sql/big_orders.sql"] {
-        std::fs::create_dir_all(dir.path().join("sql")).unwrap();
-        std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
-    }
+    let config = orders_config_with(
+        dir.path(),
+        "url = \"${OUT}/dead_letters\"",
+        "topic = \"orders-dead\"",
+    );
 
     let out = dir.path().join("out");
     let mut cmd = weir();

@@ -10,21 +10,7 @@ use common::*;
 fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let listener = format!("tcp://127.0.0.1:{port}");
-    let mut broker_cmd = std::process::Command::new(tool("WEIR_TEST_TANSU"));
-    broker_cmd
-        .arg("broker")
-        .args([
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-        ])
-        // Tansu resolves the SQLite path against its working directory.
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir.path());
-    let mut broker = Process::start("tansu", broker_cmd, dir.path().join("tansu.log"));
-    wait_for_listener(&mut broker, port);
+    let mut broker = start_tansu(dir.path(), port, false, "tansu.log");
     let bootstrap = format!("127.0.0.1:{port}");
 
     let topic = "orders";

@@ -156,12 +156,26 @@ pub fn wait_for_listener(process: &mut Process, port: u16) {
 
 /// The sum over the topic's partitions of the group's committed offsets.
 pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+    committed_total_with(bootstrap, group, topic, partitions, &[])
+}
+
+/// [`committed_total`] with extra client properties (e.g. SASL).
+pub fn committed_total_with(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    properties: &[(&str, &str)],
+) -> i64 {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("log_level", "3")
-        .create()
-        .expect("creating a consumer");
+        .set("log_level", "3");
+    for (key, value) in properties {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("creating a consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -204,6 +218,18 @@ pub fn produce_orders(
     partitions: i32,
     create_topic: bool,
 ) -> (PathBuf, i64) {
+    produce_orders_with(dir, bootstrap, topic, partitions, create_topic, &[])
+}
+
+/// [`produce_orders`] with more arguments for weirtest.py (e.g. SASL credentials).
+pub fn produce_orders_with(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    create_topic: bool,
+    extra: &[&str],
+) -> (PathBuf, i64) {
     let expected = dir.join(format!("{topic}.expected.json"));
     let partitions = partitions.to_string();
     let mut args = vec![
@@ -220,6 +246,7 @@ pub fn produce_orders(
     if !create_topic {
         args.push("--topic-exists");
     }
+    args.extend_from_slice(extra);
     weirtest(&args);
     let text = std::fs::read_to_string(&expected).expect("reading the expectation file");
     let value: serde_json::Value = serde_json::from_str(&text).expect("expectation JSON");
@@ -254,4 +281,42 @@ pub fn run_until_committed(
         weir.log_text()
     );
     weir.log_text()
+}
+
+/// A Tansu broker on `port` with SQLite storage in `dir`, listening when this returns.
+pub fn start_tansu(dir: &Path, port: u16, authentication: bool, log: &str) -> Process {
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(tool("WEIR_TEST_TANSU"));
+    command
+        .arg("broker")
+        .args([
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        // Tansu resolves the SQLite path against its working directory.
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir);
+    if authentication {
+        command.arg("--authentication");
+    }
+    let mut broker = Process::start("tansu", command, dir.join(log));
+    wait_for_listener(&mut broker, port);
+    broker
+}
+
+/// A copy of the orders test pipeline in `dir`, its pipeline.toml changed by replacing
+/// `from` with `to`. Returns the new pipeline.toml.
+pub fn orders_config_with(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let fixture = repo().join("tests/fixtures/orders");
+    let text = std::fs::read_to_string(fixture.join("pipeline.toml")).expect("the fixture");
+    assert!(text.contains(from), "the fixture has no `{from}`");
+    let config = dir.join("pipeline.toml");
+    std::fs::write(&config, text.replace(from, to)).expect("writing the config");
+    std::fs::create_dir_all(dir.join("sql")).expect("creating sql/");
+    for file in ["schema.toml", "sql/orders.sql", "sql/big_orders.sql"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).expect("copying the fixture");
+    }
+    config
 }

@@ -82,12 +82,16 @@ def produce(args):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    conf = {"bootstrap.servers": args.bootstrap}
+    if args.sasl_user:
+        conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
+                     "sasl.username": args.sasl_user, "sasl.password": args.sasl_password})
     if not args.topic_exists:
-        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        admin = AdminClient(conf)
         futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)])
         for f in futures.values():
             f.result(timeout=30)
-    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 5})
+    producer = Producer({**conf, "acks": "all", "linger.ms": 5})
     delivered = []
     failures = []
 
@@ -275,6 +279,8 @@ def main():
     s.add_argument("--topic", required=True)
     s.add_argument("--partitions", type=int, default=3)
     s.add_argument("--topic-exists", action="store_true", help="the topic was created by the harness")
+    s.add_argument("--sasl-user", help="authenticate with SASL/SCRAM-SHA-512")
+    s.add_argument("--sasl-password")
     s.add_argument("--expected", required=True)
     s = sub.add_parser("verify")
     s.add_argument("--expected", required=True)
