@@ -38,17 +38,12 @@ fn failing(args: &[&str], config: &Path) -> String {
 
 #[test]
 fn the_example_pipeline_checks() {
-    let output = weir()
-        .args(["check", "--config"])
-        .arg(repo().join("examples/quickstart/pipeline.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = output_ok(
+        weir()
+            .args(["check", "--config"])
+            .arg(repo().join("examples/quickstart/pipeline.toml")),
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&stdout);
     assert!(
         stdout.contains("transform `clicks`") && stdout.contains("product_id: Int64"),
         "{stdout}"

@@ -23,18 +23,13 @@ fn the_readme_pipeline_checks() {
     for name in ["pipeline.toml", "schema.toml", "clicks.sql"] {
         std::fs::write(dir.path().join(name), block_after(&readme, name)).unwrap();
     }
-    let output = weir()
-        .args(["check", "--config"])
-        .arg(dir.path().join("pipeline.toml"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
-        .env("AWS_REGION", "eu-west-1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = output_ok(
+        weir()
+            .args(["check", "--config"])
+            .arg(dir.path().join("pipeline.toml"))
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+            .env("AWS_REGION", "eu-west-1"),
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&stdout);
     assert!(stdout.contains("kafka_offset: Int64"), "{stdout}");
 }

@@ -44,6 +44,7 @@ fn rejected_messages_reach_the_dead_letter_topic_unchanged() {
         topic,
         2,
         messages,
+        &[],
     );
 
     let want: serde_json::Value =

@@ -12,19 +12,7 @@ use rdkafka::mocking::MockCluster;
 #[test]
 fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut moto_cmd = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
-    moto_cmd.args([
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ]);
-    let mut moto = Process::start("moto", moto_cmd, dir.path().join("moto.log"));
-    wait_for_listener(&mut moto, port);
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let (_moto, endpoint) = start_moto(dir.path());
     weirtest(&[
         "create-bucket",
         "--endpoint",
@@ -55,6 +43,7 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
         topic,
         2,
         messages,
+        &[],
     );
     assert!(
         !log.contains("weir-test-secret"),

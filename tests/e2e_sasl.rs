@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 const PASSWORD: &str = "weir-sasl-s3cret";
@@ -63,43 +61,23 @@ fn consumes_with_scram_credentials_from_the_environment() {
         ))
         .env("KAFKA_PASSWORD", PASSWORD)
         .env("WEIR_LOG", "debug");
-    let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
     let sasl = [
         ("security.protocol", "SASL_PLAINTEXT"),
         ("sasl.mechanisms", "SCRAM-SHA-512"),
         ("sasl.username", "weir"),
         ("sasl.password", PASSWORD),
     ];
-    let group = format!("weir-test-{topic}");
-    wait_until(
-        "every offset to be committed",
-        Duration::from_secs(120),
-        || {
-            weir.assert_running();
-            committed_total_with(&bootstrap, &group, topic, 2, &sasl) == messages
-        },
-    );
-    let status = weir.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "weir exited with {status}:\n{}",
-        weir.log_text()
+    let log = run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        &bootstrap,
+        topic,
+        2,
+        messages,
+        &sasl,
     );
     broker.assert_running();
-    assert!(
-        !weir.log_text().contains(PASSWORD),
-        "the password leaked into the log"
-    );
+    assert!(!log.contains(PASSWORD), "the password leaked into the log");
 
-    weirtest(&[
-        "verify",
-        "--expected",
-        expected.to_str().unwrap(),
-        "--orders",
-        orders.to_str().unwrap(),
-        "--big-orders",
-        out.join("big_orders").to_str().unwrap(),
-        "--dead-letters",
-        out.join("dead_letters").to_str().unwrap(),
-    ]);
+    verify_orders(&expected, &orders, &out);
 }

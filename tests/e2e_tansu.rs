@@ -36,6 +36,7 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
         topic,
         3,
         messages,
+        &[],
     );
     broker.assert_running();
 
@@ -53,16 +54,6 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
         "{stopped}"
     );
 
-    let report = weirtest(&[
-        "verify",
-        "--expected",
-        expected.to_str().unwrap(),
-        "--orders",
-        orders.to_str().unwrap(),
-        "--big-orders",
-        out.join("big_orders").to_str().unwrap(),
-        "--dead-letters",
-        out.join("dead_letters").to_str().unwrap(),
-    ]);
+    let report = verify_orders(&expected, &orders, &out);
     eprintln!("{report}");
 }

@@ -14,30 +14,25 @@ fn generate_reports_what_reached_the_topic() {
     let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic("clicks", 2, 1).unwrap();
-    let output = weir()
-        .args([
-            "generate",
-            "--bootstrap-servers",
-            &bootstrap,
-            "--topic",
-            "clicks",
-        ])
-        .args([
-            "--events",
-            "5000",
-            "--malformed-ratio",
-            "0.1",
-            "--seed",
-            "7",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = output_ok(
+        weir()
+            .args([
+                "generate",
+                "--bootstrap-servers",
+                &bootstrap,
+                "--topic",
+                "clicks",
+            ])
+            .args([
+                "--events",
+                "5000",
+                "--malformed-ratio",
+                "0.1",
+                "--seed",
+                "7",
+            ]),
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(report["events"], 5000);
     let malformed: u64 = report["malformed"]
         .as_object()

@@ -49,6 +49,17 @@ pub fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// Runs `command` to the end; panics with its stderr unless it succeeds. Returns stdout.
+pub fn output_ok(command: &mut Command) -> Vec<u8> {
+    let output = command.output().expect("running a command");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// A child process that is killed when the test ends, whatever happens.
 pub struct Process {
     pub child: Child,
@@ -255,7 +266,8 @@ pub fn produce_orders_with(
 }
 
 /// Runs `weir run` (as `command`) until its group has committed all `messages` of `topic`,
-/// then stops it with SIGTERM and checks that it exited cleanly. Returns its log.
+/// then stops it with SIGTERM and checks that it exited cleanly. `properties` are what a
+/// client needs to reach the broker (e.g. SASL). Returns its log.
 pub fn run_until_committed(
     command: Command,
     log: PathBuf,
@@ -263,6 +275,7 @@ pub fn run_until_committed(
     topic: &str,
     partitions: i32,
     messages: i64,
+    properties: &[(&str, &str)],
 ) -> String {
     let mut weir = Process::start("weir", command, log);
     let group = format!("weir-test-{topic}");
@@ -271,7 +284,7 @@ pub fn run_until_committed(
         Duration::from_secs(120),
         || {
             weir.assert_running();
-            committed_total(bootstrap, &group, topic, partitions) == messages
+            committed_total_with(bootstrap, &group, topic, partitions, properties) == messages
         },
     );
     let status = weir.terminate(Duration::from_secs(30));
@@ -319,4 +332,20 @@ pub fn orders_config_with(dir: &Path, from: &str, to: &str) -> PathBuf {
         std::fs::copy(fixture.join(file), dir.join(file)).expect("copying the fixture");
     }
     config
+}
+
+/// Checks with DuckDB that the orders pipeline's datasets under `out` hold exactly what
+/// `expected` (from [`produce_orders`]) says.
+pub fn verify_orders(expected: &Path, orders: &Path, out: &Path) -> String {
+    weirtest(&[
+        "verify",
+        "--expected",
+        expected.to_str().expect("a UTF-8 path"),
+        "--orders",
+        orders.to_str().expect("a UTF-8 path"),
+        "--big-orders",
+        out.join("big_orders").to_str().expect("a UTF-8 path"),
+        "--dead-letters",
+        out.join("dead_letters").to_str().expect("a UTF-8 path"),
+    ])
 }
