@@ -27,7 +27,8 @@ pub enum DeadLetterTarget {
 pub struct Pipeline {
     pub name: String,
     pub kafka: KafkaConfig,
-    pub decoder: JsonDecoder,
+    /// The events' schema, for the JSON decoder of each consumer session.
+    pub schema: EventSchema,
     pub engine: SqlEngine,
     pub rules: ValidationRules,
     pub outputs: Vec<Output>,
@@ -143,11 +144,12 @@ impl Pipeline {
             max_batch_bytes: config.source.max_batch_bytes.as_u64() as usize,
             max_batch_wait: config.source.max_batch_wait,
         };
-        let decoder = JsonDecoder::new(&schema, config.source.max_batch_messages)?;
+        // Fail now, not when the first consumer starts.
+        JsonDecoder::new(&schema, config.source.max_batch_messages)?;
         Ok(Self {
             name: config.name.clone(),
             kafka,
-            decoder,
+            schema,
             engine,
             rules,
             outputs,

@@ -1,24 +1,33 @@
 //! The supervisor: wires ingest, transforms and sinks, and owns the checkpoint.
 //!
 //! A reader thread polls and decodes; this task validates, transforms and writes. Every
-//! `commit_interval` (or sooner when buffers fill) a checkpoint closes all open files, makes
-//! the dead letters durable and only then commits the Kafka offsets those rows came from. A
-//! crash between two checkpoints re-reads from the last commit: at least once, never lost.
+//! `commit_interval` (or sooner when buffers fill, or when partitions are revoked) a checkpoint
+//! commits each dataset: its files and the offset ranges they hold go into the dataset's commit
+//! log, and only then are the Kafka offsets committed, for lag tools. Where a partition resumes
+//! is read from the commit logs when it is assigned, after claiming it there: the lowest
+//! position over the datasets, each dataset skipping what it already holds. A crash at any
+//! point re-reads from there and writes every record exactly once.
+//!
+//! When a commit is refused because another instance claimed a partition (this one was a
+//! zombie), everything uncommitted is dropped and the instance rejoins the group afresh.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int32Type, Int64Type};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
-use weir_ingest::{KafkaSource, SourceBatch, SourceStats, spawn_reader};
-use weir_schemas::{DeadLetters, OffsetRanges, Reason};
-
-use weir_transform::{SqlEngine, Transform, ValidationRules};
+use weir_ingest::{JsonDecoder, KafkaSource, SourceBatch, SourceEvent, SourceStats, spawn_reader};
+use weir_schemas::{DeadLetters, EventSchema, OffsetRanges, PartitionKey, Reason, metadata};
+use weir_sink::{Dataset, OffsetRange};
+use weir_transform::DataFusionError;
+use weir_transform::{SqlEngine, Transform, TransformError, ValidationRules};
 
 use crate::pipeline::{DeadLetterTarget, Output, Pipeline};
 
@@ -42,6 +51,8 @@ pub struct Summary {
     pub dead_letters: BTreeMap<String, u64>,
     pub dead_letter_target: String,
     pub checkpoints: u64,
+    /// Times a commit was refused because another instance had claimed a partition.
+    pub fenced: u64,
     pub backpressure_pauses: u64,
     pub elapsed_seconds: f64,
     pub events_per_second: f64,
@@ -67,7 +78,7 @@ pub async fn run(
     let Pipeline {
         name,
         kafka,
-        decoder,
+        schema,
         engine,
         rules,
         outputs,
@@ -86,73 +97,44 @@ pub async fn run(
             &topic,
         )?),
     };
-    let source = Arc::new(KafkaSource::connect(kafka.clone())?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = mpsc::channel::<SourceBatch>(2);
-    let reader = spawn_reader(source.clone(), decoder, tx, stop.clone(), progress.clone());
-    tracing::info!(pipeline = %name, topics = ?kafka.topics, "pipeline started");
-
+    let interval = config.delivery.commit_interval;
     let mut state = State {
         engine,
         rules,
         outputs,
         dead_letters,
-        source,
+        source: None,
+        owned: HashSet::new(),
         pending: OffsetRanges::default(),
         pending_dead: DeadLetters::default(),
         summary: Summary::default(),
     };
-    let interval = config.delivery.commit_interval;
-    let max_buffered = config.delivery.max_buffered.as_u64() as usize;
-    let mut next_checkpoint = tokio::time::Instant::now() + interval;
+    // Unique to this process: it owns claims in the commit logs and names the files.
+    let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let orphan_grace = (interval * 10).max(Duration::from_secs(3600));
+    for dataset in state.datasets() {
+        dataset.open_log(&writer, orphan_grace).await?;
+    }
+    tracing::info!(pipeline = %name, topics = ?kafka.topics, %writer, "pipeline started");
 
-    let outcome: Result<(), RunError> = async {
-        loop {
-            tokio::select! {
-                biased;
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                }
-                batch = rx.recv() => match batch {
-                    Some(batch) => {
-                        state.process(batch).await?;
-                        if state.buffered_bytes() >= max_buffered {
-                            tracing::debug!("buffers full, checkpointing early");
-                            state.checkpoint().await?;
-                            next_checkpoint = tokio::time::Instant::now() + interval;
-                        }
-                    }
-                    None => break,
-                },
-                () = tokio::time::sleep_until(next_checkpoint) => {
-                    state.checkpoint().await?;
-                    next_checkpoint = tokio::time::Instant::now() + interval;
-                }
+    let session = Session {
+        kafka: &kafka,
+        schema: &schema,
+        interval,
+        max_buffered: config.delivery.max_buffered.as_u64() as usize,
+        progress: &progress,
+    };
+    loop {
+        match state.consume(&session, &mut shutdown).await {
+            Ok(()) => break,
+            Err(RunError::Sink(e)) if e.is_fenced() => {
+                tracing::warn!(error = %e, "rejoining the consumer group without the lost partitions' uncommitted work");
+                state.abort().await;
+                state.summary.fenced += 1;
             }
+            Err(e) => return Err(e),
         }
-        Ok(())
     }
-    .await;
-
-    // Stop polling, take in what the reader still holds, and make it all durable. After a
-    // failure nothing more is written: what is not committed is read again on restart.
-    stop.store(true, Ordering::Relaxed);
-    if outcome.is_ok() {
-        while let Some(batch) = rx.recv().await {
-            state.process(batch).await?;
-        }
-    } else {
-        rx.close();
-    }
-    let reader_result = tokio::task::spawn_blocking(move || reader.join())
-        .await
-        .map_err(|_| RunError::ReaderPanicked)?
-        .map_err(|_| RunError::ReaderPanicked)?;
-    outcome?;
-    state.checkpoint().await?;
-    reader_result?;
 
     let elapsed = started.elapsed().as_secs_f64();
     let mut summary = state.summary;
@@ -182,9 +164,20 @@ pub async fn run(
     Ok(summary)
 }
 
+/// What one consumer session needs besides the state.
+struct Session<'a> {
+    kafka: &'a weir_ingest::SourceConfig,
+    schema: &'a EventSchema,
+    interval: Duration,
+    max_buffered: usize,
+    progress: &'a Arc<SourceStats>,
+}
+
 /// Where the run writes dead letters.
 enum DeadLetterSink {
+    /// A dataset, committed exactly once like the others.
     Dataset(Box<weir_sink::Dataset>),
+    /// A Kafka topic: at least once (a crash between send and commit sends again).
     Topic(DeadLetterTopic),
 }
 
@@ -196,19 +189,201 @@ struct State {
     rules: ValidationRules,
     outputs: Vec<Output>,
     dead_letters: DeadLetterSink,
-    source: Arc<KafkaSource>,
+    /// The consumer of the current session.
+    source: Option<Arc<KafkaSource>>,
+    /// Partitions assigned to this instance and claimed in every dataset.
+    owned: HashSet<PartitionKey>,
+    /// Offsets consumed since the last checkpoint.
     pending: OffsetRanges,
     pending_dead: DeadLetters,
     summary: Summary,
 }
 
 impl State {
+    /// Every dataset with a commit log: the outputs and the dead-letter dataset.
+    fn datasets(&mut self) -> impl Iterator<Item = &mut Dataset> {
+        let dead = match &mut self.dead_letters {
+            DeadLetterSink::Dataset(dataset) => Some(dataset.as_mut()),
+            DeadLetterSink::Topic(_) => None,
+        };
+        self.outputs.iter_mut().map(|o| &mut o.dataset).chain(dead)
+    }
+
+    /// One consumer-group membership: consumes until shutdown or an error, then stops the
+    /// reader and closes the consumer. On success everything read is committed.
+    async fn consume(
+        &mut self,
+        session: &Session<'_>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), RunError> {
+        let source = Arc::new(KafkaSource::connect(session.kafka.clone())?);
+        self.source = Some(source.clone());
+        let decoder = JsonDecoder::new(session.schema, session.kafka.max_batch_messages)
+            .expect("the decoder was built once when the pipeline was");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::channel::<SourceEvent>(2);
+        let reader = spawn_reader(
+            source.clone(),
+            decoder,
+            tx,
+            stop.clone(),
+            session.progress.clone(),
+        );
+        let mut next_checkpoint = tokio::time::Instant::now() + session.interval;
+        let outcome: Result<(), RunError> = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            break;
+                        }
+                    }
+                    // Before events: with a backlog there is always an event ready, and the
+                    // checkpoint must still come on time.
+                    () = tokio::time::sleep_until(next_checkpoint) => {
+                        self.checkpoint().await?;
+                        next_checkpoint = tokio::time::Instant::now() + session.interval;
+                    }
+                    event = rx.recv() => match event {
+                        Some(event) => {
+                            self.handle(event).await?;
+                            if self.buffered_bytes() >= session.max_buffered {
+                                tracing::debug!("buffers full, checkpointing early");
+                                self.checkpoint().await?;
+                                next_checkpoint = tokio::time::Instant::now() + session.interval;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+            Ok(())
+        }
+        .await;
+
+        // Stop polling and take in what the reader still holds. After a failure nothing more
+        // is written: dropping the events answers the reader's pending questions with "no".
+        stop.store(true, Ordering::Relaxed);
+        let mut outcome = outcome;
+        if outcome.is_ok() {
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = self.handle(event).await {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        rx.close();
+        while rx.recv().await.is_some() {}
+        let reader_result = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .map_err(|_| RunError::ReaderPanicked)?
+            .map_err(|_| RunError::ReaderPanicked)?;
+        if outcome.is_ok() {
+            outcome = self.checkpoint().await;
+        }
+        // Closing the consumer leaves the group, which can take a moment.
+        self.source = None;
+        tokio::task::spawn_blocking(move || drop(source))
+            .await
+            .map_err(|_| RunError::ReaderPanicked)?;
+        outcome?;
+        Ok(reader_result?)
+    }
+
+    async fn handle(&mut self, event: SourceEvent) -> Result<(), RunError> {
+        match event {
+            SourceEvent::Batch(batch) => self.process(*batch).await,
+            SourceEvent::Assigned { partitions, resume } => match self.assign(&partitions).await {
+                Ok(offsets) => {
+                    let _ = resume.send(Ok(offsets));
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = resume.send(Err(e.to_string()));
+                    Err(e)
+                }
+            },
+            SourceEvent::Revoked {
+                partitions,
+                lost,
+                done,
+            } => {
+                // Commit what was read from them while they are still ours. If they were lost
+                // to another instance that claimed them already, the commit is refused.
+                let result = self.checkpoint().await;
+                if lost {
+                    tracing::warn!(
+                        partitions = partitions.len(),
+                        "partitions lost without a handover"
+                    );
+                }
+                for partition in &partitions {
+                    self.owned.remove(partition);
+                }
+                for dataset in self.datasets() {
+                    dataset.release(&partitions);
+                }
+                let _ = done.send(());
+                result
+            }
+        }
+    }
+
+    /// Claims newly assigned partitions in every dataset and returns where each resumes: the
+    /// lowest position over the datasets, or the group's committed offset when a dataset has
+    /// never committed the partition.
+    async fn assign(&mut self, partitions: &[PartitionKey]) -> Result<Vec<Option<i64>>, RunError> {
+        let mut resume: Vec<Option<Option<i64>>> = vec![None; partitions.len()];
+        for dataset in self.datasets() {
+            let next = dataset.claim(partitions).await?;
+            for (resume, next) in resume.iter_mut().zip(next) {
+                *resume = Some(match (*resume, next) {
+                    (None, next) => next,
+                    (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                    (Some(_), _) => None,
+                });
+            }
+        }
+        let resume: Vec<Option<i64>> = resume.into_iter().map(Option::flatten).collect();
+        for (partition, offset) in partitions.iter().zip(&resume) {
+            match offset {
+                Some(offset) => tracing::info!(%partition, offset, "resuming from the commit log"),
+                None => {
+                    tracing::info!(%partition, "no commit yet: starting from the group's offset")
+                }
+            }
+            self.owned.insert(partition.clone());
+        }
+        Ok(resume)
+    }
+
+    /// Drops everything not committed, after a refused commit.
+    async fn abort(&mut self) {
+        let owned: Vec<PartitionKey> = self.owned.drain().collect();
+        for dataset in self.datasets() {
+            dataset.abort().await;
+            dataset.release(&owned);
+        }
+        self.pending = OffsetRanges::default();
+        self.pending_dead = DeadLetters::default();
+    }
+
     async fn process(&mut self, batch: SourceBatch) -> Result<(), RunError> {
         let span = tracing::debug_span!("batch", messages = batch.messages.len());
         self.process_batch(batch).instrument(span).await
     }
 
-    async fn process_batch(&mut self, batch: SourceBatch) -> Result<(), RunError> {
+    async fn process_batch(&mut self, mut batch: SourceBatch) -> Result<(), RunError> {
+        // Messages polled just before their partition was revoked are someone else's now.
+        if batch
+            .ranges()
+            .iter()
+            .any(|(p, _, _)| !self.owned.contains(p))
+        {
+            batch.retain(|p| self.owned.contains(p));
+        }
         let SourceBatch { decoded, messages } = batch;
         self.pending.merge(&messages.ranges);
         self.pending_dead.extend(decoded.dead_letters);
@@ -218,7 +393,11 @@ impl State {
         // Compute everything before writing anything: a SQL failure must not leave some
         // datasets written and the batch dead-lettered as well.
         let transform = tracing::debug_span!("transform", rows = decoded.batch.num_rows());
-        match self.compute(decoded.batch).instrument(transform).await {
+        match self
+            .compute(decoded.batch, &messages.ranges)
+            .instrument(transform)
+            .await
+        {
             Ok((computed, failed)) => {
                 for (row, rule, detail) in failed {
                     let message = decoded.rows[row] as usize;
@@ -256,34 +435,58 @@ impl State {
         Ok(())
     }
 
-    /// Applies the rules, runs every transform and computes partition paths.
+    /// Applies the rules, runs every transform and computes partition paths. A dataset that
+    /// already holds some of the batch's offsets (it committed further than another before a
+    /// restart) gets only the rest.
     async fn compute(
         &self,
         batch: RecordBatch,
-    ) -> Result<(Computed, Vec<(usize, Arc<str>, String)>), weir_transform::TransformError> {
-        let execute = |error| weir_transform::TransformError::Execute {
-            transform: "validation".into(),
+        ranges: &OffsetRanges,
+    ) -> Result<(Computed, Vec<(usize, Arc<str>, String)>), TransformError> {
+        let execute = |transform: &str, error| TransformError::Execute {
+            transform: transform.to_owned(),
             error,
         };
-        let outcome = self.rules.apply(batch).map_err(execute)?;
+        let outcome = self
+            .rules
+            .apply(batch)
+            .map_err(|e| execute("validation", e))?;
         if outcome.passed.num_rows() == 0 {
             return Ok((
                 self.outputs.iter().map(|_| Vec::new()).collect(),
                 outcome.failed,
             ));
         }
-        let transforms: Vec<&Transform> = self.outputs.iter().map(|o| &o.transform).collect();
-        let results = self.engine.run(outcome.passed, &transforms).await?;
+        let replayed: Vec<Option<BooleanArray>> = self
+            .outputs
+            .iter()
+            .map(|o| not_yet_committed(&o.dataset, ranges, &outcome.passed))
+            .collect::<Result<_, _>>()
+            .map_err(|e| execute("validation", e))?;
+        let results = if replayed.iter().all(Option::is_none) {
+            let transforms: Vec<&Transform> = self.outputs.iter().map(|o| &o.transform).collect();
+            self.engine.run(outcome.passed, &transforms).await?
+        } else {
+            let mut results = Vec::with_capacity(self.outputs.len());
+            for (output, keep) in self.outputs.iter().zip(&replayed) {
+                let input = match keep {
+                    None => outcome.passed.clone(),
+                    Some(keep) => filter_record_batch(&outcome.passed, keep)
+                        .map_err(|e| execute(output.transform.name(), e.into()))?,
+                };
+                let mut result = self.engine.run(input, &[&output.transform]).await?;
+                results.push(result.pop().unwrap_or_default());
+            }
+            results
+        };
         let mut computed = Vec::with_capacity(results.len());
         for (output, batches) in self.outputs.iter().zip(results) {
             let mut parts = Vec::with_capacity(batches.len());
             for batch in batches {
-                let paths = output.partitioner.paths(&batch).map_err(|error| {
-                    weir_transform::TransformError::Execute {
-                        transform: output.transform.name().to_owned(),
-                        error,
-                    }
-                })?;
+                let paths = output
+                    .partitioner
+                    .paths(&batch)
+                    .map_err(|e| execute(output.transform.name(), e))?;
                 parts.push((batch, paths));
             }
             computed.push(parts);
@@ -298,7 +501,7 @@ impl State {
             .sum()
     }
 
-    /// Closes every open file, makes dead letters durable, then commits the offsets.
+    /// Commits every dataset, then the Kafka offsets.
     async fn checkpoint(&mut self) -> Result<(), RunError> {
         let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
         self.checkpoint_now().instrument(span).await
@@ -310,23 +513,37 @@ impl State {
         }
         let started = Instant::now();
         for output in &mut self.outputs {
-            let files = output.dataset.flush().await?;
+            let ranges = uncommitted(&output.dataset, &self.pending);
+            let committed = output.dataset.commit(ranges, None).await?;
             let entry = self
                 .summary
                 .datasets
                 .entry(output.transform.name().to_owned())
                 .or_default();
-            for file in &files {
+            for file in &committed.files {
                 entry.rows += file.rows;
                 entry.bytes += file.bytes;
                 entry.files += 1;
             }
         }
-        let dead = self.pending_dead.take();
-        if !dead.is_empty() {
-            match &mut self.dead_letters {
-                DeadLetterSink::Topic(topic) => topic.send(&dead).await?,
-                DeadLetterSink::Dataset(dataset) => {
+        let mut dead = self.pending_dead.take();
+        match &mut self.dead_letters {
+            DeadLetterSink::Topic(topic) => {
+                if !dead.is_empty() {
+                    topic.send(&dead).await?;
+                }
+            }
+            DeadLetterSink::Dataset(dataset) => {
+                dead.retain(|letter| {
+                    let partition = PartitionKey {
+                        topic: letter.topic.clone(),
+                        partition: letter.partition,
+                    };
+                    dataset
+                        .next_offset(&partition)
+                        .is_none_or(|next| letter.offset >= next)
+                });
+                if !dead.is_empty() {
                     // Partitioned by the day they were dead-lettered, so a service running
                     // for months keeps a browsable dataset.
                     let now = chrono::Utc::now();
@@ -337,34 +554,82 @@ impl State {
                     dataset
                         .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
                         .await?;
-                    dataset.flush().await?;
                 }
+                let ranges = uncommitted(dataset, &self.pending);
+                dataset.commit(ranges, None).await?;
             }
-            for (reason, count) in dead.counts() {
-                *self.summary.dead_letters.entry(reason).or_insert(0) += count;
-            }
+        }
+        for (reason, count) in dead.counts() {
+            *self.summary.dead_letters.entry(reason).or_insert(0) += count;
         }
         let ranges = std::mem::take(&mut self.pending);
-        let source = self.source.clone();
-        let commit = tokio::task::spawn_blocking(move || {
-            let result = source.commit(&ranges);
-            (ranges, result)
-        })
-        .await
-        .expect("the commit task does not panic");
-        let (ranges, result) = commit;
-        if let Err(e) = result {
-            // The data is durable; a later commit covers these offsets. Only re-reading
-            // (and so duplicates on a restart) can follow, never loss.
-            tracing::warn!(error = %e, "offset commit failed; the next checkpoint retries");
-        }
         self.summary.events_in += ranges.messages();
         self.summary.checkpoints += 1;
+        if let Some(source) = self.source.clone() {
+            let result = tokio::task::spawn_blocking(move || source.commit(&ranges))
+                .await
+                .expect("the commit task does not panic");
+            if let Err(e) = result {
+                // The datasets' logs are the truth; group offsets only feed lag tools, and the
+                // next checkpoint's commit supersedes this one.
+                tracing::warn!(error = %e, "Kafka offset commit failed; the next checkpoint retries");
+            }
+        }
         tracing::debug!(
-            messages = ranges.messages(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpoint committed"
         );
         Ok(())
     }
+}
+
+/// The ranges of `pending` that `dataset` has not committed yet.
+fn uncommitted(dataset: &Dataset, pending: &OffsetRanges) -> Vec<OffsetRange> {
+    pending
+        .iter()
+        .filter_map(|(partition, first, last)| {
+            let from = dataset.next_offset(partition).unwrap_or(first);
+            (last + 1 > from).then(|| OffsetRange {
+                partition: partition.clone(),
+                from,
+                to: last + 1,
+            })
+        })
+        .collect()
+}
+
+/// Which rows of `batch` (from the offsets in `ranges`) `dataset` does not hold yet; `None`
+/// when that is all of them, as it is except just after a restart.
+fn not_yet_committed(
+    dataset: &Dataset,
+    ranges: &OffsetRanges,
+    batch: &RecordBatch,
+) -> Result<Option<BooleanArray>, DataFusionError> {
+    let replayed = ranges.iter().any(|(partition, first, _)| {
+        dataset
+            .next_offset(partition)
+            .is_some_and(|next| first < next)
+    });
+    if !replayed {
+        return Ok(None);
+    }
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| {
+            DataFusionError::Internal(format!("the batch has no metadata column {name}"))
+        })
+    };
+    let topics = column(metadata::TOPIC)?.as_string::<i32>();
+    let partitions = column(metadata::PARTITION)?.as_primitive::<Int32Type>();
+    let offsets = column(metadata::OFFSET)?.as_primitive::<Int64Type>();
+    let keep = (0..batch.num_rows())
+        .map(|row| {
+            let partition = PartitionKey::new(topics.value(row), partitions.value(row));
+            Some(
+                dataset
+                    .next_offset(&partition)
+                    .is_none_or(|next| offsets.value(row) >= next),
+            )
+        })
+        .collect();
+    Ok(Some(keep))
 }

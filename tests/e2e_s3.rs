@@ -3,39 +3,22 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 #[test]
 fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
     let dir = tempfile::tempdir().unwrap();
-    let (_moto, endpoint) = start_moto(dir.path());
-    weirtest(&[
-        "create-bucket",
-        "--endpoint",
-        &endpoint,
-        "--bucket",
-        "weir-test",
-    ]);
-
-    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
-    let bootstrap = cluster.bootstrap_servers();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
     let topic = "orders-s3";
-    cluster
-        .create_topic(topic, 2, 1)
-        .expect("creating the topic");
-    let (expected, messages) = produce_orders(dir.path(), &bootstrap, topic, 2, false);
+    let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
 
-    let cmd = weir_on_s3(
-        dir.path(),
-        &bootstrap,
-        topic,
-        "s3://weir-test/datasets/orders",
-        &endpoint,
-    );
+    let url = "s3://weir-test/datasets/orders";
+    let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &endpoint);
     let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
@@ -50,17 +33,55 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
         "the secret key leaked into the log"
     );
 
-    weirtest(&[
-        "verify-s3",
-        "--expected",
-        expected.to_str().unwrap(),
-        "--endpoint",
-        &endpoint,
-        "--bucket",
-        "weir-test",
-        "--prefix",
-        "datasets/orders",
-    ]);
+    check_orders_on_s3(dir.path(), &expected, &bootstrap, topic, &endpoint);
+}
+
+/// Between weir and the S3 server, a proxy fails or delays a quarter of the requests: errors
+/// before the request reaches the server, errors after it took effect (the answer lost, so a
+/// retried conditional put of the commit log finds its own entry) and slow answers. Retried
+/// with backoff, every row still lands exactly once.
+#[test]
+fn transient_storage_faults_lose_nothing_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
+    let port = free_port();
+    let mut command = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
+    command
+        .arg(repo().join("tests/py/weirtest.py"))
+        .args([
+            "fault-proxy",
+            "--port",
+            &port.to_string(),
+            "--target",
+            &endpoint,
+        ])
+        .args(["--seed", "7", "--rate", "0.25"]);
+    let mut proxy = Process::start("fault proxy", command, dir.path().join("proxy.log"));
+    wait_for_listener(&mut proxy, port);
+    let faulty = format!("http://127.0.0.1:{port}");
+
+    let topic = "orders-faults";
+    let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
+    let url = "s3://weir-test/datasets/orders";
+    let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &faulty);
+    run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        &bootstrap,
+        topic,
+        2,
+        messages,
+        &[],
+    );
+    let injected = proxy.log_text().matches("injected").count();
+    eprintln!("the proxy injected {injected} faults");
+    assert!(
+        injected >= 5,
+        "too few faults to prove anything:\n{}",
+        proxy.log_text()
+    );
+
+    check_orders_on_s3(dir.path(), &expected, &bootstrap, topic, &endpoint);
 }
 
 #[test]
@@ -75,13 +96,8 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
         .expect("creating the topic");
     produce_orders(dir.path(), &bootstrap, topic, 1, false);
 
-    let cmd = weir_on_s3(
-        dir.path(),
-        &bootstrap,
-        topic,
-        "s3://no-such-bucket/orders",
-        &endpoint,
-    );
+    let url = "s3://no-such-bucket/orders";
+    let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &endpoint);
     let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
@@ -112,9 +128,33 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
     );
 }
 
-/// `weir run` of the orders pipeline writing its main dataset to `url` on the S3 server at
-/// `endpoint`, with the credentials in the environment as a deployment would have them.
+/// The orders dataset on the S3 server at `endpoint` holds exactly the expected rows (read by
+/// pyarrow), and `weir verify` finds the pipeline's three datasets sound.
+fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str, endpoint: &str) {
+    weirtest(&[
+        "verify-s3",
+        "--expected",
+        expected.to_str().unwrap(),
+        "--endpoint",
+        endpoint,
+        "--bucket",
+        "weir-test",
+        "--prefix",
+        "datasets/orders",
+    ]);
+    let url = "s3://weir-test/datasets/orders";
+    let report = output_ok(&mut weir_on_s3(
+        "verify", dir, bootstrap, topic, url, endpoint,
+    ));
+    let report = String::from_utf8(report).unwrap();
+    assert_eq!(report.matches(": OK").count(), 3, "{report}");
+}
+
+/// `weir <command>` (run or verify) of the orders pipeline writing its main dataset to `url`
+/// on the S3 server at `endpoint`, with the credentials in the environment as a deployment
+/// would have them.
 fn weir_on_s3(
+    command: &str,
     dir: &Path,
     bootstrap: &str,
     topic: &str,
@@ -122,13 +162,46 @@ fn weir_on_s3(
     endpoint: &str,
 ) -> std::process::Command {
     let mut cmd = weir();
-    cmd.args(["run", "--config"])
+    cmd.args([command, "--config"])
         .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
         .envs(orders_env(bootstrap, topic, &dir.join("out"), url))
         .env("S3_ENDPOINT", endpoint)
         .env("AWS_ACCESS_KEY_ID", "weir-test")
         .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
     cmd
+}
+
+/// A moto S3 server with the bucket `weir-test`, and its endpoint URL.
+fn start_moto_with_bucket(dir: &Path) -> (Process, String) {
+    let (moto, endpoint) = start_moto(dir);
+    weirtest(&[
+        "create-bucket",
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        "weir-test",
+    ]);
+    (moto, endpoint)
+}
+
+/// An embedded cluster with the known orders produced into `topic` (two partitions): the
+/// cluster, its bootstrap servers, the expectation file and the message count.
+fn orders_on_embedded_cluster(
+    dir: &Path,
+    topic: &str,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    String,
+    PathBuf,
+    i64,
+) {
+    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster
+        .create_topic(topic, 2, 1)
+        .expect("creating the topic");
+    let (expected, messages) = produce_orders(dir, &bootstrap, topic, 2, false);
+    (cluster, bootstrap, expected, messages)
 }
 
 /// A moto S3 server on a free loopback port, and its endpoint URL.

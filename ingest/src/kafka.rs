@@ -18,6 +18,8 @@ pub enum KafkaError {
     },
     #[error("fatal Kafka error: {0}")]
     Fatal(rdkafka::error::KafkaError),
+    #[error("partition assignment failed: {0}")]
+    Rebalance(String),
     #[error("offset commit failed after {attempts} attempts: {source}")]
     Commit {
         attempts: u32,

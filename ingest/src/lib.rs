@@ -18,5 +18,5 @@ pub use decode::{Decoded, JsonDecoder};
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config, is_secret, redact};
 pub use raw::RawMessages;
 pub use source::{
-    KafkaSource, SourceBatch, SourceConfig, SourceStats, StartPosition, spawn_reader,
+    KafkaSource, SourceBatch, SourceConfig, SourceEvent, SourceStats, StartPosition, spawn_reader,
 };

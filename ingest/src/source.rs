@@ -1,17 +1,27 @@
 //! The Kafka consumer: polls batches on its own thread, decodes them and hands them on.
+//!
+//! Rebalances travel the same road as messages. When partitions are assigned or revoked,
+//! librdkafka calls back on the polling thread; the callback first hands on the messages
+//! polled so far, then an event, and waits for the pipeline's answer: for an assignment, the
+//! offset each partition resumes from (read from the datasets' commit logs, after claiming the
+//! partitions there); for a revocation, that everything read from them is committed. Since
+//! the pipeline takes events in order, it has processed every earlier message by then.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
-use weir_schemas::OffsetRanges;
+use tokio::sync::{mpsc, oneshot};
+use weir_schemas::{OffsetRanges, PartitionKey};
 
 use crate::decode::{Decoded, JsonDecoder};
 use crate::kafka::{KafkaError, client_config};
@@ -48,6 +58,67 @@ impl SourceBatch {
     pub fn ranges(&self) -> &OffsetRanges {
         &self.messages.ranges
     }
+
+    /// Keeps only what came from partitions `keep` accepts: rows, dead letters and ranges.
+    pub fn retain(&mut self, keep: impl Fn(&PartitionKey) -> bool) {
+        let messages = &self.messages;
+        let kept: Vec<bool> = (0..messages.len())
+            .map(|i| {
+                keep(&PartitionKey {
+                    topic: messages.topic(i).clone(),
+                    partition: messages.partitions[i],
+                })
+            })
+            .collect();
+        let mut ranges = OffsetRanges::default();
+        for (i, _) in kept.iter().enumerate().filter(|(_, k)| **k) {
+            let key = PartitionKey {
+                topic: messages.topic(i).clone(),
+                partition: messages.partitions[i],
+            };
+            ranges.record(&key, messages.offsets[i]);
+        }
+        self.messages.ranges = ranges;
+        let decoded = &mut self.decoded;
+        let mask: BooleanArray = decoded
+            .rows
+            .iter()
+            .map(|&m| Some(kept[m as usize]))
+            .collect();
+        decoded.batch = filter_record_batch(&decoded.batch, &mask)
+            .expect("a mask as long as the batch filters it");
+        decoded.rows.retain(|&m| kept[m as usize]);
+        decoded.dead_letters.retain(|letter| {
+            keep(&PartitionKey {
+                topic: letter.topic.clone(),
+                partition: letter.partition,
+            })
+        });
+    }
+}
+
+/// What the reader hands to the pipeline, in the order it happened.
+pub enum SourceEvent {
+    Batch(Box<SourceBatch>),
+    /// Partitions were assigned. Answer with the offset each resumes from, in order (`None`:
+    /// the consumer group's committed offset), or an error to stop consuming.
+    Assigned {
+        partitions: Vec<PartitionKey>,
+        resume: oneshot::Sender<Result<Vec<Option<i64>>, String>>,
+    },
+    /// Partitions are being revoked (`lost`: taken away without a handover, e.g. after a
+    /// session timeout). Answer once what can be committed is.
+    Revoked {
+        partitions: Vec<PartitionKey>,
+        lost: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What the polling thread hands to the decoding thread.
+enum Polled {
+    Messages(Box<Messages>),
+    Event(SourceEvent),
 }
 
 /// Counters the reader keeps; read by the runtime for progress and summaries.
@@ -66,7 +137,118 @@ impl SourceStats {
     }
 }
 
-struct SourceContext;
+/// State shared between the polling loop and librdkafka's callbacks, which run on the
+/// polling thread inside `poll`.
+struct SourceContext {
+    /// The batch being polled.
+    building: Mutex<RawMessages>,
+    batch_capacity: usize,
+    /// Where polled batches and events go; `None` once the reader has stopped.
+    forward: Mutex<Option<std::sync::mpsc::SyncSender<Polled>>>,
+    /// Why consuming must stop, set by a callback that could not do its job.
+    fatal: Mutex<Option<String>>,
+}
+
+impl SourceContext {
+    /// Hands on the batch polled so far, so that it travels ahead of an event.
+    fn hand_on_building(&self) {
+        let raw = std::mem::replace(
+            &mut *self.building.lock().expect("not poisoned"),
+            RawMessages::with_capacity(self.batch_capacity),
+        );
+        if !raw.is_empty() {
+            self.forward(Polled::Messages(Box::new(raw.finish())));
+        }
+    }
+
+    fn forward(&self, polled: Polled) -> bool {
+        let sender = self.forward.lock().expect("not poisoned").clone();
+        sender.is_some_and(|s| s.send(polled).is_ok())
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "stopping consumption");
+        self.fatal
+            .lock()
+            .expect("not poisoned")
+            .get_or_insert(reason);
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions = partition_keys(tpl);
+        tracing::info!(partitions = %list(&partitions), "partitions assigned");
+        self.hand_on_building();
+        let (resume, answer) = oneshot::channel();
+        let event = SourceEvent::Assigned {
+            partitions: partitions.clone(),
+            resume,
+        };
+        if !self.forward(Polled::Event(event)) {
+            return;
+        }
+        let offsets = match answer.blocking_recv() {
+            Ok(Ok(offsets)) => offsets,
+            Ok(Err(reason)) => return self.fail(reason),
+            Err(_) => return self.fail("the pipeline stopped during an assignment".into()),
+        };
+        for (partition, offset) in partitions.iter().zip(offsets) {
+            if let Some(offset) = offset {
+                tpl.set_partition_offset(
+                    &partition.topic,
+                    partition.partition,
+                    Offset::Offset(offset),
+                )
+                .expect("the partition is in the list");
+            }
+        }
+        let assigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = assigned {
+            self.fail(format!("cannot take the assigned partitions: {e}"));
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions = partition_keys(tpl);
+        let lost = consumer.assignment_lost();
+        tracing::info!(partitions = %list(&partitions), lost, "partitions revoked");
+        self.hand_on_building();
+        let (done, answer) = oneshot::channel();
+        let event = SourceEvent::Revoked {
+            partitions,
+            lost,
+            done,
+        };
+        if self.forward(Polled::Event(event)) {
+            // An error means the pipeline stopped: nothing more can be committed anyway.
+            let _ = answer.blocking_recv();
+        }
+        let unassigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = unassigned {
+            tracing::warn!(error = %e, "cannot give up revoked partitions");
+        }
+    }
+}
+
+fn partition_keys(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| PartitionKey::new(e.topic(), e.partition()))
+        .collect()
+}
+
+fn list(partitions: &[PartitionKey]) -> String {
+    partitions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl ClientContext for SourceContext {
     fn error(&self, error: RdKafkaError, reason: &str) {
@@ -75,15 +257,21 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned")
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "cannot give up partitions after a rebalance error");
+                }
             }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked")
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
 }
@@ -110,21 +298,30 @@ impl KafkaSource {
             );
         // librdkafka prefetches up to 64 MiB by default; weir bounds memory itself, so keep
         // the prefetch smaller, and come back quickly once it has drained (after reaching the
-        // limit librdkafka otherwise waits a whole second before fetching again).
+        // limit librdkafka otherwise waits a whole second before fetching again). Cooperative
+        // rebalancing moves only the partitions that change owner; the others keep flowing.
         for (key, value) in [
             ("queued.max.messages.kbytes", "16384"),
             ("fetch.queue.backoff.ms", "10"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
         ] {
             if !config.properties.contains_key(key) {
                 client.set(key, value);
             }
         }
-        let consumer: BaseConsumer<SourceContext> = client
-            .create_with_context(SourceContext)
-            .map_err(|source| KafkaError::Create {
-                role: "consumer",
-                source,
-            })?;
+        let context = SourceContext {
+            building: Mutex::new(RawMessages::with_capacity(config.max_batch_messages)),
+            batch_capacity: config.max_batch_messages,
+            forward: Mutex::new(None),
+            fatal: Mutex::new(None),
+        };
+        let consumer: BaseConsumer<SourceContext> =
+            client
+                .create_with_context(context)
+                .map_err(|source| KafkaError::Create {
+                    role: "consumer",
+                    source,
+                })?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -137,11 +334,12 @@ impl KafkaSource {
 
     /// Polls until a batch is full, `max_batch_wait` has passed since its first message, or
     /// `stop` is set. `None` when stopped with nothing polled.
-    pub fn poll_batch(&self, stop: &AtomicBool) -> Result<Option<Messages>, KafkaError> {
+    fn poll_batch(&self, stop: &AtomicBool) -> Result<Option<Messages>, KafkaError> {
         let cfg = &self.config;
-        let mut raw = RawMessages::with_capacity(cfg.max_batch_messages);
+        let context = self.consumer.context();
         let mut deadline: Option<Instant> = None;
-        while raw.len() < cfg.max_batch_messages && raw.payload_bytes() < cfg.max_batch_bytes {
+        let (mut count, mut bytes) = (0, 0);
+        while count < cfg.max_batch_messages && bytes < cfg.max_batch_bytes {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -152,9 +350,14 @@ impl KafkaSource {
                     None => break,
                 },
             };
-            match self.consumer.poll(timeout) {
+            let polled = self.consumer.poll(timeout);
+            if let Some(reason) = context.fatal.lock().expect("not poisoned").take() {
+                return Err(KafkaError::Rebalance(reason));
+            }
+            match polled {
                 Some(Ok(m)) => {
                     deadline.get_or_insert_with(|| Instant::now() + cfg.max_batch_wait);
+                    let mut raw = context.building.lock().expect("not poisoned");
                     raw.push(
                         m.topic(),
                         m.partition(),
@@ -163,6 +366,7 @@ impl KafkaSource {
                         m.key(),
                         m.payload(),
                     );
+                    (count, bytes) = (raw.len(), raw.payload_bytes());
                 }
                 Some(Err(e @ RdKafkaError::MessageConsumptionFatal(_))) => {
                     return Err(KafkaError::Fatal(e));
@@ -171,6 +375,10 @@ impl KafkaSource {
                 None => {}
             }
         }
+        let raw = std::mem::replace(
+            &mut *context.building.lock().expect("not poisoned"),
+            RawMessages::with_capacity(cfg.max_batch_messages),
+        );
         Ok((!raw.is_empty()).then(|| raw.finish()))
     }
 
@@ -205,35 +413,51 @@ impl KafkaSource {
 }
 
 /// Starts the reader: one thread polls and copies messages out of librdkafka, a second
-/// checks and decodes them, so the two halves of ingest overlap. Decoded batches go through
-/// `tx`; when the pipeline is full both threads wait, which pauses consumption. Runs until
-/// `stop` is set or the receiver is gone; the handle returns the poller's result.
+/// checks and decodes them, so the two halves of ingest overlap. Batches and rebalance events
+/// go through `tx` in order; when the pipeline is full both threads wait, which pauses
+/// consumption. Runs until `stop` is set or the receiver is gone; the handle returns the
+/// poller's result.
 pub fn spawn_reader(
     source: Arc<KafkaSource>,
     mut decoder: JsonDecoder,
-    tx: mpsc::Sender<SourceBatch>,
+    tx: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
 ) -> JoinHandle<Result<(), KafkaError>> {
     // One polled batch may wait while the previous one is decoded.
-    let (polled_tx, polled_rx) = std::sync::mpsc::sync_channel::<Messages>(1);
+    let (polled_tx, polled_rx) = std::sync::mpsc::sync_channel::<Polled>(1);
+    *source
+        .consumer
+        .context()
+        .forward
+        .lock()
+        .expect("not poisoned") = Some(polled_tx);
     let decoder_stats = stats.clone();
     let decoding = std::thread::Builder::new()
         .name("weir-decoder".into())
         .spawn(move || {
-            for messages in polled_rx {
-                let _span = tracing::debug_span!("decode", messages = messages.len()).entered();
-                let decoded = decoder.decode(&messages);
-                let batch = SourceBatch { decoded, messages };
-                let batch = match tx.try_send(batch) {
+            for polled in polled_rx {
+                let event = match polled {
+                    Polled::Event(event) => event,
+                    Polled::Messages(messages) => {
+                        let _span =
+                            tracing::debug_span!("decode", messages = messages.len()).entered();
+                        let decoded = decoder.decode(&messages);
+                        SourceEvent::Batch(Box::new(SourceBatch {
+                            decoded,
+                            messages: *messages,
+                        }))
+                    }
+                };
+                let event = match tx.try_send(event) {
                     Ok(()) => continue,
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    Err(mpsc::error::TrySendError::Full(batch)) => batch,
+                    Err(mpsc::error::TrySendError::Full(event)) => event,
                 };
                 decoder_stats
                     .backpressure_pauses
                     .fetch_add(1, Ordering::Relaxed);
-                if tx.blocking_send(batch).is_err() {
+                if tx.blocking_send(event).is_err() {
                     break;
                 }
             }
@@ -242,6 +466,7 @@ pub fn spawn_reader(
     std::thread::Builder::new()
         .name("weir-kafka-reader".into())
         .spawn(move || {
+            let context = source.consumer.context();
             let result = (|| {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(messages) = source.poll_batch(&stop)? else {
@@ -253,14 +478,15 @@ pub fn spawn_reader(
                     stats
                         .bytes
                         .fetch_add(messages.payload_bytes() as u64, Ordering::Relaxed);
-                    if polled_tx.send(messages).is_err() {
+                    if !context.forward(Polled::Messages(Box::new(messages))) {
                         break;
                     }
                 }
                 Ok(())
             })();
             // The decoder finishes what it holds and hands it on before the reader is done.
-            drop(polled_tx);
+            // Callbacks from here on (the consumer closing) find no pipeline to ask.
+            context.forward.lock().expect("not poisoned").take();
             decoding.join().expect("the decoder thread does not panic");
             result
         })

@@ -86,6 +86,11 @@ impl DeadLetters {
         self.letters.extend(other.letters);
     }
 
+    /// Keeps only the letters `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&DeadLetter) -> bool) {
+        self.letters.retain(keep);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.letters.is_empty()
     }

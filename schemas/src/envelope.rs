@@ -5,10 +5,21 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A Kafka topic-partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartitionKey {
     pub topic: Arc<str>,
     pub partition: i32,
+}
+
+impl PartitionKey {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        Self {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
 }
 
 impl fmt::Display for PartitionKey {

@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
+use weir_schemas::PartitionKey;
 
 use crate::SinkError;
+use crate::commit_log::{CommitLog, LogError, OffsetRange, WEIR_DIR};
 
 /// Parquet compression codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -52,11 +54,13 @@ pub struct DatasetOptions {
     pub max_open_files: usize,
 }
 
-/// A file made durable and visible.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A complete file: durable under its staged name, visible under `path` once committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrittenFile {
-    /// Path in the store, relative to the store's root.
+    /// Final path, relative to the dataset root.
     pub path: String,
+    /// Where the file is until its commit, relative to the dataset root.
+    pub staging: String,
     /// Hive partition path, empty without partitioning.
     pub partition: String,
     pub rows: u64,
@@ -65,9 +69,21 @@ pub struct WrittenFile {
 
 struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
+    /// Staged path in the store.
     path: Path,
+    /// Final and staged paths relative to the dataset root.
+    relative: String,
+    staging: String,
     rows: u64,
     opened: Instant,
+}
+
+/// What a commit made visible.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Sequence number of the commit entry, `None` when there was nothing to commit.
+    pub seq: Option<u64>,
+    pub files: Vec<WrittenFile>,
 }
 
 /// A dataset that files are written to.
@@ -78,7 +94,8 @@ pub struct Dataset {
     schema: SchemaRef,
     properties: WriterProperties,
     options: DatasetOptions,
-    run_id: String,
+    writer: String,
+    log: Option<CommitLog>,
     next_file: u64,
     open: HashMap<String, OpenFile>,
     written: Vec<WrittenFile>,
@@ -106,7 +123,6 @@ impl Dataset {
             .set_coerce_types(true)
             .set_created_by(format!("weir {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Self {
             name: name.to_owned(),
             store,
@@ -114,7 +130,8 @@ impl Dataset {
             schema: parquet_schema(schema),
             properties,
             options,
-            run_id,
+            writer: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            log: None,
             next_file: 0,
             open: HashMap::new(),
             written: Vec::new(),
@@ -124,6 +141,103 @@ impl Dataset {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Opens the dataset's commit log as `writer` (unique to this process; it names the
+    /// files), publishes what earlier writers committed but did not publish, and deletes
+    /// staged files older than `orphan_grace` that no commit will ever publish.
+    pub async fn open_log(
+        &mut self,
+        writer: &str,
+        orphan_grace: Duration,
+    ) -> Result<(), SinkError> {
+        let log =
+            CommitLog::open(&self.name, self.store.clone(), self.root.clone(), writer).await?;
+        log.remove_orphans(orphan_grace).await?;
+        self.writer = writer.to_owned();
+        self.log = Some(log);
+        Ok(())
+    }
+
+    fn log(&mut self) -> &mut CommitLog {
+        self.log
+            .as_mut()
+            .expect("the commit log is opened before the dataset is used")
+    }
+
+    /// Claims Kafka partitions for this writer (see [`CommitLog::claim`]); returns where the
+    /// dataset continues in each.
+    pub async fn claim(
+        &mut self,
+        partitions: &[PartitionKey],
+    ) -> Result<Vec<Option<i64>>, SinkError> {
+        Ok(self.log().claim(partitions).await?)
+    }
+
+    /// Gives up the claims on revoked partitions.
+    pub fn release(&mut self, partitions: &[PartitionKey]) {
+        self.log().release(partitions);
+    }
+
+    /// Checks the dataset against its commit log (see [`crate::verify`]).
+    pub async fn verify(&self) -> Result<crate::verify::Report, LogError> {
+        crate::verify::verify(&self.name, self.store.clone(), &self.root).await
+    }
+
+    /// Where the dataset continues in `partition`, if it ever committed it.
+    pub fn next_offset(&self, partition: &PartitionKey) -> Option<i64> {
+        self.log.as_ref().and_then(|l| l.next_offset(partition))
+    }
+
+    /// Closes every open file, commits them as covering `ranges`, then publishes them under
+    /// their final names. After a refused commit ([`LogError::Fenced`]) the files are deleted.
+    pub async fn commit(
+        &mut self,
+        ranges: Vec<OffsetRange>,
+        watermark_ms: Option<i64>,
+    ) -> Result<Committed, SinkError> {
+        let files = self.flush().await?;
+        if ranges.is_empty() {
+            debug_assert!(files.is_empty(), "rows come with offsets");
+            return Ok(Committed::default());
+        }
+        let log = self
+            .log
+            .as_mut()
+            .expect("the commit log is opened before the dataset is used");
+        match log.commit(ranges, files.clone(), watermark_ms).await {
+            Ok(seq) => {
+                log.publish(&files).await?;
+                Ok(Committed {
+                    seq: Some(seq),
+                    files,
+                })
+            }
+            Err(error) => {
+                if matches!(error, LogError::Fenced { .. }) {
+                    self.delete_staged(&files).await;
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Drops everything not committed: open files and files closed since the last commit.
+    pub async fn abort(&mut self) {
+        self.open.clear();
+        let written = std::mem::take(&mut self.written);
+        self.delete_staged(&written).await;
+    }
+
+    /// Best effort: staged files left behind are removed by a later start-up.
+    async fn delete_staged(&self, files: &[WrittenFile]) {
+        for file in files {
+            if let Ok(path) = crate::commit_log::under(&self.root, &file.staging)
+                && let Err(e) = self.store.delete(&path).await
+            {
+                tracing::debug!(dataset = %self.name, %path, error = %e, "could not delete a staged file");
+            }
+        }
     }
 
     /// The schema of the files, after timestamp normalisation.
@@ -200,12 +314,21 @@ impl Dataset {
 
     fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
         self.next_file += 1;
-        let name = format!("part-{}-{:06}.parquet", self.run_id, self.next_file);
-        let mut path = self.root.clone();
-        for segment in partition.split('/').filter(|s| !s.is_empty()) {
-            path = path.join(segment);
-        }
-        let path = path.join(name.as_str());
+        let relative: Path = partition
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(object_store::path::PathPart::from)
+            .chain(std::iter::once(
+                format!("part-{}-{:06}.parquet", self.writer, self.next_file).into(),
+            ))
+            .collect();
+        // Staged under a name no `*.parquet` glob matches, in a directory readers skip.
+        let staging = Path::from_iter([
+            WEIR_DIR,
+            "staging",
+            &format!("{}-{:06}.parquet.pending", self.writer, self.next_file),
+        ]);
+        let path: Path = self.root.parts().chain(staging.parts()).collect();
         let upload = BufWriter::with_capacity(
             self.store.clone(),
             path.clone(),
@@ -221,6 +344,8 @@ impl Dataset {
         Ok(OpenFile {
             writer,
             path,
+            relative: relative.to_string(),
+            staging: staging.to_string(),
             rows: 0,
             opened: Instant::now(),
         })
@@ -230,6 +355,8 @@ impl Dataset {
         let OpenFile {
             mut writer,
             path,
+            relative,
+            staging,
             rows,
             ..
         } = file;
@@ -247,7 +374,8 @@ impl Dataset {
         debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
         self.partitions.insert(partition.clone());
         self.written.push(WrittenFile {
-            path: path.to_string(),
+            path: relative,
+            staging,
             partition,
             rows,
             bytes: writer.bytes_written() as u64,
@@ -284,8 +412,8 @@ impl Dataset {
         Ok(())
     }
 
-    /// Closes every open file and returns the files made durable since the last flush.
-    pub async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
+    /// Closes every open file and returns the files made durable (staged) since the last flush.
+    async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
         let open: Vec<(String, OpenFile)> = self.open.drain().collect();
         for (partition, file) in open {
             self.close(partition, file).await?;
@@ -400,6 +528,22 @@ mod tests {
         .unwrap()
     }
 
+    async fn open_and_claim(dataset: &mut Dataset) {
+        dataset
+            .open_log("w1", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        dataset.claim(&[PartitionKey::new("t", 0)]).await.unwrap();
+    }
+
+    fn range(from: i64, to: i64) -> Vec<OffsetRange> {
+        vec![OffsetRange {
+            partition: PartitionKey::new("t", 0),
+            from,
+            to,
+        }]
+    }
+
     fn read(dir: &std::path::Path, file: &WrittenFile) -> Vec<RecordBatch> {
         let f = std::fs::File::open(dir.join(&file.path)).unwrap();
         ParquetRecordBatchReaderBuilder::try_new(f)
@@ -417,13 +561,17 @@ mod tests {
             crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let input = batch(&[1, 2, 3, 4, 5]);
         let mut dataset = Dataset::new("t", store, root, &input.schema(), options(2));
+        open_and_claim(&mut dataset).await;
         let paths = StringArray::from(vec!["p=a", "p=b", "p=a", "p=a", "p=b"]);
         dataset.write(&input, Some(&paths)).await.unwrap();
         assert_eq!(
             dataset.buffered_bytes() > 0,
             dataset.oldest_open().is_some()
         );
-        let mut files = dataset.flush().await.unwrap();
+        let committed = dataset.commit(range(0, 5), None).await.unwrap();
+        assert_eq!(committed.seq, Some(1));
+        assert_eq!(dataset.next_offset(&PartitionKey::new("t", 0)), Some(5));
+        let mut files = committed.files;
         files.sort_by(|a, b| (&a.partition, a.rows).cmp(&(&b.partition, b.rows)));
         let summary: Vec<_> = files
             .iter()
@@ -485,12 +633,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_files_are_invisible_until_flushed() {
+    async fn files_are_invisible_until_committed_and_dropped_on_abort() {
         let dir = tempfile::tempdir().unwrap();
         let (store, root) =
             crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let input = batch(&[1]);
-        let mut dataset = Dataset::new("t", store, root, &input.schema(), options(100));
+        // One row per file: a write closes its file at once.
+        let mut dataset = Dataset::new("t", store, root, &input.schema(), options(1));
+        open_and_claim(&mut dataset).await;
+        let staged =
+            || std::fs::read_dir(dir.path().join("_weir/staging")).map_or(0, |d| d.count());
+        // An aborted attempt leaves nothing behind.
+        dataset.write(&input, None).await.unwrap();
+        assert_eq!(staged(), 1);
+        dataset.abort().await;
+        assert_eq!(staged(), 0);
         dataset.write(&input, None).await.unwrap();
         let visible = |dir: &std::path::Path| {
             std::fs::read_dir(dir)
@@ -504,9 +661,13 @@ mod tests {
                 })
                 .count()
         };
-        assert_eq!(visible(dir.path()), 0);
-        let files = dataset.flush().await.unwrap();
+        assert_eq!(visible(dir.path()), 0, "closed but not committed");
+        let files = dataset.commit(range(0, 1), None).await.unwrap().files;
         assert_eq!(visible(dir.path()), 1);
+        assert_eq!(staged(), 0);
         assert_eq!(files[0].rows, 1);
+        let report = dataset.verify().await.unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!((report.files, report.rows), (1, 1));
     }
 }

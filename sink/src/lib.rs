@@ -1,16 +1,22 @@
-//! Parquet datasets on object storage for weir.
+//! Parquet datasets on object storage for weir, committed exactly once.
 //!
 //! A [`Dataset`] receives batches with the partition path of each row, keeps one open Parquet
 //! file per partition, rolls files by size, row count and age, and uploads through
-//! object_store (local disk, S3, GCS, Azure). A file becomes visible only when it is complete:
-//! object stores publish a multipart upload on completion, and the local store writes to a
-//! staging name and renames. [`Dataset::flush`] closes every open file and returns what it
-//! made durable, which is what lets the pipeline commit Kafka offsets afterwards.
+//! object_store (local disk, S3, GCS, Azure). Files are written under a staging name; a commit
+//! appends an entry to the dataset's [`commit_log`] naming the files and the Kafka offsets they
+//! hold, and only then moves them to their visible names. The log, not the consumer group,
+//! says where each Kafka partition continues, and its claims fence instances that lost a
+//! partition. [`verify`] checks a dataset against its log.
 
+pub mod commit_log;
 mod dataset;
 mod store;
+#[cfg(test)]
+mod testing;
+pub mod verify;
 
-pub use dataset::{Compression, Dataset, DatasetOptions, RollPolicy, WrittenFile};
+pub use commit_log::{CommitLog, LogError, OffsetRange};
+pub use dataset::{Committed, Compression, Dataset, DatasetOptions, RollPolicy, WrittenFile};
 pub use store::{StoreError, open_store};
 
 /// Errors of the sink.
@@ -18,6 +24,8 @@ pub use store::{StoreError, open_store};
 pub enum SinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
     #[error("dataset `{dataset}`: cannot write {path}: {source}")]
     Write {
         dataset: String,
@@ -29,4 +37,11 @@ pub enum SinkError {
         dataset: String,
         source: arrow::error::ArrowError,
     },
+}
+
+impl SinkError {
+    /// Whether a commit was refused because another instance claimed a partition.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, SinkError::Log(LogError::Fenced { .. }))
+    }
 }

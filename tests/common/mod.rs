@@ -349,3 +349,132 @@ pub fn verify_orders(expected: &Path, orders: &Path, out: &Path) -> String {
         out.join("dead_letters").to_str().expect("a UTF-8 path"),
     ])
 }
+
+/// A copy of the quickstart pipeline in `dir`, reading from `${GROUP}` as its consumer group,
+/// with `source_extra` added to its `[source]` table (before `[source.properties]`, given as
+/// `properties`) and the commit interval set. Returns the new pipeline.toml.
+pub fn quickstart_config(
+    dir: &Path,
+    source_extra: &str,
+    properties: &[(&str, &str)],
+    commit_interval: &str,
+) -> PathBuf {
+    let example = repo().join("examples/quickstart");
+    let text = std::fs::read_to_string(example.join("pipeline.toml")).expect("the example");
+    let mut source = format!("event_time = \"ts\"\n{source_extra}\n");
+    if !properties.is_empty() {
+        source.push_str("\n[source.properties]\n");
+        for (key, value) in properties {
+            source.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+        }
+    }
+    let text = text
+        .replace("event_time = \"ts\"\n", &source)
+        .replace("group_id = \"weir-clickstream\"", "group_id = \"${GROUP}\"")
+        .replace(
+            "commit_interval = \"5s\"",
+            &format!("commit_interval = \"{commit_interval}\""),
+        );
+    let config = dir.join("pipeline.toml");
+    std::fs::write(&config, text).expect("writing the config");
+    std::fs::create_dir_all(dir.join("sql")).expect("creating sql/");
+    for file in ["schema.toml", "sql/clicks.sql", "sql/product_views.sql"] {
+        std::fs::copy(example.join(file), dir.join(file)).expect("copying the example");
+    }
+    config
+}
+
+/// The datasets of the quickstart pipeline.
+pub const QUICKSTART_DATASETS: [&str; 3] = ["clicks", "product_views", "dead_letters"];
+
+/// For each dataset under `out`, the offsets its commit log says are committed, summed over
+/// partitions (0 before the first commit). Read-only: the log is not written.
+pub fn committed_in_logs(out: &Path, datasets: &[&str]) -> Vec<i64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    datasets
+        .iter()
+        .map(|name| {
+            let path = out.join(name);
+            if !path.join("_weir").exists() {
+                return 0;
+            }
+            let (store, root) =
+                weir_sink::open_store(path.to_str().expect("UTF-8"), &BTreeMap::new())
+                    .expect("opening the dataset");
+            let state = runtime
+                .block_on(weir_sink::CommitLog::read_state(name, store, root))
+                .expect("reading the commit log");
+            state
+                .partitions
+                .values()
+                .filter_map(|p| p.next_offset)
+                .sum()
+        })
+        .collect()
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to the process.
+pub fn signal(process: &Process, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(process.child.id().to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// `weir generate` of `events` click-stream events into `topic`, at `rate` per second, with
+/// the counts it produced written to `generated` (JSON) when it ends.
+pub fn generate(
+    bootstrap: &str,
+    topic: &str,
+    events: u64,
+    rate: u64,
+    seed: u64,
+    generated: &Path,
+) -> Child {
+    weir()
+        .args([
+            "generate",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+        ])
+        .args(["--events", &events.to_string(), "--rate", &rate.to_string()])
+        .args(["--malformed-ratio", "0.03", "--seed", &seed.to_string()])
+        .stdout(std::fs::File::create(generated).expect("creating the generated file"))
+        .spawn()
+        .expect("starting weir generate")
+}
+
+/// `weir verify --config` with the environment of a run; panics unless every dataset is
+/// sound. Returns the report.
+pub fn verify_datasets(config: &Path, env: &[(&str, &str)]) -> String {
+    let mut command = weir();
+    command
+        .args(["verify", "--config"])
+        .arg(config)
+        .envs(env.iter().copied());
+    let output = command.output().expect("running weir verify");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "weir verify failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// `weir verify` passes for the three datasets, and DuckDB finds every generated event once.
+pub fn check_exactly_once(config: &Path, env: &[(&str, &str)], out: &str, generated: &Path) {
+    let report = verify_datasets(config, env);
+    assert_eq!(report.matches(": OK").count(), 3, "{report}");
+    eprintln!("{report}");
+    let generated = generated.to_str().unwrap();
+    let args = ["check-exactly-once", "--out", out, "--generated", generated];
+    eprintln!("{}", weirtest(&args));
+}

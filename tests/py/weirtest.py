@@ -207,14 +207,21 @@ def verify_s3(args):
                          access_key="weir-test", secret_key="weir-test-secret")
     files = [i.path for i in s3.get_file_info(fs.FileSelector(f"{args.bucket}/{args.prefix}", recursive=True))
              if i.type == fs.FileType.File]
-    if not files or any(not f.endswith(".parquet") for f in files):
-        sys.exit(f"unexpected objects under the prefix: {files}")
+    weir_dir = f"{args.bucket}/{args.prefix}/_weir/"
+    data = [f for f in files if not f.startswith(weir_dir)]
+    if not data or any(not f.endswith(".parquet") for f in data):
+        sys.exit(f"unexpected objects under the prefix: {data}")
+    # After a clean stop everything staged was committed and moved; the log remains.
+    staged = [f for f in files if f.startswith(weir_dir + "staging/")]
+    log = [f for f in files if f.startswith(weir_dir + "log/")]
+    if staged or not log:
+        sys.exit(f"expected a commit log and no staged objects: log {log}, staged {staged}")
     table = ds.dataset(f"{args.bucket}/{args.prefix}", filesystem=s3, format="parquet",
                        partitioning="hive").to_table()
     got = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in table.to_pylist())
     want = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in expected["rows"])
     expect_equal("S3 rows", got, want)
-    print(f"verified {len(got)} rows in {len(files)} S3 objects")
+    print(f"verified {len(got)} rows in {len(data)} S3 objects, {len(log)} commit log entries")
 
 
 def check_quickstart(args):
@@ -253,22 +260,100 @@ def check_quickstart(args):
     print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters")
 
 
-def check_at_least_once(args):
-    """Every generated event landed at least once: distinct rows and distinct dead letters."""
+def check_exactly_once(args):
+    """Every generated event landed exactly once: as one row or as one dead letter."""
     with open(args.generated) as f:
         generated = json.load(f)
     con = duck()
-    rows, distinct = con.execute(
-        f"SELECT count(*), count(DISTINCT event_id) FROM {hive(args.out + '/clicks')}"
+    clicks = hive(args.out + "/clicks")
+    rows, distinct, positions = con.execute(
+        f"SELECT count(*), count(DISTINCT event_id), count(DISTINCT (kafka_partition, kafka_offset)) FROM {clicks}"
     ).fetchone()
-    assert distinct == generated["valid"], (distinct, generated)
+    expect_equal("distinct clicks", distinct, generated["valid"])
+    expect_equal("clicks rows (duplicates are extra rows)", rows, generated["valid"])
+    expect_equal("distinct Kafka positions of clicks", positions, rows)
+    views, distinct_views = con.execute(
+        f"SELECT count(*), count(DISTINCT event_id) FROM {hive(args.out + '/product_views')}"
+    ).fetchone()
+    product_clicks = con.execute(f"SELECT count(*) FROM {clicks} WHERE page LIKE '/product/%'").fetchone()[0]
+    expect_equal("product views", (views, distinct_views), (product_clicks, product_clicks))
     dead = dict(con.execute(
-        f"SELECT reason, count(DISTINCT (partition, \"offset\")) "
-        f"FROM read_parquet('{args.out}/dead_letters/**/*.parquet') GROUP BY reason"
+        f"SELECT reason, count(*) FROM read_parquet('{args.out}/dead_letters/**/*.parquet') GROUP BY reason"
     ).fetchall())
-    assert dead == generated["malformed"], (dead, generated["malformed"])
-    print(f"at least once: {distinct} distinct rows ({rows - distinct} written twice), "
-          f"{sum(dead.values())} distinct dead letters")
+    expect_equal("dead letters by reason", dead, generated["malformed"])
+    distinct_dead = con.execute(
+        f"SELECT count(DISTINCT (partition, \"offset\")) FROM read_parquet('{args.out}/dead_letters/**/*.parquet')"
+    ).fetchone()[0]
+    expect_equal("distinct dead letters", distinct_dead, sum(dead.values()))
+    print(f"exactly once: {rows} clicks, {views} product views, {distinct_dead} dead letters, no duplicates")
+
+
+def fault_proxy(args):
+    """An S3 proxy that injects faults: 503s before forwarding, 500s after forwarding (the
+    request took effect but its answer is lost) and delays. Faults hit a seeded random share
+    of requests; each one is logged as a line starting with `injected`."""
+    import http.client
+    import random
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlparse
+
+    target = urlparse(args.target)
+    rng = random.Random(args.seed)
+    lock = threading.Lock()
+
+    def draw(method, path):
+        with lock:
+            if rng.random() >= args.rate:
+                return None
+            kinds = ["before", "delay"]
+            # Losing the answer is safe to retry for object puts (the commit log's conditional
+            # ones included), copies and deletes; completing a multipart upload twice is not
+            # something S3 answers the same way, so it only fails before.
+            if method in ("PUT", "DELETE") and "uploadId" not in path:
+                kinds.append("after")
+            return rng.choice(kinds)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def handle_one(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            fault = draw(self.command, self.path)
+            if fault:
+                print(f"injected {fault} {self.command} {self.path}", flush=True)
+            if fault == "before":
+                return self.reply(503, b"<Error><Code>SlowDown</Code></Error>", {})
+            if fault == "delay":
+                time.sleep(1.5)
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if fault == "after":
+                return self.reply(500, b"<Error><Code>InternalError</Code></Error>", {})
+            self.reply(resp.status, data, {k: v for k, v in resp.getheaders()
+                                           if k.lower() not in ("connection", "transfer-encoding", "content-length")})
+
+        def reply(self, status, data, headers):
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.serve_forever()
 
 
 def main():
@@ -299,12 +384,18 @@ def main():
     s.add_argument("--out", required=True)
     s.add_argument("--report", required=True)
     s.add_argument("--interrupted", action="store_true", help="the run was stopped with Ctrl-C")
-    s = sub.add_parser("check-at-least-once")
+    s = sub.add_parser("fault-proxy")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--rate", type=float, default=0.2)
+    s = sub.add_parser("check-exactly-once")
     s.add_argument("--out", required=True)
     s.add_argument("--generated", required=True)
     args = p.parse_args()
     {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
-     "check-quickstart": check_quickstart, "check-at-least-once": check_at_least_once}[args.cmd](args)
+     "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
+     "fault-proxy": fault_proxy}[args.cmd](args)
 
 
 if __name__ == "__main__":

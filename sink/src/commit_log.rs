@@ -1,0 +1,977 @@
+//! The commit log of one dataset: which files are data, and which Kafka offsets they hold.
+//!
+//! Everything lives next to the data, under the dataset root:
+//!
+//! ```text
+//! _weir/log/00000000000000000042.json        one entry per claim or commit
+//! _weir/snapshots/00000000000000000100.json  the state after an entry, so start-up reads little
+//! _weir/staging/<writer>-000007.parquet.pending   written, not yet committed
+//! ```
+//!
+//! Entries are numbered densely from 0 and each is created with a conditional put (create only
+//! if absent: `If-None-Match: *` on S3, generation 0 on GCS, `If-None-Match` on Azure, a
+//! no-replace link on local disk). Of two writers racing for the same number one wins; the other
+//! reads the winner's entry and tries the next number. A writer has read every entry before the
+//! one it creates, so the checks it makes (who owns a partition, where its offsets continue)
+//! hold against exactly the state its entry follows.
+//!
+//! **Claims fence zombies.** An instance that is assigned a Kafka partition first appends a
+//! claim for it. A commit for a partition is accepted only from the writer of the partition's
+//! latest claim, so an instance that lost the partition (paused past its session timeout, cut
+//! off from the group) has its commit refused, however late it wakes up.
+//!
+//! **Files become visible only after their commit.** Files are written under `_weir/staging/`
+//! with a name no glob for `*.parquet` matches; a commit entry lists each file's staged and
+//! final name, and only after the entry exists are files moved to their final names. The entry
+//! is the commit point: if the writer dies before moving every file, whoever next opens the
+//! log or claims partitions finishes the moves, which are idempotent. On S3 a move is a
+//! server-side copy and a delete; a copy repeated after a crash writes the same bytes again, so
+//! a glob reader can see a committed file early or twice-written, but never an uncommitted one
+//! and never two copies under two names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use weir_schemas::PartitionKey;
+
+use crate::WrittenFile;
+
+/// Directory under the dataset root that holds weir's own objects.
+pub const WEIR_DIR: &str = "_weir";
+const FORMAT_VERSION: u32 = 1;
+/// A snapshot of the state is written after every this many entries.
+const SNAPSHOT_EVERY: u64 = 100;
+/// Files moved (or checked) at once when publishing.
+const PUBLISH_CONCURRENCY: usize = 16;
+/// Attempts at one storage call of the log before its error is returned. HTTP stores retry
+/// transient errors themselves first (object_store's retry with backoff and jitter).
+const ATTEMPTS: u32 = 4;
+
+/// Kafka offsets `from..to` (end exclusive) of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    #[serde(flatten)]
+    pub partition: PartitionKey,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub version: u32,
+    pub seq: u64,
+    /// Unique per entry, so a writer whose put timed out can tell whether it landed.
+    pub id: String,
+    pub writer: String,
+    pub written_at: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// The writer owns these partitions from now on.
+    Claim { partitions: Vec<PartitionKey> },
+    /// The files hold exactly the rows derived from these offset ranges.
+    Commit {
+        ranges: Vec<OffsetRange>,
+        files: Vec<WrittenFile>,
+        /// The event-time watermark the commit covers, epoch milliseconds.
+        #[serde(default)]
+        watermark_ms: Option<i64>,
+    },
+}
+
+/// What the log says about one Kafka partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Where the next commit continues: the end of the last committed range.
+    pub next_offset: Option<i64>,
+    /// Writer of the latest claim.
+    pub owner: Option<String>,
+    /// Sequence number of the latest claim.
+    pub claimed_at: Option<u64>,
+    /// Sequence number and time of the latest commit.
+    pub last_commit: Option<u64>,
+    pub committed_at: Option<String>,
+    pub watermark_ms: Option<i64>,
+}
+
+/// Why an entry may not follow the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// The committing writer does not hold the partition's latest claim.
+    NotOwner {
+        partition: PartitionKey,
+        owner: Option<String>,
+        claimed_at: Option<u64>,
+    },
+    /// The range does not start where the previous one ended (a gap or an overlap).
+    Discontinuous {
+        partition: PartitionKey,
+        from: i64,
+        expected: i64,
+    },
+    /// An empty or reversed range.
+    EmptyRange {
+        partition: PartitionKey,
+        from: i64,
+        to: i64,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::NotOwner {
+                partition,
+                owner: Some(owner),
+                claimed_at: Some(seq),
+            } => write!(f, "{partition} was claimed by {owner} at entry {seq}"),
+            Violation::NotOwner { partition, .. } => write!(f, "{partition} was never claimed"),
+            Violation::Discontinuous {
+                partition,
+                from,
+                expected,
+            } => {
+                let what = if from < expected { "overlap" } else { "gap" };
+                write!(
+                    f,
+                    "{partition}: range starts at offset {from} but the previous one ended at {expected} ({what})"
+                )
+            }
+            Violation::EmptyRange {
+                partition,
+                from,
+                to,
+            } => write!(f, "{partition}: empty range {from}..{to}"),
+        }
+    }
+}
+
+/// The state the log's entries add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogState {
+    /// The sequence number the next entry gets.
+    pub next_seq: u64,
+    pub partitions: BTreeMap<PartitionKey, PartitionState>,
+}
+
+impl LogState {
+    /// Whether `entry` may follow this state.
+    pub fn check(&self, entry: &Entry) -> Result<(), Vec<Violation>> {
+        let Action::Commit { ranges, .. } = &entry.action else {
+            return Ok(());
+        };
+        let mut violations = Vec::new();
+        for range in ranges {
+            let state = self.partitions.get(&range.partition);
+            let owner = state.and_then(|s| s.owner.clone());
+            if owner.as_deref() != Some(entry.writer.as_str()) {
+                violations.push(Violation::NotOwner {
+                    partition: range.partition.clone(),
+                    owner,
+                    claimed_at: state.and_then(|s| s.claimed_at),
+                });
+            }
+            if range.to <= range.from {
+                violations.push(Violation::EmptyRange {
+                    partition: range.partition.clone(),
+                    from: range.from,
+                    to: range.to,
+                });
+            }
+            if let Some(expected) = state.and_then(|s| s.next_offset)
+                && expected != range.from
+            {
+                violations.push(Violation::Discontinuous {
+                    partition: range.partition.clone(),
+                    from: range.from,
+                    expected,
+                });
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// Adds `entry` to the state.
+    pub fn apply(&mut self, entry: &Entry) {
+        self.next_seq = entry.seq + 1;
+        match &entry.action {
+            Action::Claim { partitions } => {
+                for partition in partitions {
+                    let state = self.partitions.entry(partition.clone()).or_default();
+                    state.owner = Some(entry.writer.clone());
+                    state.claimed_at = Some(entry.seq);
+                }
+            }
+            Action::Commit {
+                ranges,
+                watermark_ms,
+                ..
+            } => {
+                for range in ranges {
+                    let state = self.partitions.entry(range.partition.clone()).or_default();
+                    state.next_offset = Some(range.to);
+                    state.last_commit = Some(entry.seq);
+                    state.committed_at = Some(entry.written_at.clone());
+                    if watermark_ms.is_some() {
+                        state.watermark_ms = *watermark_ms;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    /// The last entry the snapshot includes.
+    seq: u64,
+    partitions: Vec<SnapshotPartition>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotPartition {
+    #[serde(flatten)]
+    partition: PartitionKey,
+    #[serde(flatten)]
+    state: PartitionState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("dataset `{dataset}`: cannot {action} {path}: {source}")]
+    Store {
+        dataset: String,
+        action: &'static str,
+        path: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("dataset `{dataset}`: {path} is not a valid commit log object: {reason}")]
+    Corrupt {
+        dataset: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "dataset `{dataset}`: commit refused, this instance no longer owns its partitions: {}; \
+         its uncommitted rows are dropped and read again by the owner",
+        join(violations)
+    )]
+    Fenced {
+        dataset: String,
+        violations: Vec<Violation>,
+    },
+    #[error(
+        "dataset `{dataset}`: commit would break the log: {}",
+        join(violations)
+    )]
+    Invalid {
+        dataset: String,
+        violations: Vec<Violation>,
+    },
+    #[error(
+        "dataset `{dataset}`: committed file {path} is missing, and so is its staged copy {staging}"
+    )]
+    MissingFile {
+        dataset: String,
+        path: String,
+        staging: String,
+    },
+}
+
+fn join(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A dataset's commit log, as one writer sees and appends to it.
+pub struct CommitLog {
+    dataset: String,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    writer: String,
+    state: LogState,
+    /// The claim entry this writer made for each partition it owns.
+    claims: HashMap<PartitionKey, u64>,
+    /// Files of entries read from the log that may not have been moved to their final name.
+    unpublished: Vec<WrittenFile>,
+}
+
+impl CommitLog {
+    /// Opens the log of the dataset at `root` for `writer`, a name unique to this process,
+    /// and finishes publishing the files of commits whose writer stopped half-way.
+    pub async fn open(
+        dataset: &str,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        writer: &str,
+    ) -> Result<Self, LogError> {
+        let mut log = Self {
+            dataset: dataset.to_owned(),
+            store,
+            root,
+            writer: writer.to_owned(),
+            state: LogState::default(),
+            claims: HashMap::new(),
+            unpublished: Vec::new(),
+        };
+        log.load_snapshot().await?;
+        log.refresh().await?;
+        log.publish_unpublished().await?;
+        Ok(log)
+    }
+
+    /// Reads the state of a dataset's log without writing anything (for lag and tests).
+    pub async fn read_state(
+        dataset: &str,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+    ) -> Result<LogState, LogError> {
+        let mut log = Self {
+            dataset: dataset.to_owned(),
+            store,
+            root,
+            writer: String::new(),
+            state: LogState::default(),
+            claims: HashMap::new(),
+            unpublished: Vec::new(),
+        };
+        log.load_snapshot().await?;
+        log.refresh().await?;
+        Ok(log.state)
+    }
+
+    pub fn state(&self) -> &LogState {
+        &self.state
+    }
+
+    /// Where the next commit for `partition` continues, if it was ever committed.
+    pub fn next_offset(&self, partition: &PartitionKey) -> Option<i64> {
+        self.state
+            .partitions
+            .get(partition)
+            .and_then(|s| s.next_offset)
+    }
+
+    /// Claims `partitions` for this writer; from now on nobody else can commit them until
+    /// they claim them in turn. Returns where each continues.
+    pub async fn claim(
+        &mut self,
+        partitions: &[PartitionKey],
+    ) -> Result<Vec<Option<i64>>, LogError> {
+        let seq = self
+            .append(Action::Claim {
+                partitions: partitions.to_vec(),
+            })
+            .await?;
+        for partition in partitions {
+            self.claims.insert(partition.clone(), seq);
+        }
+        self.publish_unpublished().await?;
+        Ok(partitions.iter().map(|p| self.next_offset(p)).collect())
+    }
+
+    /// Forgets the claims on `partitions` (revoked): commits for them are no longer tried.
+    pub fn release(&mut self, partitions: &[PartitionKey]) {
+        for partition in partitions {
+            self.claims.remove(partition);
+        }
+    }
+
+    /// Appends a commit of `files` covering `ranges`. Refused with [`LogError::Fenced`] when
+    /// another writer claimed one of the partitions since this writer did.
+    pub async fn commit(
+        &mut self,
+        ranges: Vec<OffsetRange>,
+        files: Vec<WrittenFile>,
+        watermark_ms: Option<i64>,
+    ) -> Result<u64, LogError> {
+        self.append(Action::Commit {
+            ranges,
+            files,
+            watermark_ms,
+        })
+        .await
+    }
+
+    /// Moves committed files from their staged names to their final names.
+    pub async fn publish(&self, files: &[WrittenFile]) -> Result<(), LogError> {
+        futures::stream::iter(files)
+            .map(|file| self.publish_file(file))
+            .buffer_unordered(PUBLISH_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Deletes staged files older than `grace`: written by an attempt that never committed
+    /// (a crash, or a refused zombie). Call after [`CommitLog::open`] has published what was
+    /// committed.
+    pub async fn remove_orphans(&self, grace: Duration) -> Result<usize, LogError> {
+        let staging = self.root.clone().join(WEIR_DIR).join("staging");
+        let cutoff = chrono::Utc::now() - grace;
+        let old: Vec<Path> = self
+            .store
+            .list(Some(&staging))
+            .try_filter_map(|meta| async move {
+                Ok((meta.last_modified < cutoff).then_some(meta.location))
+            })
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error("list", &staging, source))?;
+        for path in &old {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(self.store_error("delete", path, source)),
+            }
+        }
+        if !old.is_empty() {
+            tracing::info!(dataset = %self.dataset, files = old.len(), "removed uncommitted staged files");
+        }
+        Ok(old.len())
+    }
+
+    /// Reads entries after the last one known, until there is none.
+    async fn refresh(&mut self) -> Result<(), LogError> {
+        while let Some(entry) = self.read_entry(self.state.next_seq).await? {
+            self.take_in(entry);
+        }
+        Ok(())
+    }
+
+    fn take_in(&mut self, entry: Entry) {
+        if let Action::Commit { files, .. } = &entry.action
+            && entry.writer != self.writer
+        {
+            self.unpublished.extend(files.iter().cloned());
+        }
+        self.state.apply(&entry);
+    }
+
+    async fn read_entry(&self, seq: u64) -> Result<Option<Entry>, LogError> {
+        let path = entry_path(&self.root, seq);
+        let Some(bytes) = self.get(&path).await? else {
+            return Ok(None);
+        };
+        let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+            dataset: self.dataset.clone(),
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        if entry.seq != seq {
+            return Err(LogError::Corrupt {
+                dataset: self.dataset.clone(),
+                path: path.to_string(),
+                reason: format!("it says it is entry {}", entry.seq),
+            });
+        }
+        Ok(Some(entry))
+    }
+
+    /// Appends an entry with `action` at the next free sequence number.
+    async fn append(&mut self, action: Action) -> Result<u64, LogError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut failures = 0;
+        loop {
+            // Read what others appended; a put of ours that failed ambiguously may be there.
+            while let Some(entry) = self.read_entry(self.state.next_seq).await? {
+                let ours = entry.id == id;
+                let seq = entry.seq;
+                self.take_in(entry);
+                if ours {
+                    return Ok(seq);
+                }
+            }
+            let entry = Entry {
+                version: FORMAT_VERSION,
+                seq: self.state.next_seq,
+                id: id.clone(),
+                writer: self.writer.clone(),
+                written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                action: action.clone(),
+            };
+            self.check_own(&entry)?;
+            let path = entry_path(&self.root, entry.seq);
+            let body = serde_json::to_vec_pretty(&entry).expect("entries serialize");
+            let put = self
+                .store
+                .put_opts(
+                    &path,
+                    PutPayload::from(body),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match put {
+                Ok(_) => {
+                    let seq = entry.seq;
+                    self.state.apply(&entry);
+                    if seq > 0 && seq.is_multiple_of(SNAPSHOT_EVERY) {
+                        self.write_snapshot(seq).await?;
+                    }
+                    return Ok(seq);
+                }
+                // Another writer took this number: read it and try the next one.
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(source) => {
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(self.store_error("create", &path, source));
+                    }
+                    tracing::warn!(dataset = %self.dataset, %path, error = %source, "commit log write failed, retrying");
+                    backoff(failures).await;
+                }
+            }
+        }
+    }
+
+    /// The checks a writer makes before appending: the generic ones, and that each partition's
+    /// latest claim is the one this writer made (not one of its own earlier, lost claims).
+    fn check_own(&self, entry: &Entry) -> Result<(), LogError> {
+        let mut fenced = Vec::new();
+        let mut invalid = Vec::new();
+        if let Err(violations) = self.state.check(entry) {
+            for violation in violations {
+                match violation {
+                    Violation::NotOwner { .. } => fenced.push(violation),
+                    other => invalid.push(other),
+                }
+            }
+        }
+        if let Action::Commit { ranges, .. } = &entry.action {
+            for range in ranges {
+                let state = self.state.partitions.get(&range.partition);
+                let latest = state.and_then(|s| s.claimed_at);
+                let owner = state.and_then(|s| s.owner.as_deref());
+                if owner == Some(self.writer.as_str())
+                    && latest != self.claims.get(&range.partition).copied()
+                {
+                    fenced.push(Violation::NotOwner {
+                        partition: range.partition.clone(),
+                        owner: owner.map(str::to_owned),
+                        claimed_at: latest,
+                    });
+                }
+            }
+        }
+        if !fenced.is_empty() {
+            return Err(LogError::Fenced {
+                dataset: self.dataset.clone(),
+                violations: fenced,
+            });
+        }
+        if !invalid.is_empty() {
+            return Err(LogError::Invalid {
+                dataset: self.dataset.clone(),
+                violations: invalid,
+            });
+        }
+        Ok(())
+    }
+
+    async fn publish_file(&self, file: &WrittenFile) -> Result<(), LogError> {
+        let corrupt = |e: object_store::path::Error| LogError::Corrupt {
+            dataset: self.dataset.clone(),
+            path: file.path.clone(),
+            reason: e.to_string(),
+        };
+        let staging = under(&self.root, &file.staging).map_err(corrupt)?;
+        let target = under(&self.root, &file.path).map_err(corrupt)?;
+        let mut failures = 0;
+        loop {
+            match self.store.rename(&staging, &target).await {
+                Ok(()) => return Ok(()),
+                Err(object_store::Error::NotFound { .. }) => {
+                    // Moved already, by an earlier attempt or another instance recovering.
+                    return match self.store.head(&target).await {
+                        Ok(_) => Ok(()),
+                        Err(object_store::Error::NotFound { .. }) => Err(LogError::MissingFile {
+                            dataset: self.dataset.clone(),
+                            path: file.path.clone(),
+                            staging: file.staging.clone(),
+                        }),
+                        Err(source) => Err(self.store_error("check", &target, source)),
+                    };
+                }
+                Err(source) => {
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(self.store_error("publish", &target, source));
+                    }
+                    backoff(failures).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_unpublished(&mut self) -> Result<(), LogError> {
+        if self.unpublished.is_empty() {
+            return Ok(());
+        }
+        let files = std::mem::take(&mut self.unpublished);
+        if let Err(e) = self.publish(&files).await {
+            self.unpublished = files;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&mut self) -> Result<(), LogError> {
+        let dir = self.root.clone().join(WEIR_DIR).join("snapshots");
+        let listing: Vec<Path> = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error("list", &dir, source))?;
+        // Names are zero-padded sequence numbers: the greatest name is the latest snapshot.
+        let Some(latest) = listing
+            .into_iter()
+            .filter(|p| p.extension() == Some("json"))
+            .max()
+        else {
+            return Ok(());
+        };
+        let Some(bytes) = self.get(&latest).await? else {
+            return Ok(());
+        };
+        let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+            dataset: self.dataset.clone(),
+            path: latest.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.state = LogState {
+            next_seq: snapshot.seq + 1,
+            partitions: snapshot
+                .partitions
+                .into_iter()
+                .map(|p| (p.partition, p.state))
+                .collect(),
+        };
+        Ok(())
+    }
+
+    /// Writes the state after entry `seq`. Every file committed up to it must be published
+    /// first, since a reader starting from the snapshot does not look at older entries.
+    async fn write_snapshot(&mut self, seq: u64) -> Result<(), LogError> {
+        self.publish_unpublished().await?;
+        let snapshot = Snapshot {
+            version: FORMAT_VERSION,
+            seq,
+            partitions: self
+                .state
+                .partitions
+                .iter()
+                .map(|(partition, state)| SnapshotPartition {
+                    partition: partition.clone(),
+                    state: state.clone(),
+                })
+                .collect(),
+        };
+        let path = self
+            .root
+            .clone()
+            .join(WEIR_DIR)
+            .join("snapshots")
+            .join(format!("{seq:020}.json"));
+        let body = serde_json::to_vec(&snapshot).expect("snapshots serialize");
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|source| self.store_error("write", &path, source))?;
+        Ok(())
+    }
+
+    /// Reads an object, retrying transient errors; `None` if it does not exist.
+    async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, LogError> {
+        let mut failures = 0;
+        loop {
+            let result = match self.store.get(path).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(bytes) => return Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(source) => {
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(self.store_error("read", path, source));
+                    }
+                    backoff(failures).await;
+                }
+            }
+        }
+    }
+
+    fn store_error(
+        &self,
+        action: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> LogError {
+        LogError::Store {
+            dataset: self.dataset.clone(),
+            action,
+            path: path.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The path of entry `seq` under a dataset root.
+pub fn entry_path(root: &Path, seq: u64) -> Path {
+    root.clone()
+        .join(WEIR_DIR)
+        .join("log")
+        .join(format!("{seq:020}.json"))
+}
+
+/// Waits before retry number `failures`: exponential, with full jitter so that instances
+/// failing together do not retry together.
+async fn backoff(failures: u32) {
+    let ceiling = Duration::from_millis(100 << failures.min(6));
+    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+}
+
+/// `relative` (an encoded path as recorded in the log) under `root`.
+pub fn under(root: &Path, relative: &str) -> Result<Path, object_store::path::Error> {
+    let relative = Path::parse(relative)?;
+    Ok(root.parts().chain(relative.parts()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fault, FaultyStore};
+    use object_store::local::LocalFileSystem;
+
+    fn p(n: i32) -> PartitionKey {
+        PartitionKey::new("t", n)
+    }
+
+    fn range(n: i32, from: i64, to: i64) -> OffsetRange {
+        OffsetRange {
+            partition: p(n),
+            from,
+            to,
+        }
+    }
+
+    fn local(dir: &tempfile::TempDir) -> Arc<dyn ObjectStore> {
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap())
+    }
+
+    async fn open(store: &Arc<dyn ObjectStore>, writer: &str) -> CommitLog {
+        CommitLog::open("t", store.clone(), Path::default(), writer)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_claim_fences_the_previous_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut zombie = open(&store, "zombie").await;
+        assert_eq!(zombie.claim(&[p(0), p(1)]).await.unwrap(), vec![None, None]);
+        zombie
+            .commit(vec![range(0, 0, 10)], vec![], None)
+            .await
+            .unwrap();
+        // The group moved partition 0 to another instance while the zombie was paused.
+        let mut owner = open(&store, "owner").await;
+        assert_eq!(owner.claim(&[p(0)]).await.unwrap(), vec![Some(10)]);
+        let refused = zombie
+            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, LogError::Fenced { .. }), "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("t/0 was claimed by owner at entry 2"),
+            "{refused}"
+        );
+        owner
+            .commit(vec![range(0, 10, 20)], vec![], None)
+            .await
+            .unwrap();
+        // Partition 1 is still the zombie's; a commit for it alone goes through.
+        zombie
+            .commit(vec![range(1, 0, 5)], vec![], None)
+            .await
+            .unwrap();
+        let fresh = open(&store, "reader").await;
+        assert_eq!(fresh.next_offset(&p(0)), Some(20));
+        assert_eq!(fresh.next_offset(&p(1)), Some(5));
+        assert_eq!(fresh.state().next_seq, 5);
+    }
+
+    #[tokio::test]
+    async fn a_claim_belongs_to_its_entry_not_only_to_the_writer_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut first = open(&store, "a").await;
+        first.claim(&[p(0)]).await.unwrap();
+        // Another log object under the same name claims again: the first one's claim is gone.
+        let mut second = open(&store, "a").await;
+        second.claim(&[p(0)]).await.unwrap();
+        let refused = first.commit(vec![range(0, 0, 1)], vec![], None).await;
+        assert!(
+            matches!(refused, Err(LogError::Fenced { .. })),
+            "{refused:?}"
+        );
+        second
+            .commit(vec![range(0, 0, 1)], vec![], None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn racing_writers_get_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut a = open(&store, "a").await;
+        let mut b = open(&store, "b").await;
+        a.claim(&[p(0)]).await.unwrap();
+        b.claim(&[p(1)]).await.unwrap();
+        let mut seqs = Vec::new();
+        for round in 0..20 {
+            let (x, y) = tokio::join!(
+                a.commit(vec![range(0, round, round + 1)], vec![], None),
+                b.commit(vec![range(1, round, round + 1)], vec![], None),
+            );
+            seqs.push(x.unwrap());
+            seqs.push(y.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (2..42).collect::<Vec<u64>>());
+        let report = crate::verify::verify("t", store, &Path::default())
+            .await
+            .unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.commits, 40);
+    }
+
+    #[tokio::test]
+    async fn a_put_whose_answer_was_lost_is_found_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
+            local(&dir),
+            vec![
+                // The first commit lands but its caller hears an error; then a plain failure.
+                Fault::After("put"),
+                Fault::Before("put"),
+            ],
+        ));
+        let mut log = open(&store, "w").await;
+        log.claim(&[p(0)]).await.unwrap_or_else(|e| panic!("{e}"));
+        log.commit(vec![range(0, 0, 3)], vec![], None)
+            .await
+            .unwrap();
+        let fresh = open(&store, "reader").await;
+        assert_eq!(
+            fresh.state().next_seq,
+            2,
+            "one claim and one commit, no repeat"
+        );
+        assert_eq!(fresh.next_offset(&p(0)), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_persistent_storage_failure_is_an_error_naming_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
+            local(&dir),
+            vec![Fault::Before("put"); 10],
+        ));
+        let mut log = open(&store, "w").await;
+        let error = log.claim(&[p(0)]).await.unwrap_err().to_string();
+        assert!(
+            error.contains("cannot create _weir/log/00000000000000000000.json"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshots_let_a_reader_start_late_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut log = open(&store, "w").await;
+        log.claim(&[p(0)]).await.unwrap();
+        for i in 0..SNAPSHOT_EVERY as i64 + 5 {
+            log.commit(vec![range(0, i, i + 1)], vec![], None)
+                .await
+                .unwrap();
+        }
+        // Without the early entries, the snapshot alone says where partition 0 continues.
+        for seq in 0..SNAPSHOT_EVERY {
+            store
+                .delete(&entry_path(&Path::default(), seq))
+                .await
+                .unwrap();
+        }
+        let fresh = open(&store, "reader").await;
+        assert_eq!(fresh.next_offset(&p(0)), Some(SNAPSHOT_EVERY as i64 + 5));
+        assert_eq!(fresh.state().next_seq, SNAPSHOT_EVERY + 6);
+    }
+
+    #[tokio::test]
+    async fn opening_the_log_publishes_files_a_dead_writer_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let staged = Path::from("_weir/staging/dead-000001.parquet.pending");
+        store
+            .put(&staged, PutPayload::from_static(b"data"))
+            .await
+            .unwrap();
+        let file = WrittenFile {
+            path: "dt=2026-11-25/part-dead-000001.parquet".into(),
+            staging: staged.to_string(),
+            partition: "dt=2026-11-25".into(),
+            rows: 1,
+            bytes: 4,
+        };
+        let mut dead = open(&store, "dead").await;
+        dead.claim(&[p(0)]).await.unwrap();
+        // The writer dies after its commit entry, before moving the file.
+        dead.commit(vec![range(0, 0, 1)], vec![file.clone()], None)
+            .await
+            .unwrap();
+        let orphan = Path::from("_weir/staging/dead-000002.parquet.pending");
+        store
+            .put(&orphan, PutPayload::from_static(b"uncommitted"))
+            .await
+            .unwrap();
+        let next = open(&store, "next").await;
+        let published = dir.path().join(&file.path);
+        assert_eq!(std::fs::read(&published).unwrap(), b"data");
+        assert!(!dir.path().join(staged.as_ref()).exists());
+        // The uncommitted file stays invisible; it is removed once older than the grace.
+        assert_eq!(
+            next.remove_orphans(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(next.remove_orphans(Duration::ZERO).await.unwrap(), 1);
+        assert!(!dir.path().join(orphan.as_ref()).exists());
+    }
+}

@@ -1,0 +1,124 @@
+//! An object store that fails on cue, for tests of the commit protocol.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// A scripted failure of the next call of an operation (`put`, `get`, `copy`, `list`, ...).
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Fails without doing anything.
+    Before(&'static str),
+    /// Does the operation, then fails as if the answer was lost.
+    After(&'static str),
+}
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    script: Mutex<Vec<Fault>>,
+}
+
+impl FaultyStore {
+    /// Faults are used in order, each by the first call of its operation.
+    pub fn new(inner: Arc<dyn ObjectStore>, script: Vec<Fault>) -> Self {
+        Self {
+            inner,
+            script: Mutex::new(script),
+        }
+    }
+
+    /// The fault for a call of `operation`, if it is next in the script.
+    fn next(&self, operation: &str) -> Option<Fault> {
+        let mut script = self.script.lock().unwrap();
+        let position = script.iter().position(|f| match f {
+            Fault::Before(op) | Fault::After(op) => *op == operation,
+        })?;
+        Some(script.remove(position))
+    }
+
+    fn error(operation: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "FaultyStore",
+            source: format!("injected {operation} failure").into(),
+        }
+    }
+
+    async fn around<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match self.next(operation) {
+            None => call.await,
+            Some(Fault::Before(_)) => Err(Self::error(operation)),
+            Some(Fault::After(_)) => {
+                call.await?;
+                Err(Self::error(operation))
+            }
+        }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.around("put", self.inner.put_opts(location, payload, opts))
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.around("multipart", self.inner.put_multipart_opts(location, opts))
+            .await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.around("get", self.inner.get_opts(location, options))
+            .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.next("list") {
+            Some(_) => Box::pin(futures::stream::once(async { Err(Self::error("list")) })),
+            None => self.inner.list(prefix),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.around("list", self.inner.list_with_delimiter(prefix))
+            .await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.around("copy", self.inner.copy_opts(from, to, options))
+            .await
+    }
+}

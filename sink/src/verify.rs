@@ -1,0 +1,301 @@
+//! Checking a dataset against its commit log: what `weir verify` runs.
+//!
+//! The invariants: the log's entries are numbered without a gap; every commit came from the
+//! writer holding the latest claim of each of its partitions; per partition the committed
+//! offset ranges follow each other with no gap and no overlap; every committed file exists
+//! with the recorded size and row count and is committed once; no visible Parquet file is
+//! outside the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use serde::Serialize;
+use weir_schemas::PartitionKey;
+
+use crate::WrittenFile;
+use crate::commit_log::{Action, Entry, LogError, LogState, WEIR_DIR, entry_path, under};
+
+/// Files checked at once.
+const CONCURRENCY: usize = 16;
+
+/// What verification found in one dataset.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub dataset: String,
+    pub entries: u64,
+    pub claims: u64,
+    pub commits: u64,
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub partitions: BTreeMap<String, PartitionReport>,
+    /// Staged files no commit refers to: left by attempts that never committed, invisible to
+    /// readers, removed at a later start-up.
+    pub orphaned_staged_files: u64,
+    /// Every invariant that does not hold; empty when the dataset is sound.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionReport {
+    /// The first committed offset and the end of the last committed range.
+    pub from: i64,
+    pub to: i64,
+    pub commits: u64,
+    pub owner: Option<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.ok() { "OK" } else { "FAILED" };
+        writeln!(f, "dataset `{}`: {verdict}", self.dataset)?;
+        writeln!(
+            f,
+            "  {} log entries ({} commits, {} claims), {} files, {} rows, {} bytes",
+            self.entries, self.commits, self.claims, self.files, self.rows, self.bytes
+        )?;
+        for (partition, p) in &self.partitions {
+            writeln!(
+                f,
+                "  {partition}: offsets {}..{} in {} commits",
+                p.from, p.to, p.commits
+            )?;
+        }
+        if self.orphaned_staged_files > 0 {
+            writeln!(
+                f,
+                "  {} staged files of uncommitted attempts (invisible; removed at a later start)",
+                self.orphaned_staged_files
+            )?;
+        }
+        for problem in &self.problems {
+            writeln!(f, "  problem: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Verifies the dataset `name` at `root` of `store`.
+pub async fn verify(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+    root: &Path,
+) -> Result<Report, LogError> {
+    let store_error = |action, path: &Path, source| LogError::Store {
+        dataset: name.to_owned(),
+        action,
+        path: path.to_string(),
+        source: Box::new(source),
+    };
+    let mut report = Report {
+        dataset: name.to_owned(),
+        ..Report::default()
+    };
+    let objects: Vec<object_store::ObjectMeta> = store
+        .list(Some(root))
+        .try_collect()
+        .await
+        .map_err(|e| store_error("list", root, e))?;
+    let weir_dir = root.clone().join(WEIR_DIR);
+    let log_dir = weir_dir.clone().join("log");
+    let mut entry_names: Vec<&Path> = objects
+        .iter()
+        .map(|o| &o.location)
+        .filter(|p| p.prefix_matches(&log_dir) && p.extension() == Some("json"))
+        .collect();
+    entry_names.sort();
+    if entry_names.is_empty() {
+        report
+            .problems
+            .push(format!("no commit log under {log_dir}"));
+    }
+
+    // Replay the log, checking each entry against the state before it.
+    let mut state = LogState::default();
+    let mut partitions: BTreeMap<PartitionKey, PartitionReport> = BTreeMap::new();
+    let mut committed: HashMap<String, (u64, WrittenFile)> = HashMap::new();
+    for (seq, name_found) in entry_names.iter().enumerate() {
+        let seq = seq as u64;
+        let expected = entry_path(root, seq);
+        if **name_found != expected {
+            report.problems.push(format!(
+                "log entry {seq} is missing (found {name_found} in its place)"
+            ));
+            break;
+        }
+        let bytes = store
+            .get(&expected)
+            .await
+            .map_err(|e| store_error("read", &expected, e))?
+            .bytes()
+            .await
+            .map_err(|e| store_error("read", &expected, e))?;
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(entry) => entry,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("log entry {seq} is not valid: {e}"));
+                break;
+            }
+        };
+        if let Err(violations) = state.check(&entry) {
+            for violation in violations {
+                report
+                    .problems
+                    .push(format!("log entry {seq}: {violation}"));
+            }
+        }
+        report.entries += 1;
+        match &entry.action {
+            Action::Claim { .. } => report.claims += 1,
+            Action::Commit { ranges, files, .. } => {
+                report.commits += 1;
+                for range in ranges {
+                    let p = partitions
+                        .entry(range.partition.clone())
+                        .or_insert_with(|| PartitionReport {
+                            from: range.from,
+                            ..PartitionReport::default()
+                        });
+                    p.commits += 1;
+                }
+                for file in files {
+                    if let Some((other, _)) = committed.get(&file.path) {
+                        report.problems.push(format!(
+                            "{} is committed twice, by entries {other} and {seq}",
+                            file.path
+                        ));
+                    }
+                    committed.insert(file.path.clone(), (seq, file.clone()));
+                }
+            }
+        }
+        state.apply(&entry);
+    }
+    for (partition, mut p) in partitions {
+        if let Some(s) = state.partitions.get(&partition) {
+            p.to = s.next_offset.unwrap_or(p.from);
+            p.owner = s.owner.clone();
+        }
+        report.partitions.insert(partition.to_string(), p);
+    }
+
+    // Every committed file is there, whole; nothing visible is outside the log.
+    let sizes: HashMap<&Path, u64> = objects.iter().map(|o| (&o.location, o.size)).collect();
+    let (store_ref, sizes_ref) = (store.as_ref(), &sizes);
+    let checks = futures::stream::iter(committed.values())
+        .map(|(seq, file)| async move {
+            let problem = check_file(store_ref, root, *seq, file, sizes_ref).await;
+            (problem, file)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for (problem, file) in checks {
+        match problem {
+            Some(problem) => report.problems.push(problem),
+            None => {
+                report.files += 1;
+                report.rows += file.rows;
+                report.bytes += file.bytes;
+            }
+        }
+    }
+    let referenced_staging: std::collections::HashSet<&str> = committed
+        .values()
+        .map(|(_, f)| f.staging.as_str())
+        .collect();
+    let staging_dir = weir_dir.clone().join("staging");
+    for object in &objects {
+        let location = &object.location;
+        if location.prefix_matches(&staging_dir) {
+            let relative: Path = location.prefix_match(root).into_iter().flatten().collect();
+            if !referenced_staging.contains(relative.as_ref()) {
+                report.orphaned_staged_files += 1;
+            }
+            continue;
+        }
+        if location.prefix_matches(&weir_dir) || location.extension() != Some("parquet") {
+            continue;
+        }
+        let relative: Path = location.prefix_match(root).into_iter().flatten().collect();
+        if !committed.contains_key(relative.as_ref()) {
+            report.problems.push(format!(
+                "{relative} is visible to readers but no commit lists it"
+            ));
+        }
+    }
+    report.problems.sort();
+    Ok(report)
+}
+
+/// A problem with one committed file, if any.
+async fn check_file(
+    store: &dyn ObjectStore,
+    root: &Path,
+    seq: u64,
+    file: &WrittenFile,
+    sizes: &HashMap<&Path, u64>,
+) -> Option<String> {
+    let path = match under(root, &file.path) {
+        Ok(path) => path,
+        Err(e) => return Some(format!("entry {seq}: bad file path {}: {e}", file.path)),
+    };
+    let Some(&size) = sizes.get(&path) else {
+        return Some(format!(
+            "{} (entry {seq}) is committed but missing",
+            file.path
+        ));
+    };
+    if size != file.bytes {
+        return Some(format!(
+            "{} (entry {seq}) has {size} bytes, the commit says {}",
+            file.path, file.bytes
+        ));
+    }
+    match row_count(store, &path, size).await {
+        Ok(rows) if rows == file.rows => None,
+        Ok(rows) => Some(format!(
+            "{} (entry {seq}) has {rows} rows, the commit says {}",
+            file.path, file.rows
+        )),
+        Err(e) => Some(format!(
+            "{} (entry {seq}) is not a readable Parquet file: {e}",
+            file.path
+        )),
+    }
+}
+
+/// The row count in a Parquet file's footer, read with two range requests.
+async fn row_count(
+    store: &dyn ObjectStore,
+    path: &Path,
+    size: u64,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    const TAIL: u64 = 8;
+    if size < TAIL {
+        return Err("shorter than a Parquet footer".into());
+    }
+    let tail = store.get_range(path, size - TAIL..size).await?;
+    let tail = FooterTail::try_from(tail.as_ref())?;
+    let length = tail.metadata_length() as u64;
+    if length + TAIL > size {
+        return Err("footer length exceeds the file".into());
+    }
+    let footer = store
+        .get_range(path, size - TAIL - length..size - TAIL)
+        .await?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
+    Ok(metadata.file_metadata().num_rows() as u64)
+}

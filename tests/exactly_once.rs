@@ -1,0 +1,181 @@
+//! Exactly once under fire: weir killed at random moments, and a zombie instance woken after
+//! its partitions moved on. Each run reads the datasets back with DuckDB (every generated
+//! event exactly once, as a row or a dead letter) and checks them with `weir verify`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::mocking::MockCluster;
+
+const TOPIC: &str = "clickstream";
+const PARTITIONS: i32 = 4;
+
+/// SIGKILLs weir at 24 random moments (a seeded random delay after it starts consuming, so
+/// across polling, writing, closing files, committing and publishing) while events arrive,
+/// restarting it each time; then lets a last instance finish.
+///
+/// Every restart joins a fresh consumer group: where to resume comes from the commit logs,
+/// never from the group's offsets, and a fresh group spares each restart the wait for the
+/// killed member's session to expire.
+#[test]
+fn killed_at_random_moments_it_writes_every_event_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(3).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 3).unwrap();
+    let config = quickstart_config(dir.path(), "max_batch_messages = 100", &[], "150ms");
+    let out = dir.path().join("out");
+    let out_text = out.display().to_string();
+    // Events keep arriving through all the kills (about 80 s).
+    let events = 24_000;
+    let generated = dir.path().join("generated.json");
+    let mut generator = generate(&bootstrap, TOPIC, events, 300, 3, &generated);
+
+    let mut rng = StdRng::seed_from_u64(20_261_125);
+    let kills = 24;
+    let mut at_kill = Vec::new();
+    for kill in 0..kills {
+        let group = format!("crash-{kill}");
+        let env = [
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+            ("WEIR_OUT", out_text.as_str()),
+            ("GROUP", group.as_str()),
+        ];
+        let mut command = weir();
+        command.args(["run", "--config"]).arg(&config).envs(env);
+        let mut weir = Process::start("weir", command, dir.path().join(format!("run-{kill}.log")));
+        wait_until("partitions to be assigned", Duration::from_secs(60), || {
+            weir.assert_running();
+            weir.log_text().contains("partitions assigned")
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1_200)));
+        weir.child.kill().unwrap();
+        weir.child.wait().unwrap();
+        at_kill.push(committed_in_logs(&out, &QUICKSTART_DATASETS)[0]);
+    }
+    eprintln!("offsets committed to clicks at each of the {kills} kills: {at_kill:?}");
+    assert!(generator.wait().unwrap().success(), "weir generate failed");
+    assert!(
+        at_kill.first() < at_kill.last(),
+        "the killed instances made progress: {at_kill:?}"
+    );
+
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("WEIR_OUT", out_text.as_str()),
+        ("GROUP", "crash-final"),
+    ];
+    let mut command = weir();
+    command.args(["run", "--config"]).arg(&config).envs(env);
+    let mut last = Process::start("weir", command, dir.path().join("final.log"));
+    wait_until("partitions to be assigned", Duration::from_secs(60), || {
+        last.assert_running();
+        last.log_text().contains("partitions assigned")
+    });
+    let started = Instant::now();
+    wait_until(
+        "every dataset to commit every offset",
+        Duration::from_secs(180),
+        || {
+            last.assert_running();
+            committed_in_logs(&out, &QUICKSTART_DATASETS)
+                .iter()
+                .all(|&c| c == events as i64)
+        },
+    );
+    eprintln!("the last instance caught up in {:?}", started.elapsed());
+    let status = last.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", last.log_text());
+
+    check_exactly_once(&config, &env, &out_text, &generated);
+}
+
+/// Two instances share a group. One is paused (SIGSTOP) past its session timeout, so the
+/// group gives its partitions to the other, which claims them in the commit logs. Woken up,
+/// the zombie tries to commit what it held: refused. Nothing is lost or written twice.
+#[test]
+fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(3).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 3).unwrap();
+    let properties = [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ];
+    let config = quickstart_config(dir.path(), "max_batch_messages = 200", &properties, "1s");
+    let out = dir.path().join("out");
+    let out_text = out.display().to_string();
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("WEIR_OUT", out_text.as_str()),
+        ("GROUP", "zombie-test"),
+    ];
+    let instance = |name: &str| {
+        let mut command = weir();
+        command.args(["run", "--config"]).arg(&config).envs(env);
+        Process::start("weir", command, dir.path().join(format!("{name}.log")))
+    };
+    let events = 30_000;
+    let generated = dir.path().join("generated.json");
+    let mut generator = generate(&bootstrap, TOPIC, events, 2_000, 17, &generated);
+
+    let mut zombie = instance("zombie");
+    wait_until(
+        "the first instance to commit",
+        Duration::from_secs(60),
+        || {
+            zombie.assert_running();
+            committed_in_logs(&out, &QUICKSTART_DATASETS)[0] > 0
+        },
+    );
+    let mut survivor = instance("survivor");
+    wait_until(
+        "the group to share the partitions",
+        Duration::from_secs(60),
+        || {
+            survivor.assert_running();
+            survivor.log_text().contains("partitions assigned")
+        },
+    );
+    signal(&zombie, "STOP");
+    wait_until(
+        "the survivor to take over the paused instance's partitions",
+        Duration::from_secs(60),
+        || {
+            survivor.assert_running();
+            survivor.log_text().matches("partitions assigned").count() >= 2
+        },
+    );
+    signal(&zombie, "CONT");
+    wait_until(
+        "the woken instance's commit to be refused",
+        Duration::from_secs(60),
+        || {
+            zombie.assert_running();
+            zombie.log_text().contains("commit refused")
+        },
+    );
+    assert!(generator.wait().unwrap().success(), "weir generate failed");
+    wait_until(
+        "every dataset to commit every offset",
+        Duration::from_secs(180),
+        || {
+            zombie.assert_running();
+            survivor.assert_running();
+            committed_in_logs(&out, &QUICKSTART_DATASETS)
+                .iter()
+                .all(|&c| c == events as i64)
+        },
+    );
+    for process in [&mut zombie, &mut survivor] {
+        let status = process.terminate(Duration::from_secs(30));
+        assert!(status.success(), "{}", process.log_text());
+    }
+
+    check_exactly_once(&config, &env, &out_text, &generated);
+}
