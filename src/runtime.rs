@@ -11,7 +11,7 @@
 //! When a commit is refused because another instance claimed a partition (this one was a
 //! zombie), everything uncommitted is dropped and the instance rejoins the group afresh.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -105,6 +105,7 @@ pub async fn run(
         dead_letters,
         source: None,
         owned: HashSet::new(),
+        resumed_at: HashMap::new(),
         pending: OffsetRanges::default(),
         pending_dead: DeadLetters::default(),
         summary: Summary::default(),
@@ -193,6 +194,8 @@ struct State {
     source: Option<Arc<KafkaSource>>,
     /// Partitions assigned to this instance and claimed in every dataset.
     owned: HashSet<PartitionKey>,
+    /// Where newly assigned partitions resume, until their first message arrives.
+    resumed_at: HashMap<PartitionKey, i64>,
     /// Offsets consumed since the last checkpoint.
     pending: OffsetRanges,
     pending_dead: DeadLetters,
@@ -321,6 +324,7 @@ impl State {
                 }
                 for partition in &partitions {
                     self.owned.remove(partition);
+                    self.resumed_at.remove(partition);
                 }
                 for dataset in self.datasets() {
                     dataset.release(&partitions);
@@ -332,24 +336,25 @@ impl State {
     }
 
     /// Claims newly assigned partitions in every dataset and returns where each resumes: the
-    /// lowest position over the datasets, or the group's committed offset when a dataset has
-    /// never committed the partition.
+    /// lowest position over the datasets that committed it, or the group's committed offset
+    /// when none did. A dataset added to a running pipeline starts where the others are.
     async fn assign(&mut self, partitions: &[PartitionKey]) -> Result<Vec<Option<i64>>, RunError> {
-        let mut resume: Vec<Option<Option<i64>>> = vec![None; partitions.len()];
+        let mut resume: Vec<Option<i64>> = vec![None; partitions.len()];
         for dataset in self.datasets() {
             let next = dataset.claim(partitions).await?;
             for (resume, next) in resume.iter_mut().zip(next) {
-                *resume = Some(match (*resume, next) {
-                    (None, next) => next,
-                    (Some(Some(a)), Some(b)) => Some(a.min(b)),
-                    (Some(_), _) => None,
-                });
+                *resume = match (*resume, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
-        let resume: Vec<Option<i64>> = resume.into_iter().map(Option::flatten).collect();
         for (partition, offset) in partitions.iter().zip(&resume) {
             match offset {
-                Some(offset) => tracing::info!(%partition, offset, "resuming from the commit log"),
+                Some(offset) => {
+                    tracing::info!(%partition, offset, "resuming from the commit log");
+                    self.resumed_at.insert(partition.clone(), *offset);
+                }
                 None => {
                     tracing::info!(%partition, "no commit yet: starting from the group's offset")
                 }
@@ -361,6 +366,7 @@ impl State {
 
     /// Drops everything not committed, after a refused commit.
     async fn abort(&mut self) {
+        self.resumed_at.clear();
         let owned: Vec<PartitionKey> = self.owned.drain().collect();
         for dataset in self.datasets() {
             dataset.abort().await;
@@ -383,6 +389,9 @@ impl State {
             .any(|(p, _, _)| !self.owned.contains(p))
         {
             batch.retain(|p| self.owned.contains(p));
+        }
+        if !self.resumed_at.is_empty() {
+            self.check_resumed(batch.ranges());
         }
         let SourceBatch { decoded, messages } = batch;
         self.pending.merge(&messages.ranges);
@@ -435,6 +444,25 @@ impl State {
         Ok(())
     }
 
+    /// Warns when a partition's first message after an assignment comes later than where it
+    /// resumed: the offsets between were not there to read (deleted by retention, or
+    /// transaction markers), and the next commit's range covers them.
+    fn check_resumed(&mut self, ranges: &OffsetRanges) {
+        for (partition, first, _) in ranges.iter() {
+            if let Some(resumed) = self.resumed_at.remove(partition)
+                && first > resumed
+            {
+                tracing::warn!(
+                    %partition,
+                    resumed,
+                    first,
+                    "offsets between the resume position and the first message were not readable \
+                     (retention, compaction or transaction markers)"
+                );
+            }
+        }
+    }
+
     /// Applies the rules, runs every transform and computes partition paths. A dataset that
     /// already holds some of the batch's offsets (it committed further than another before a
     /// restart) gets only the rest.
@@ -474,6 +502,12 @@ impl State {
                     Some(keep) => filter_record_batch(&outcome.passed, keep)
                         .map_err(|e| execute(output.transform.name(), e.into()))?,
                 };
+                // The dataset holds all of these rows already: nothing to compute (an
+                // aggregate over no rows would still yield one).
+                if input.num_rows() == 0 {
+                    results.push(Vec::new());
+                    continue;
+                }
                 let mut result = self.engine.run(input, &[&output.transform]).await?;
                 results.push(result.pop().unwrap_or_default());
             }

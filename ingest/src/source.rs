@@ -183,15 +183,24 @@ impl SourceContext {
             partitions: partitions.clone(),
             resume,
         };
-        if !self.forward(Polled::Event(event)) {
-            return;
-        }
-        let offsets = match answer.blocking_recv() {
-            Ok(Ok(offsets)) => offsets,
-            Ok(Err(reason)) => return self.fail(reason),
-            Err(_) => return self.fail("the pipeline stopped during an assignment".into()),
+        let offsets = if self.forward(Polled::Event(event)) {
+            match answer.blocking_recv() {
+                Ok(Ok(offsets)) => Some(offsets),
+                Ok(Err(reason)) => {
+                    self.fail(reason);
+                    None
+                }
+                Err(_) => {
+                    self.fail("the pipeline stopped during an assignment".into());
+                    None
+                }
+            }
+        } else {
+            None
         };
-        for (partition, offset) in partitions.iter().zip(offsets) {
+        // Even when the assignment failed, librdkafka is told it was taken (a consumer that
+        // never answers cannot leave the group); consumption stops at the next poll instead.
+        for (partition, offset) in partitions.iter().zip(offsets.unwrap_or_default()) {
             if let Some(offset) = offset {
                 tpl.set_partition_offset(
                     &partition.topic,
@@ -232,6 +241,18 @@ impl SourceContext {
         if let Err(e) = unassigned {
             tracing::warn!(error = %e, "cannot give up revoked partitions");
         }
+    }
+}
+
+/// Closes the road to the decoder when the polling thread ends, even by a panic, so the
+/// decoder and then the pipeline see the end. Callbacks from then on (the consumer closing)
+/// find no pipeline to ask.
+struct StopForwardingOnDrop<'a>(&'a SourceContext);
+
+impl Drop for StopForwardingOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut forward = self.0.forward.lock().unwrap_or_else(|e| e.into_inner());
+        forward.take();
     }
 }
 
@@ -467,6 +488,7 @@ pub fn spawn_reader(
         .name("weir-kafka-reader".into())
         .spawn(move || {
             let context = source.consumer.context();
+            let forwarding = StopForwardingOnDrop(context);
             let result = (|| {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(messages) = source.poll_batch(&stop)? else {
@@ -485,8 +507,7 @@ pub fn spawn_reader(
                 Ok(())
             })();
             // The decoder finishes what it holds and hands it on before the reader is done.
-            // Callbacks from here on (the consumer closing) find no pipeline to ask.
-            context.forward.lock().expect("not poisoned").take();
+            drop(forwarding);
             decoding.join().expect("the decoder thread does not panic");
             result
         })

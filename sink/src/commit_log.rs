@@ -285,6 +285,12 @@ pub enum LogError {
         violations: Vec<Violation>,
     },
     #[error(
+        "dataset `{dataset}`: the object store let an object be created twice; weir's commit \
+         log needs conditional writes (create only if absent: If-None-Match on S3) to order and \
+         fence commits"
+    )]
+    NoConditionalPut { dataset: String },
+    #[error(
         "dataset `{dataset}`: committed file {path} is missing, and so is its staged copy {staging}"
     )]
     MissingFile {
@@ -333,10 +339,43 @@ impl CommitLog {
             claims: HashMap::new(),
             unpublished: Vec::new(),
         };
+        log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
         log.publish_unpublished().await?;
         Ok(log)
+    }
+
+    /// Creates a probe object twice: a store that lets the second create overwrite the first
+    /// (some S3-compatible servers ignore `If-None-Match`) cannot order or fence commits.
+    async fn check_conditional_put(&self) -> Result<(), LogError> {
+        let probe = self
+            .root
+            .clone()
+            .join(WEIR_DIR)
+            .join("probes")
+            .join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+        let create = || PutOptions::from(PutMode::Create);
+        self.store
+            .put_opts(&probe, PutPayload::from_static(b"{}"), create())
+            .await
+            .map_err(|source| self.store_error("create", &probe, source))?;
+        let second = self
+            .store
+            .put_opts(&probe, PutPayload::from_static(b"{}"), create())
+            .await;
+        if let Err(e) = self.store.delete(&probe).await {
+            tracing::debug!(path = %probe, error = %e, "could not delete the probe object");
+        }
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Ok(_) | Err(object_store::Error::NotImplemented { .. }) => {
+                Err(LogError::NoConditionalPut {
+                    dataset: self.dataset.clone(),
+                })
+            }
+            Err(source) => Err(self.store_error("create", &probe, source)),
+        }
     }
 
     /// Reads the state of a dataset's log without writing anything (for lag and tests).
@@ -386,6 +425,7 @@ impl CommitLog {
             self.claims.insert(partition.clone(), seq);
         }
         self.publish_unpublished().await?;
+        self.snapshot_if_due(seq).await;
         Ok(partitions.iter().map(|p| self.next_offset(p)).collect())
     }
 
@@ -396,24 +436,29 @@ impl CommitLog {
         }
     }
 
-    /// Appends a commit of `files` covering `ranges`. Refused with [`LogError::Fenced`] when
-    /// another writer claimed one of the partitions since this writer did.
+    /// Appends a commit of `files` covering `ranges`, then moves the files to their final
+    /// names. Refused with [`LogError::Fenced`] when another writer claimed one of the
+    /// partitions since this writer did.
     pub async fn commit(
         &mut self,
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
         watermark_ms: Option<i64>,
     ) -> Result<u64, LogError> {
-        self.append(Action::Commit {
-            ranges,
-            files,
-            watermark_ms,
-        })
-        .await
+        let seq = self
+            .append(Action::Commit {
+                ranges,
+                files: files.clone(),
+                watermark_ms,
+            })
+            .await?;
+        self.publish(&files).await?;
+        self.snapshot_if_due(seq).await;
+        Ok(seq)
     }
 
     /// Moves committed files from their staged names to their final names.
-    pub async fn publish(&self, files: &[WrittenFile]) -> Result<(), LogError> {
+    async fn publish(&self, files: &[WrittenFile]) -> Result<(), LogError> {
         futures::stream::iter(files)
             .map(|file| self.publish_file(file))
             .buffer_unordered(PUBLISH_CONCURRENCY)
@@ -421,17 +466,33 @@ impl CommitLog {
             .await
     }
 
-    /// Deletes staged files older than `grace`: written by an attempt that never committed
-    /// (a crash, or a refused zombie). Call after [`CommitLog::open`] has published what was
-    /// committed.
+    /// Deletes staged files older than `grace` whose writer owns no partition any more:
+    /// written by an attempt that never committed (a crash, or a refused zombie). A writer
+    /// that still owns partitions may be paused, not dead, and commit its files on waking.
+    /// Call after [`CommitLog::open`] has published what was committed.
     pub async fn remove_orphans(&self, grace: Duration) -> Result<usize, LogError> {
         let staging = self.root.clone().join(WEIR_DIR).join("staging");
         let cutoff = chrono::Utc::now() - grace;
+        let owners: std::collections::HashSet<&str> = self
+            .state
+            .partitions
+            .values()
+            .filter_map(|p| p.owner.as_deref())
+            .collect();
+        let owners = &owners;
         let old: Vec<Path> = self
             .store
             .list(Some(&staging))
             .try_filter_map(|meta| async move {
-                Ok((meta.last_modified < cutoff).then_some(meta.location))
+                // Staged names are `<writer>-<sequence>.parquet.pending`.
+                let writer = meta
+                    .location
+                    .filename()
+                    .and_then(|name| name.rsplit_once('-'))
+                    .map(|(writer, _)| writer);
+                let orphan = meta.last_modified < cutoff
+                    && writer.is_none_or(|writer| !owners.contains(writer));
+                Ok(orphan.then_some(meta.location))
             })
             .try_collect()
             .await
@@ -520,12 +581,8 @@ impl CommitLog {
                 .await;
             match put {
                 Ok(_) => {
-                    let seq = entry.seq;
                     self.state.apply(&entry);
-                    if seq > 0 && seq.is_multiple_of(SNAPSHOT_EVERY) {
-                        self.write_snapshot(seq).await?;
-                    }
-                    return Ok(seq);
+                    return Ok(entry.seq);
                 }
                 // Another writer took this number: read it and try the next one.
                 Err(object_store::Error::AlreadyExists { .. }) => {}
@@ -625,9 +682,24 @@ impl CommitLog {
             return Ok(());
         }
         let files = std::mem::take(&mut self.unpublished);
-        if let Err(e) = self.publish(&files).await {
-            self.unpublished = files;
-            return Err(e);
+        let results: Vec<Result<(), LogError>> = futures::stream::iter(&files)
+            .map(|file| self.publish_file(file))
+            .buffer_unordered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                // Lost for good: say so loudly (`weir verify` reports it too), but do not
+                // stop every later start of the dataset for it.
+                Err(e @ LogError::MissingFile { .. }) => {
+                    tracing::error!(error = %e, "committed file lost")
+                }
+                Err(e) => {
+                    self.unpublished = files;
+                    return Err(e);
+                }
+                Ok(()) => {}
+            }
         }
         Ok(())
     }
@@ -668,8 +740,19 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes the state after entry `seq`. Every file committed up to it must be published
-    /// first, since a reader starting from the snapshot does not look at older entries.
+    /// Writes the state after entry `seq`, this writer's latest, every `SNAPSHOT_EVERY`
+    /// entries. Every file committed up to it must be published first (this writer's own
+    /// included), since a reader starting from the snapshot does not look at older entries.
+    /// A snapshot is an optimisation: failing to write one is only logged.
+    async fn snapshot_if_due(&mut self, seq: u64) {
+        if seq == 0 || !seq.is_multiple_of(SNAPSHOT_EVERY) || self.state.next_seq != seq + 1 {
+            return;
+        }
+        if let Err(e) = self.write_snapshot(seq).await {
+            tracing::warn!(dataset = %self.dataset, error = %e, "could not write a commit log snapshot");
+        }
+    }
+
     async fn write_snapshot(&mut self, seq: u64) -> Result<(), LogError> {
         self.publish_unpublished().await?;
         let snapshot = Snapshot {
@@ -873,15 +956,11 @@ mod tests {
     #[tokio::test]
     async fn a_put_whose_answer_was_lost_is_found_not_repeated() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
-            local(&dir),
-            vec![
-                // The first commit lands but its caller hears an error; then a plain failure.
-                Fault::After("put"),
-                Fault::Before("put"),
-            ],
-        ));
+        let faulty = Arc::new(FaultyStore::new(local(&dir)));
+        let store: Arc<dyn ObjectStore> = faulty.clone();
         let mut log = open(&store, "w").await;
+        // The claim lands but its writer hears an error; then a plain failure.
+        faulty.inject(vec![Fault::After("put"), Fault::Before("put")]);
         log.claim(&[p(0)]).await.unwrap_or_else(|e| panic!("{e}"));
         log.commit(vec![range(0, 0, 3)], vec![], None)
             .await
@@ -898,16 +977,32 @@ mod tests {
     #[tokio::test]
     async fn a_persistent_storage_failure_is_an_error_naming_the_object() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
-            local(&dir),
-            vec![Fault::Before("put"); 10],
-        ));
+        let faulty = Arc::new(FaultyStore::new(local(&dir)));
+        let store: Arc<dyn ObjectStore> = faulty.clone();
         let mut log = open(&store, "w").await;
+        faulty.inject(vec![Fault::Before("put"); 10]);
         let error = log.claim(&[p(0)]).await.unwrap_err().to_string();
         assert!(
             error.contains("cannot create _weir/log/00000000000000000000.json"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_overwrites_on_create_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyStore::new(local(&dir)));
+        faulty.ignore_conditional_puts();
+        let store: Arc<dyn ObjectStore> = faulty;
+        let error = CommitLog::open("t", store, Path::default(), "w")
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(error, LogError::NoConditionalPut { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("If-None-Match"), "{error}");
     }
 
     #[tokio::test]
@@ -960,11 +1055,14 @@ mod tests {
             .put(&orphan, PutPayload::from_static(b"uncommitted"))
             .await
             .unwrap();
-        let next = open(&store, "next").await;
+        let mut next = open(&store, "next").await;
         let published = dir.path().join(&file.path);
         assert_eq!(std::fs::read(&published).unwrap(), b"data");
         assert!(!dir.path().join(staged.as_ref()).exists());
-        // The uncommitted file stays invisible; it is removed once older than the grace.
+        // The uncommitted file stays invisible. It is kept while its writer owns a partition
+        // (it may only be paused), and removed once the writer owns none and it is old.
+        assert_eq!(next.remove_orphans(Duration::ZERO).await.unwrap(), 0);
+        next.claim(&[p(0)]).await.unwrap();
         assert_eq!(
             next.remove_orphans(Duration::from_secs(3600))
                 .await

@@ -206,13 +206,10 @@ impl Dataset {
             .as_mut()
             .expect("the commit log is opened before the dataset is used");
         match log.commit(ranges, files.clone(), watermark_ms).await {
-            Ok(seq) => {
-                log.publish(&files).await?;
-                Ok(Committed {
-                    seq: Some(seq),
-                    files,
-                })
-            }
+            Ok(seq) => Ok(Committed {
+                seq: Some(seq),
+                files,
+            }),
             Err(error) => {
                 if matches!(error, LogError::Fenced { .. }) {
                     self.delete_staged(&files).await;

@@ -1,13 +1,14 @@
 //! An object store that fails on cue, for tests of the commit protocol.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
 /// A scripted failure of the next call of an operation (`put`, `get`, `copy`, `list`, ...).
@@ -23,15 +24,26 @@ pub enum Fault {
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     script: Mutex<Vec<Fault>>,
+    /// Treat "create only if absent" as a plain overwrite, like stores that ignore it.
+    overwrite_creates: AtomicBool,
 }
 
 impl FaultyStore {
-    /// Faults are used in order, each by the first call of its operation.
-    pub fn new(inner: Arc<dyn ObjectStore>, script: Vec<Fault>) -> Self {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         Self {
             inner,
-            script: Mutex::new(script),
+            script: Mutex::new(Vec::new()),
+            overwrite_creates: AtomicBool::new(false),
         }
+    }
+
+    /// Faults to inject from now on, used in order, each by the first call of its operation.
+    pub fn inject(&self, faults: Vec<Fault>) {
+        self.script.lock().unwrap().extend(faults);
+    }
+
+    pub fn ignore_conditional_puts(&self) {
+        self.overwrite_creates.store(true, Ordering::Relaxed);
     }
 
     /// The fault for a call of `operation`, if it is next in the script.
@@ -78,8 +90,11 @@ impl ObjectStore for FaultyStore {
         &self,
         location: &Path,
         payload: PutPayload,
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> Result<PutResult> {
+        if self.overwrite_creates.load(Ordering::Relaxed) && opts.mode == PutMode::Create {
+            opts.mode = PutMode::Overwrite;
+        }
         self.around("put", self.inner.put_opts(location, payload, opts))
             .await
     }

@@ -32,7 +32,8 @@ pub struct Report {
     pub files: u64,
     pub rows: u64,
     pub bytes: u64,
-    pub partitions: BTreeMap<String, PartitionReport>,
+    /// Per Kafka partition, in partition order.
+    pub partitions: Vec<PartitionReport>,
     /// Staged files no commit refers to: left by attempts that never committed, invisible to
     /// readers, removed at a later start-up.
     pub orphaned_staged_files: u64,
@@ -42,6 +43,8 @@ pub struct Report {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PartitionReport {
+    pub topic: String,
+    pub partition: i32,
     /// The first committed offset and the end of the last committed range.
     pub from: i64,
     pub to: i64,
@@ -64,11 +67,11 @@ impl std::fmt::Display for Report {
             "  {} log entries ({} commits, {} claims), {} files, {} rows, {} bytes",
             self.entries, self.commits, self.claims, self.files, self.rows, self.bytes
         )?;
-        for (partition, p) in &self.partitions {
+        for p in &self.partitions {
             writeln!(
                 f,
-                "  {partition}: offsets {}..{} in {} commits",
-                p.from, p.to, p.commits
+                "  {}/{}: offsets {}..{} in {} commits",
+                p.topic, p.partition, p.from, p.to, p.commits
             )?;
         }
         if self.orphaned_staged_files > 0 {
@@ -101,18 +104,15 @@ pub async fn verify(
         dataset: name.to_owned(),
         ..Report::default()
     };
-    let objects: Vec<object_store::ObjectMeta> = store
-        .list(Some(root))
-        .try_collect()
-        .await
-        .map_err(|e| store_error("list", root, e))?;
     let weir_dir = root.clone().join(WEIR_DIR);
     let log_dir = weir_dir.clone().join("log");
-    let mut entry_names: Vec<&Path> = objects
-        .iter()
-        .map(|o| &o.location)
-        .filter(|p| p.prefix_matches(&log_dir) && p.extension() == Some("json"))
-        .collect();
+    let mut entry_names: Vec<Path> = store
+        .list(Some(&log_dir))
+        .map_ok(|o| o.location)
+        .try_filter(|p| futures::future::ready(p.extension() == Some("json")))
+        .try_collect()
+        .await
+        .map_err(|e| store_error("list", &log_dir, e))?;
     entry_names.sort();
     if entry_names.is_empty() {
         report
@@ -121,74 +121,59 @@ pub async fn verify(
     }
 
     // Replay the log, checking each entry against the state before it.
-    let mut state = LogState::default();
-    let mut partitions: BTreeMap<PartitionKey, PartitionReport> = BTreeMap::new();
-    let mut committed: HashMap<String, (u64, WrittenFile)> = HashMap::new();
-    for (seq, name_found) in entry_names.iter().enumerate() {
+    let mut replay = Replay::default();
+    for (seq, found) in entry_names.iter().enumerate() {
         let seq = seq as u64;
         let expected = entry_path(root, seq);
-        if **name_found != expected {
+        if *found != expected {
             report.problems.push(format!(
-                "log entry {seq} is missing (found {name_found} in its place)"
+                "log entry {seq} is missing (found {found} in its place)"
             ));
             break;
         }
-        let bytes = store
-            .get(&expected)
-            .await
-            .map_err(|e| store_error("read", &expected, e))?
-            .bytes()
-            .await
-            .map_err(|e| store_error("read", &expected, e))?;
-        let entry: Entry = match serde_json::from_slice(&bytes) {
-            Ok(entry) => entry,
-            Err(e) => {
+        match read_entry(store.as_ref(), &expected).await {
+            Ok(Some(entry)) => replay.entry(&entry, &mut report),
+            Ok(None) => {
                 report
                     .problems
-                    .push(format!("log entry {seq} is not valid: {e}"));
+                    .push(format!("log entry {seq} disappeared while being read"));
                 break;
             }
-        };
-        if let Err(violations) = state.check(&entry) {
-            for violation in violations {
-                report
-                    .problems
-                    .push(format!("log entry {seq}: {violation}"));
+            Err(problem) => {
+                report.problems.push(format!("log entry {seq} {problem}"));
+                break;
             }
         }
-        report.entries += 1;
-        match &entry.action {
-            Action::Claim { .. } => report.claims += 1,
-            Action::Commit { ranges, files, .. } => {
-                report.commits += 1;
-                for range in ranges {
-                    let p = partitions
-                        .entry(range.partition.clone())
-                        .or_insert_with(|| PartitionReport {
-                            from: range.from,
-                            ..PartitionReport::default()
-                        });
-                    p.commits += 1;
-                }
-                for file in files {
-                    if let Some((other, _)) = committed.get(&file.path) {
-                        report.problems.push(format!(
-                            "{} is committed twice, by entries {other} and {seq}",
-                            file.path
-                        ));
-                    }
-                    committed.insert(file.path.clone(), (seq, file.clone()));
-                }
-            }
-        }
-        state.apply(&entry);
     }
+    // The data is listed after the log was read; entries a running pipeline appends
+    // meanwhile are read after the listing too, so that their files count as committed,
+    // without expecting them in the (older) listing.
+    let objects: Vec<object_store::ObjectMeta> = store
+        .list(Some(root))
+        .try_collect()
+        .await
+        .map_err(|e| store_error("list", root, e))?;
+    let listed_up_to = replay.state.next_seq;
+    if replay.state.next_seq == entry_names.len() as u64 {
+        while let Ok(Some(entry)) =
+            read_entry(store.as_ref(), &entry_path(root, replay.state.next_seq)).await
+        {
+            replay.entry(&entry, &mut report);
+        }
+    }
+    let Replay {
+        state,
+        partitions,
+        committed,
+    } = replay;
     for (partition, mut p) in partitions {
         if let Some(s) = state.partitions.get(&partition) {
             p.to = s.next_offset.unwrap_or(p.from);
             p.owner = s.owner.clone();
         }
-        report.partitions.insert(partition.to_string(), p);
+        p.topic = partition.topic.to_string();
+        p.partition = partition.partition;
+        report.partitions.push(p);
     }
 
     // Every committed file is there, whole; nothing visible is outside the log.
@@ -196,7 +181,11 @@ pub async fn verify(
     let (store_ref, sizes_ref) = (store.as_ref(), &sizes);
     let checks = futures::stream::iter(committed.values())
         .map(|(seq, file)| async move {
-            let problem = check_file(store_ref, root, *seq, file, sizes_ref).await;
+            let problem = if *seq >= listed_up_to {
+                None
+            } else {
+                check_file(store_ref, root, *seq, file, sizes_ref).await
+            };
             (problem, file)
         })
         .buffer_unordered(CONCURRENCY)
@@ -253,10 +242,16 @@ async fn check_file(
         Err(e) => return Some(format!("entry {seq}: bad file path {}: {e}", file.path)),
     };
     let Some(&size) = sizes.get(&path) else {
-        return Some(format!(
-            "{} (entry {seq}) is committed but missing",
-            file.path
-        ));
+        let staged = under(root, &file.staging).is_ok_and(|p| sizes.contains_key(&p));
+        return Some(if staged {
+            format!(
+                "{} (entry {seq}) is committed but still under its staged name {} (its writer \
+                 stopped before moving it; the next start of weir on this dataset moves it)",
+                file.path, file.staging
+            )
+        } else {
+            format!("{} (entry {seq}) is committed but missing", file.path)
+        });
     };
     if size != file.bytes {
         return Some(format!(
@@ -298,4 +293,69 @@ async fn row_count(
         .await?;
     let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
     Ok(metadata.file_metadata().num_rows() as u64)
+}
+
+/// The log replayed so far.
+#[derive(Default)]
+struct Replay {
+    state: LogState,
+    partitions: BTreeMap<PartitionKey, PartitionReport>,
+    /// Committed files by final path, with the entry that committed them.
+    committed: HashMap<String, (u64, WrittenFile)>,
+}
+
+impl Replay {
+    fn entry(&mut self, entry: &Entry, report: &mut Report) {
+        let seq = entry.seq;
+        if let Err(violations) = self.state.check(entry) {
+            for violation in violations {
+                report
+                    .problems
+                    .push(format!("log entry {seq}: {violation}"));
+            }
+        }
+        report.entries += 1;
+        match &entry.action {
+            Action::Claim { .. } => report.claims += 1,
+            Action::Commit { ranges, files, .. } => {
+                report.commits += 1;
+                for range in ranges {
+                    let p = self
+                        .partitions
+                        .entry(range.partition.clone())
+                        .or_insert_with(|| PartitionReport {
+                            from: range.from,
+                            ..PartitionReport::default()
+                        });
+                    p.commits += 1;
+                }
+                for file in files {
+                    if let Some((other, _)) = self.committed.get(&file.path) {
+                        report.problems.push(format!(
+                            "{} is committed twice, by entries {other} and {seq}",
+                            file.path
+                        ));
+                    }
+                    self.committed
+                        .insert(file.path.clone(), (seq, file.clone()));
+                }
+            }
+        }
+        self.state.apply(entry);
+    }
+}
+
+/// Entry at `path`; `None` if absent, a readable problem if it cannot be read or parsed.
+async fn read_entry(store: &dyn ObjectStore, path: &Path) -> Result<Option<Entry>, String> {
+    let bytes = match store.get(path).await {
+        Ok(got) => got
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot be read: {e}"))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(format!("cannot be read: {e}")),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("is not valid: {e}"))
 }
