@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 use weir_ingest::StartPosition;
-use weir_sink::Compression;
+use weir_sink::{Compression, TimeGranularity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +46,8 @@ pub struct PipelineConfig {
     pub dead_letters: DeadLetterConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub watermarks: WatermarkConfig,
     /// The directory of the config file: relative paths in it are relative to this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -111,6 +113,10 @@ pub struct PartitionConfig {
 pub struct SinkConfig {
     /// `file://`, `s3://`, `gs://`, `az://` URL or a local path.
     pub url: String,
+    /// Leading `dt=…[/hour=…[/minute=…]]` directories from the event time, marked complete
+    /// (`_SUCCESS`) once the committed watermark passes their end.
+    #[serde(default)]
+    pub time_partitions: Option<TimeGranularity>,
     #[serde(default)]
     pub partition_by: Vec<PartitionConfig>,
     #[serde(default)]
@@ -150,6 +156,36 @@ pub struct DeliveryConfig {
     /// Memory for buffered rows; when reached, files are flushed and consumption waits.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: ByteSize,
+}
+
+/// How event time turns into watermarks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// How far behind the latest event time of a partition an event may still arrive: a
+    /// partition's watermark is its highest event time minus this.
+    #[serde(default = "default_out_of_orderness", deserialize_with = "duration")]
+    pub out_of_orderness: Duration,
+    /// A partition without messages for this long stops holding the watermark back.
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        Self {
+            out_of_orderness: default_out_of_orderness(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_out_of_orderness() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for DeliveryConfig {
@@ -343,7 +379,29 @@ impl PipelineConfig {
 impl PipelineConfig {
     /// An error placed at the first line of the file that mentions `needle`.
     pub fn error_at(&self, needle: &str, message: String) -> ConfigError {
-        match find_line(&self.text, needle) {
+        self.error_at_line(find_line(&self.text, needle), message)
+    }
+
+    /// An error at the first line mentioning `key` in the table of transform `transform`.
+    pub fn error_in_transform(&self, transform: &str, key: &str, message: String) -> ConfigError {
+        let name = format!("\"{transform}\"");
+        let start = self
+            .text
+            .lines()
+            .position(|l| l.trim_start().starts_with("name") && l.contains(&name));
+        let line = start.and_then(|start| {
+            self.text
+                .lines()
+                .enumerate()
+                .skip(start)
+                .find(|(_, l)| l.contains(key))
+                .map(|(i, _)| i + 1)
+        });
+        self.error_at_line(line, message)
+    }
+
+    fn error_at_line(&self, line: Option<usize>, message: String) -> ConfigError {
+        match line {
             Some(line) => invalid(&self.path, &self.text, line, message),
             None => ConfigError::Check {
                 path: self.path.clone(),

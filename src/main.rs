@@ -6,6 +6,7 @@ mod generate;
 mod pipeline;
 mod quickstart;
 mod runtime;
+mod watermark;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -170,8 +171,10 @@ fn init_logging(format: LogFormat, command: &Command) {
         _ => "warn",
     };
     let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, not in journald or files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

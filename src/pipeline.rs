@@ -76,14 +76,23 @@ impl Pipeline {
                 return Err(missing_file(&config, &t.sql, &what).into());
             }
             let transform = engine.transform_file(&t.name, &sql_path).await?;
-            let specs: Vec<PartitionSpec> = t
-                .sink
-                .partition_by
-                .iter()
-                .map(|p| PartitionSpec {
-                    name: p.name.clone(),
-                    expr: p.expr.clone(),
-                })
+            let event_time = &config.source.event_time;
+            let time_specs = match t.sink.time_partitions {
+                Some(granularity) => {
+                    check_time_column(&config, &t.name, &transform.schema(), event_time)?;
+                    granularity.partition_specs(event_time)
+                }
+                None => Vec::new(),
+            };
+            let specs: Vec<PartitionSpec> = time_specs
+                .into_iter()
+                .chain(
+                    t.sink
+                        .partition_by
+                        .iter()
+                        .map(|p| (p.name.clone(), p.expr.clone())),
+                )
+                .map(|(name, expr)| PartitionSpec { name, expr })
                 .collect();
             let where_ = format!("{config_name}: transform `{}`", t.name);
             let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?;
@@ -98,6 +107,7 @@ impl Pipeline {
                     max_file_age: t.sink.max_file_age,
                 },
                 upload_buffer_bytes: upload_buffer(t.sink.target_file_size.as_u64()),
+                time_partitions: t.sink.time_partitions,
                 max_open_files: t.sink.max_open_files,
             };
             let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
@@ -123,6 +133,8 @@ impl Pipeline {
                     },
                     upload_buffer_bytes: 8 << 20,
                     max_open_files: 1,
+                    // By the day they were dead-lettered, not by event time.
+                    time_partitions: None,
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 DeadLetterTarget::Dataset {
@@ -173,6 +185,34 @@ fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> 
 /// Uploads switch to multipart past this size; smaller files go up in one request.
 fn upload_buffer(target_file_bytes: u64) -> usize {
     target_file_bytes.clamp(5 << 20, 16 << 20) as usize
+}
+
+/// Time partitions come from the event time, so the transform must pass it through.
+fn check_time_column(
+    config: &PipelineConfig,
+    transform: &str,
+    output: &arrow::datatypes::Schema,
+    event_time: &str,
+) -> Result<(), ConfigError> {
+    match output.field_with_name(event_time).map(|f| f.data_type()) {
+        Ok(arrow::datatypes::DataType::Timestamp(..)) => Ok(()),
+        Ok(other) => Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "`time_partitions` of transform `{transform}` needs the event-time column \
+                 `{event_time}` as a timestamp in its output, but it is {other}"
+            ),
+        )),
+        Err(_) => Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "`time_partitions` of transform `{transform}` needs the event-time column \
+                 `{event_time}` in its output; select it in the SQL"
+            ),
+        )),
+    }
 }
 
 fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {

@@ -205,6 +205,18 @@ impl std::fmt::Display for QuickstartReport {
                 d.rows, d.files, d.partitions, d.url
             )?;
         }
+        if let Some(watermark) = s
+            .watermark_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+        {
+            let lag = chrono::Utc::now() - watermark;
+            writeln!(
+                f,
+                "  watermark     {} (event time committed everywhere; {:.0} s behind now)",
+                watermark.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                lag.as_seconds_f64()
+            )?;
+        }
         let dead: u64 = s.dead_letters.values().sum();
         writeln!(f, "  dead letters  {dead:>9}  {}", s.dead_letter_target)?;
         for (reason, count) in &s.dead_letters {

@@ -16,16 +16,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::{JsonDecoder, KafkaSource, SourceBatch, SourceEvent, SourceStats, spawn_reader};
 use weir_schemas::{DeadLetters, EventSchema, OffsetRanges, PartitionKey, Reason, metadata};
-use weir_sink::{Dataset, OffsetRange};
+use weir_sink::{Dataset, OffsetRange, PartitionWatermark};
+
+use crate::watermark::Watermarks;
 use weir_transform::DataFusionError;
 use weir_transform::{SqlEngine, Transform, TransformError, ValidationRules};
 
@@ -51,6 +53,8 @@ pub struct Summary {
     pub dead_letters: BTreeMap<String, u64>,
     pub dead_letter_target: String,
     pub checkpoints: u64,
+    /// The pipeline's event-time watermark at the end, epoch milliseconds.
+    pub watermark_ms: Option<i64>,
     /// Times a commit was refused because another instance had claimed a partition.
     pub fenced: u64,
     pub backpressure_pauses: u64,
@@ -65,6 +69,8 @@ pub struct DatasetSummary {
     pub files: u64,
     pub bytes: u64,
     pub partitions: usize,
+    /// The dataset's committed watermark (the lowest over its Kafka partitions).
+    pub watermark_ms: Option<i64>,
 }
 
 /// Runs until `shutdown` turns true (or the reader fails), then drains, checkpoints and
@@ -106,6 +112,11 @@ pub async fn run(
         source: None,
         owned: HashSet::new(),
         resumed_at: HashMap::new(),
+        watermarks: Watermarks::new(
+            config.watermarks.out_of_orderness,
+            config.watermarks.idle_timeout,
+        ),
+        event_time: config.source.event_time.clone(),
         pending: OffsetRanges::default(),
         pending_dead: DeadLetters::default(),
         summary: Summary::default(),
@@ -138,7 +149,9 @@ pub async fn run(
     }
 
     let elapsed = started.elapsed().as_secs_f64();
+    let watermark_ms = state.watermarks.watermark(Instant::now());
     let mut summary = state.summary;
+    summary.watermark_ms = watermark_ms;
     summary.pipeline = name;
     summary.bytes_in = progress.bytes.load(Ordering::Relaxed);
     summary.backpressure_pauses = progress.backpressure_pauses.load(Ordering::Relaxed);
@@ -155,6 +168,10 @@ pub async fn run(
             .or_default();
         entry.url = output.url.clone();
         entry.partitions = output.dataset.partitions().len();
+        entry.watermark_ms = output
+            .dataset
+            .log_state()
+            .and_then(|state| state.watermark_ms());
     }
     summary.dead_letter_target = dead_letter_target;
     tracing::info!(
@@ -196,6 +213,9 @@ struct State {
     owned: HashSet<PartitionKey>,
     /// Where newly assigned partitions resume, until their first message arrives.
     resumed_at: HashMap<PartitionKey, i64>,
+    watermarks: Watermarks,
+    /// The event-time column of the source table.
+    event_time: String,
     /// Offsets consumed since the last checkpoint.
     pending: OffsetRanges,
     pending_dead: DeadLetters,
@@ -284,7 +304,7 @@ impl State {
             .map_err(|_| RunError::ReaderPanicked)?
             .map_err(|_| RunError::ReaderPanicked)?;
         if outcome.is_ok() {
-            outcome = self.checkpoint().await;
+            outcome = self.final_checkpoint().await;
         }
         // Closing the consumer leaves the group, which can take a moment.
         self.source = None;
@@ -325,6 +345,7 @@ impl State {
                 for partition in &partitions {
                     self.owned.remove(partition);
                     self.resumed_at.remove(partition);
+                    self.watermarks.revoke(partition);
                 }
                 for dataset in self.datasets() {
                     dataset.release(&partitions);
@@ -349,6 +370,11 @@ impl State {
                 };
             }
         }
+        let now = Instant::now();
+        for partition in partitions {
+            let recorded = self.recorded_watermark(partition);
+            self.watermarks.assign(partition.clone(), recorded, now);
+        }
         for (partition, offset) in partitions.iter().zip(&resume) {
             match offset {
                 Some(offset) => {
@@ -364,10 +390,26 @@ impl State {
         Ok(resume)
     }
 
+    /// The highest watermark and event time any dataset committed for `partition`.
+    fn recorded_watermark(&mut self, partition: &PartitionKey) -> Option<PartitionWatermark> {
+        self.datasets()
+            .filter_map(|d| {
+                let state = d.partition_state(partition)?;
+                Some(PartitionWatermark {
+                    watermark_ms: state.watermark_ms?,
+                    max_event_ms: state.max_event_ms?,
+                })
+            })
+            .max_by_key(|w| (w.watermark_ms, w.max_event_ms))
+    }
+
     /// Drops everything not committed, after a refused commit.
     async fn abort(&mut self) {
         self.resumed_at.clear();
         let owned: Vec<PartitionKey> = self.owned.drain().collect();
+        for partition in &owned {
+            self.watermarks.revoke(partition);
+        }
         for dataset in self.datasets() {
             dataset.abort().await;
             dataset.release(&owned);
@@ -397,6 +439,7 @@ impl State {
         self.pending.merge(&messages.ranges);
         self.pending_dead.extend(decoded.dead_letters);
         if decoded.batch.num_rows() == 0 {
+            self.observe(&messages.ranges, &[]);
             return Ok(());
         }
         // Compute everything before writing anything: a SQL failure must not leave some
@@ -407,7 +450,8 @@ impl State {
             .instrument(transform)
             .await
         {
-            Ok((computed, failed)) => {
+            Ok((computed, failed, event_times)) => {
+                self.observe(&messages.ranges, &event_times);
                 for (row, rule, detail) in failed {
                     let message = decoded.rows[row] as usize;
                     self.pending_dead.push(messages.dead_letter(
@@ -430,6 +474,7 @@ impl State {
                 }
             }
             Err(error) => {
+                self.observe(&messages.ranges, &[]);
                 let detail = error.to_string();
                 tracing::warn!(error = %detail, "SQL failed on a batch; dead-lettering its rows");
                 for &message in &decoded.rows {
@@ -463,6 +508,19 @@ impl State {
         }
     }
 
+    /// Tells the watermarks that messages of every partition in `ranges` arrived, with the
+    /// latest event time of each among the valid rows.
+    fn observe(&mut self, ranges: &OffsetRanges, event_times: &[(PartitionKey, i64)]) {
+        let now = Instant::now();
+        for (partition, _, _) in ranges.iter() {
+            let max = event_times
+                .iter()
+                .find(|(p, _)| p == partition)
+                .map(|(_, t)| *t);
+            self.watermarks.observe(partition, max, now);
+        }
+    }
+
     /// Applies the rules, runs every transform and computes partition paths. A dataset that
     /// already holds some of the batch's offsets (it committed further than another before a
     /// restart) gets only the rest.
@@ -470,7 +528,14 @@ impl State {
         &self,
         batch: RecordBatch,
         ranges: &OffsetRanges,
-    ) -> Result<(Computed, Vec<(usize, Arc<str>, String)>), TransformError> {
+    ) -> Result<
+        (
+            Computed,
+            Vec<(usize, Arc<str>, String)>,
+            Vec<(PartitionKey, i64)>,
+        ),
+        TransformError,
+    > {
         let execute = |transform: &str, error| TransformError::Execute {
             transform: transform.to_owned(),
             error,
@@ -483,8 +548,12 @@ impl State {
             return Ok((
                 self.outputs.iter().map(|_| Vec::new()).collect(),
                 outcome.failed,
+                Vec::new(),
             ));
         }
+        // Only valid events move event time: a rule can keep a bogus far-future time out.
+        let event_times = latest_event_times(&outcome.passed, &self.event_time)
+            .map_err(|e| execute("validation", e))?;
         let replayed: Vec<Option<BooleanArray>> = self
             .outputs
             .iter()
@@ -525,7 +594,7 @@ impl State {
             }
             computed.push(parts);
         }
-        Ok((computed, outcome.failed))
+        Ok((computed, outcome.failed, event_times))
     }
 
     fn buffered_bytes(&self) -> usize {
@@ -538,17 +607,27 @@ impl State {
     /// Commits every dataset, then the Kafka offsets.
     async fn checkpoint(&mut self) -> Result<(), RunError> {
         let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
-        self.checkpoint_now().instrument(span).await
+        self.checkpoint_now(false).instrument(span).await
     }
 
-    async fn checkpoint_now(&mut self) -> Result<(), RunError> {
+    /// The last checkpoint before the consumer closes.
+    async fn final_checkpoint(&mut self) -> Result<(), RunError> {
+        let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
+        self.checkpoint_now(true).instrument(span).await
+    }
+
+    async fn checkpoint_now(&mut self, closing: bool) -> Result<(), RunError> {
         if self.pending.is_empty() {
+            if let Some(source) = &self.source {
+                source.commit_again();
+            }
             return Ok(());
         }
         let started = Instant::now();
+        let watermarks = self.watermarks.recorded(started);
         for output in &mut self.outputs {
             let ranges = uncommitted(&output.dataset, &self.pending);
-            let committed = output.dataset.commit(ranges, None).await?;
+            let committed = output.dataset.commit(ranges, watermarks.clone()).await?;
             let entry = self
                 .summary
                 .datasets
@@ -590,7 +669,7 @@ impl State {
                         .await?;
                 }
                 let ranges = uncommitted(dataset, &self.pending);
-                dataset.commit(ranges, None).await?;
+                dataset.commit(ranges, watermarks).await?;
             }
         }
         for (reason, count) in dead.counts() {
@@ -599,15 +678,19 @@ impl State {
         let ranges = std::mem::take(&mut self.pending);
         self.summary.events_in += ranges.messages();
         self.summary.checkpoints += 1;
-        if let Some(source) = self.source.clone() {
-            let result = tokio::task::spawn_blocking(move || source.commit(&ranges))
-                .await
-                .expect("the commit task does not panic");
-            if let Err(e) = result {
-                // The datasets' logs are the truth; group offsets only feed lag tools, and the
-                // next checkpoint's commit supersedes this one.
-                tracing::warn!(error = %e, "Kafka offset commit failed; the next checkpoint retries");
+        // The datasets' logs are the truth; group offsets only feed lag tools. The last
+        // commit before the consumer closes is waited for, the others are not.
+        match (self.source.clone(), closing) {
+            (Some(source), false) => source.commit_in_background(&ranges),
+            (Some(source), true) => {
+                let result = tokio::task::spawn_blocking(move || source.commit(&ranges))
+                    .await
+                    .expect("the commit task does not panic");
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "the last Kafka offset commit failed");
+                }
             }
+            (None, _) => {}
         }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -615,6 +698,43 @@ impl State {
         );
         Ok(())
     }
+}
+
+/// The latest event time per Kafka partition among the rows of `batch`.
+fn latest_event_times(
+    batch: &RecordBatch,
+    event_time: &str,
+) -> Result<Vec<(PartitionKey, i64)>, DataFusionError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("the batch has no column {name}")))
+    };
+    let times = arrow::compute::cast(column(event_time)?, &metadata::utc_millis())?;
+    let times = times.as_primitive::<TimestampMillisecondType>();
+    let topics = column(metadata::TOPIC)?.as_string::<i32>();
+    let partitions = column(metadata::PARTITION)?.as_primitive::<Int32Type>();
+    let mut latest: Vec<(PartitionKey, i64)> = Vec::new();
+    // Rows of one partition mostly come together: look at the last one's entry first.
+    let mut last = 0;
+    for row in 0..batch.num_rows() {
+        if times.is_null(row) {
+            continue;
+        }
+        let (topic, partition, time) = (topics.value(row), partitions.value(row), times.value(row));
+        let is = |(p, _): &(PartitionKey, i64)| p.partition == partition && &*p.topic == topic;
+        if !latest.get(last).is_some_and(is) {
+            last = match latest.iter().position(is) {
+                Some(found) => found,
+                None => {
+                    latest.push((PartitionKey::new(topic, partition), time));
+                    latest.len() - 1
+                }
+            };
+        }
+        latest[last].1 = latest[last].1.max(time);
+    }
+    Ok(latest)
 }
 
 /// The ranges of `pending` that `dataset` has not committed yet.

@@ -24,6 +24,15 @@ fn example_with(dir: &Path, file: &str, edit: impl Fn(String) -> String) -> std:
     dir.join("pipeline.toml")
 }
 
+/// The 1-based number of the first line of `file` containing `needle`.
+fn line_of(file: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("the needle")
+        + 1
+}
+
 fn failing(args: &[&str], config: &Path) -> String {
     let output = weir()
         .args(args)
@@ -56,12 +65,7 @@ fn unknown_key_names_file_line_and_key_and_starts_nothing() {
     let config = example_with(dir.path(), "pipeline.toml", |t| {
         t.replace("group_id =", "grup_id =")
     });
-    let line = std::fs::read_to_string(&config)
-        .unwrap()
-        .lines()
-        .position(|l| l.starts_with("grup_id"))
-        .unwrap()
-        + 1;
+    let line = line_of(&config, "grup_id");
     let stderr = failing(&["run"], &config);
     assert!(
         stderr.contains(&format!("pipeline.toml:{line}:")),
@@ -98,8 +102,11 @@ fn wrong_event_time_and_missing_schema_are_explained() {
         t.replace("schema.toml", "nope.toml")
     });
     let stderr = failing(&["check"], &config);
+    let line = line_of(&config, "nope.toml");
     assert!(
-        stderr.contains("pipeline.toml:12: the schema file `nope.toml` does not exist"),
+        stderr.contains(&format!(
+            "pipeline.toml:{line}: the schema file `nope.toml` does not exist"
+        )),
         "{stderr}"
     );
 
@@ -107,10 +114,28 @@ fn wrong_event_time_and_missing_schema_are_explained() {
         t.replace("sql/clicks.sql", "sql/click.sql")
     });
     let stderr = failing(&["check"], &config);
+    let line = line_of(&config, "sql/click.sql");
     assert!(
-        stderr.contains(
-            "pipeline.toml:23: the SQL file of transform `clicks` `sql/click.sql` does not exist"
-        ),
+        stderr.contains(&format!(
+            "pipeline.toml:{line}: the SQL file of transform `clicks` `sql/click.sql` does not exist"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn time_partitions_need_the_event_time_in_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_with(dir.path(), "sql/product_views.sql", |t| {
+        t.replace("  ts,\n", "")
+    });
+    let stderr = failing(&["check"], &config);
+    let line = line_of(&config, "time_partitions = \"day\"");
+    assert!(
+        stderr.contains(&format!("pipeline.toml:{line}"))
+            && stderr.contains(
+                "`time_partitions` of transform `product_views` needs the event-time column `ts`"
+            ),
         "{stderr}"
     );
 }

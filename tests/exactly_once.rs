@@ -139,27 +139,39 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
         Duration::from_secs(60),
         || {
             survivor.assert_running();
-            survivor.log_text().contains("partitions assigned")
+            survivor
+                .log_text()
+                .contains("partitions assigned partitions=clickstream")
         },
     );
+    let zombie_writer = writer_id(&zombie.log_text());
     signal(&zombie, "STOP");
+    // The survivor has taken over once it holds the latest claim of every partition.
+    let clicks = out.join("clicks");
     wait_until(
-        "the survivor to take over the paused instance's partitions",
+        "the survivor to claim the paused instance's partitions",
         Duration::from_secs(60),
         || {
             survivor.assert_running();
-            survivor.log_text().matches("partitions assigned").count() >= 2
+            let owners = owners_in_log(&clicks);
+            let first = owners.values().next().cloned().flatten();
+            owners.len() == 4
+                && first.is_some()
+                && first != Some(zombie_writer.clone())
+                && owners.values().all(|o| *o == first)
         },
     );
     signal(&zombie, "CONT");
-    wait_until(
-        "the woken instance's commit to be refused",
-        Duration::from_secs(60),
-        || {
-            zombie.assert_running();
-            zombie.log_text().contains("commit refused")
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !zombie.log_text().contains("commit refused") {
+        zombie.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the woken instance's commit was not refused; its log:\n{}",
+            zombie.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(generator.wait().unwrap().success(), "weir generate failed");
     wait_until(
         "every dataset to commit every offset",
@@ -178,4 +190,16 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
     }
 
     check_exactly_once(&config, &env, &out_text, &generated);
+}
+
+/// The writer id a weir instance logged when it started.
+fn writer_id(log: &str) -> String {
+    let start = log
+        .find("writer=")
+        .expect("the start-up line names the writer")
+        + "writer=".len();
+    log[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
 }

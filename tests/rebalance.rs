@@ -76,15 +76,21 @@ fn a_killed_instance_loses_nothing_and_duplicates_nothing() {
     first.child.wait().unwrap();
     eprintln!("killed the first instance with {committed_at_kill} of 20000 offsets committed");
     assert!(generator.wait().unwrap().success(), "weir generate failed");
-    wait_until(
-        "the survivors to commit every offset",
-        Duration::from_secs(180),
-        || {
-            second.assert_running();
-            third.assert_running();
-            committed() == 20000
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while committed() != 20000 {
+        second.assert_running();
+        third.assert_running();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivors did not commit every offset: the group has {}, the datasets' logs {:?}\n\
+             second:\n{}\nthird:\n{}",
+            committed(),
+            committed_in_logs(&out, &QUICKSTART_DATASETS),
+            second.log_text(),
+            third.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for survivor in [&mut second, &mut third] {
         let status = survivor.terminate(Duration::from_secs(30));
         assert!(status.success(), "{}", survivor.log_text());

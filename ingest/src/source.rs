@@ -147,6 +147,8 @@ struct SourceContext {
     forward: Mutex<Option<std::sync::mpsc::SyncSender<Polled>>>,
     /// Why consuming must stop, set by a callback that could not do its job.
     fatal: Mutex<Option<String>>,
+    /// The group offsets to commit for the partitions owned: the latest ones asked for.
+    group_offsets: Mutex<BTreeMap<PartitionKey, i64>>,
 }
 
 impl SourceContext {
@@ -200,8 +202,11 @@ impl SourceContext {
         };
         // Even when the assignment failed, librdkafka is told it was taken (a consumer that
         // never answers cannot leave the group); consumption stops at the next poll instead.
+        let mut group_offsets = self.group_offsets.lock().expect("not poisoned");
         for (partition, offset) in partitions.iter().zip(offsets.unwrap_or_default()) {
             if let Some(offset) = offset {
+                // Everything before it is committed to the datasets: let the group say so too.
+                group_offsets.insert(partition.clone(), offset);
                 tpl.set_partition_offset(
                     &partition.topic,
                     partition.partition,
@@ -210,6 +215,7 @@ impl SourceContext {
                 .expect("the partition is in the list");
             }
         }
+        drop(group_offsets);
         let assigned = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
             _ => consumer.assign(tpl),
@@ -222,6 +228,12 @@ impl SourceContext {
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let partitions = partition_keys(tpl);
         let lost = consumer.assignment_lost();
+        {
+            let mut offsets = self.group_offsets.lock().expect("not poisoned");
+            for partition in &partitions {
+                offsets.remove(partition);
+            }
+        }
         tracing::info!(partitions = %list(&partitions), lost, "partitions revoked");
         self.hand_on_building();
         let (done, answer) = oneshot::channel();
@@ -278,6 +290,23 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        // A request can succeed while every partition in it failed (e.g. during a rebalance).
+        let failed = result.err().map(|e| e.to_string()).or_else(|| {
+            offsets
+                .elements()
+                .iter()
+                .find_map(|e| e.error().err().map(|e| e.to_string()))
+        });
+        if let Some(error) = failed {
+            tracing::debug!(%error, "Kafka offset commit failed; it is sent again");
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -335,6 +364,7 @@ impl KafkaSource {
             batch_capacity: config.max_batch_messages,
             forward: Mutex::new(None),
             fatal: Mutex::new(None),
+            group_offsets: Mutex::new(BTreeMap::new()),
         };
         let consumer: BaseConsumer<SourceContext> =
             client
@@ -403,15 +433,52 @@ impl KafkaSource {
         Ok((!raw.is_empty()).then(|| raw.finish()))
     }
 
-    /// Commits, for every partition in `ranges`, the offset after the last one: everything
-    /// up to it is durable. Retries a few times; the next checkpoint's commit supersedes a
-    /// failed one, so the caller may go on after an error.
-    pub fn commit(&self, ranges: &OffsetRanges) -> Result<(), KafkaError> {
-        let mut tpl = TopicPartitionList::new();
+    /// Starts committing, for every partition in `ranges`, the offset after the last one,
+    /// without waiting: the consumer group's offsets only feed lag tools (the datasets' commit
+    /// logs say where to resume), so a coordinator that is down must not stall the pipeline.
+    /// A failure is logged when librdkafka reports it; the next commit supersedes it.
+    /// Sends the offsets of every owned partition, so that a failed commit is repaired by
+    /// the next one even for partitions without new data.
+    pub fn commit_in_background(&self, ranges: &OffsetRanges) {
+        let tpl = self.remember(ranges);
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::warn!(error = %e, "cannot start a Kafka offset commit");
+        }
+    }
+
+    /// Sends the owned partitions' offsets again, for a pipeline without new data: a commit
+    /// that failed (say during a rebalance) is repaired, and partitions assigned at the
+    /// positions the commit logs gave get those offsets. One small request per checkpoint
+    /// interval; Kafka's own auto-commit does the same.
+    pub fn commit_again(&self) {
+        self.commit_in_background(&OffsetRanges::default());
+    }
+
+    /// Adds `ranges` to the group offsets to commit; returns them all.
+    fn remember(&self, ranges: &OffsetRanges) -> TopicPartitionList {
+        let mut offsets = self
+            .consumer
+            .context()
+            .group_offsets
+            .lock()
+            .expect("not poisoned");
         for (key, _, last) in ranges.iter() {
-            tpl.add_partition_offset(&key.topic, key.partition, Offset::Offset(last + 1))
+            offsets.insert(key.clone(), last + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (key, offset) in offsets.iter() {
+            tpl.add_partition_offset(&key.topic, key.partition, Offset::Offset(*offset))
                 .expect("a non-negative offset is valid");
         }
+        tpl
+    }
+
+    /// Commits like [`KafkaSource::commit_in_background`] but waits for the answer, retrying
+    /// a few times: for the last commit before the consumer closes.
+    pub fn commit(&self, ranges: &OffsetRanges) -> Result<(), KafkaError> {
+        let tpl = self.remember(ranges);
         const ATTEMPTS: u32 = 3;
         let mut attempt = 0;
         loop {

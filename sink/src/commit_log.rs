@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use weir_schemas::PartitionKey;
 
 use crate::WrittenFile;
+use crate::time_partitions::TimeGranularity;
 
 /// Directory under the dataset root that holds weir's own objects.
 pub const WEIR_DIR: &str = "_weir";
@@ -62,6 +63,23 @@ pub struct OffsetRange {
     pub to: i64,
 }
 
+/// A partition's event-time watermark as the committing instance saw it, and the highest
+/// event time it had read from the partition (epoch milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionWatermark {
+    pub watermark_ms: i64,
+    pub max_event_ms: i64,
+}
+
+/// [`PartitionWatermark`] of one partition, as recorded in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedWatermark {
+    #[serde(flatten)]
+    pub partition: PartitionKey,
+    #[serde(flatten)]
+    pub watermark: PartitionWatermark,
+}
+
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -75,6 +93,22 @@ pub struct Entry {
     pub action: Action,
 }
 
+impl Entry {
+    /// The partitions a commit writes for (its ranges and watermarks): only their owner may.
+    pub fn touched_partitions(&self) -> std::collections::BTreeSet<&PartitionKey> {
+        match &self.action {
+            Action::Claim { .. } => Default::default(),
+            Action::Commit {
+                ranges, watermarks, ..
+            } => ranges
+                .iter()
+                .map(|r| &r.partition)
+                .chain(watermarks.iter().map(|w| &w.partition))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
@@ -84,9 +118,9 @@ pub enum Action {
     Commit {
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
-        /// The event-time watermark the commit covers, epoch milliseconds.
+        /// The event-time watermarks the commit covers, for the writer's partitions.
         #[serde(default)]
-        watermark_ms: Option<i64>,
+        watermarks: Vec<RecordedWatermark>,
     },
 }
 
@@ -102,7 +136,10 @@ pub struct PartitionState {
     /// Sequence number and time of the latest commit.
     pub last_commit: Option<u64>,
     pub committed_at: Option<String>,
+    /// The committed event-time watermark, epoch milliseconds; only moves forward.
     pub watermark_ms: Option<i64>,
+    /// The highest event time committed.
+    pub max_event_ms: Option<i64>,
 }
 
 /// Why an entry may not follow the state.
@@ -166,22 +203,33 @@ pub struct LogState {
 }
 
 impl LogState {
+    /// The dataset's committed watermark: the lowest over its partitions.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter_map(|p| p.watermark_ms)
+            .min()
+    }
+
     /// Whether `entry` may follow this state.
     pub fn check(&self, entry: &Entry) -> Result<(), Vec<Violation>> {
         let Action::Commit { ranges, .. } = &entry.action else {
             return Ok(());
         };
         let mut violations = Vec::new();
-        for range in ranges {
-            let state = self.partitions.get(&range.partition);
+        for partition in entry.touched_partitions() {
+            let state = self.partitions.get(partition);
             let owner = state.and_then(|s| s.owner.clone());
             if owner.as_deref() != Some(entry.writer.as_str()) {
                 violations.push(Violation::NotOwner {
-                    partition: range.partition.clone(),
+                    partition: partition.clone(),
                     owner,
                     claimed_at: state.and_then(|s| s.claimed_at),
                 });
             }
+        }
+        for range in ranges {
+            let state = self.partitions.get(&range.partition);
             if range.to <= range.from {
                 violations.push(Violation::EmptyRange {
                     partition: range.partition.clone(),
@@ -218,18 +266,22 @@ impl LogState {
                 }
             }
             Action::Commit {
-                ranges,
-                watermark_ms,
-                ..
+                ranges, watermarks, ..
             } => {
                 for range in ranges {
                     let state = self.partitions.entry(range.partition.clone()).or_default();
                     state.next_offset = Some(range.to);
                     state.last_commit = Some(entry.seq);
                     state.committed_at = Some(entry.written_at.clone());
-                    if watermark_ms.is_some() {
-                        state.watermark_ms = *watermark_ms;
-                    }
+                }
+                for recorded in watermarks {
+                    let state = self
+                        .partitions
+                        .entry(recorded.partition.clone())
+                        .or_default();
+                    let w = recorded.watermark;
+                    state.watermark_ms = state.watermark_ms.max(Some(w.watermark_ms));
+                    state.max_event_ms = state.max_event_ms.max(Some(w.max_event_ms));
                 }
             }
         }
@@ -242,6 +294,9 @@ struct Snapshot {
     /// The last entry the snapshot includes.
     seq: u64,
     partitions: Vec<SnapshotPartition>,
+    /// Time partitions with committed files, not yet marked complete.
+    #[serde(default)]
+    incomplete: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -319,6 +374,12 @@ pub struct CommitLog {
     claims: HashMap<PartitionKey, u64>,
     /// Files of entries read from the log that may not have been moved to their final name.
     unpublished: Vec<WrittenFile>,
+    /// The dataset's time partitions, if it has them.
+    time_partitions: Option<TimeGranularity>,
+    /// Time partitions with committed files whose `_SUCCESS` marker is not written yet.
+    incomplete: std::collections::BTreeSet<String>,
+    /// The committed watermark last published in `_weir/watermark.json`.
+    published_watermark: Option<i64>,
 }
 
 impl CommitLog {
@@ -329,6 +390,7 @@ impl CommitLog {
         store: Arc<dyn ObjectStore>,
         root: Path,
         writer: &str,
+        time_partitions: Option<TimeGranularity>,
     ) -> Result<Self, LogError> {
         let mut log = Self {
             dataset: dataset.to_owned(),
@@ -338,11 +400,15 @@ impl CommitLog {
             state: LogState::default(),
             claims: HashMap::new(),
             unpublished: Vec::new(),
+            time_partitions,
+            incomplete: Default::default(),
+            published_watermark: None,
         };
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
         log.publish_unpublished().await?;
+        log.mark_complete().await;
         Ok(log)
     }
 
@@ -392,6 +458,9 @@ impl CommitLog {
             state: LogState::default(),
             claims: HashMap::new(),
             unpublished: Vec::new(),
+            time_partitions: None,
+            incomplete: Default::default(),
+            published_watermark: None,
         };
         log.load_snapshot().await?;
         log.refresh().await?;
@@ -443,16 +512,18 @@ impl CommitLog {
         &mut self,
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
-        watermark_ms: Option<i64>,
+        watermarks: Vec<RecordedWatermark>,
     ) -> Result<u64, LogError> {
         let seq = self
             .append(Action::Commit {
                 ranges,
                 files: files.clone(),
-                watermark_ms,
+                watermarks,
             })
             .await?;
         self.publish(&files).await?;
+        self.note_time_partitions(&files, true);
+        self.mark_complete().await;
         self.snapshot_if_due(seq).await;
         Ok(seq)
     }
@@ -518,12 +589,92 @@ impl CommitLog {
     }
 
     fn take_in(&mut self, entry: Entry) {
-        if let Action::Commit { files, .. } = &entry.action
-            && entry.writer != self.writer
-        {
-            self.unpublished.extend(files.iter().cloned());
+        if let Action::Commit { files, .. } = &entry.action {
+            if entry.writer != self.writer {
+                self.unpublished.extend(files.iter().cloned());
+            }
+            self.note_time_partitions(files, false);
         }
         self.state.apply(&entry);
+    }
+
+    /// Remembers the time partitions `files` went to, to mark them complete later. Files of
+    /// this writer's commit that went to a partition already marked complete are late: that
+    /// is said, not done silently.
+    fn note_time_partitions(&mut self, files: &[WrittenFile], own: bool) {
+        let Some(granularity) = self.time_partitions else {
+            return;
+        };
+        for file in files {
+            let Some(bucket) = granularity.bucket(&file.partition) else {
+                continue;
+            };
+            let end = granularity.end_ms(&bucket);
+            if own && end.is_some() && end <= self.published_watermark {
+                tracing::warn!(
+                    dataset = %self.dataset,
+                    partition = %bucket,
+                    rows = file.rows,
+                    "late rows written to a time partition already marked complete"
+                );
+            }
+            self.incomplete.insert(bucket);
+        }
+    }
+
+    /// Writes `_SUCCESS` into every time partition the committed watermark has passed the
+    /// end of, and the watermark itself to `_weir/watermark.json`, for schedulers to wait on.
+    /// A failed write is retried at the next commit.
+    async fn mark_complete(&mut self) {
+        let Some(watermark) = self.state.watermark_ms() else {
+            return;
+        };
+        if let Some(granularity) = self.time_partitions {
+            let complete: Vec<String> = self
+                .incomplete
+                .iter()
+                .filter(|b| granularity.end_ms(b).is_some_and(|end| end <= watermark))
+                .cloned()
+                .collect();
+            for bucket in complete {
+                let marker = match under(&self.root, &bucket) {
+                    Ok(dir) => dir.join("_SUCCESS"),
+                    Err(_) => {
+                        self.incomplete.remove(&bucket);
+                        continue;
+                    }
+                };
+                match self.store.put(&marker, PutPayload::default()).await {
+                    Ok(_) => {
+                        self.incomplete.remove(&bucket);
+                        tracing::debug!(dataset = %self.dataset, partition = %bucket, "time partition complete");
+                    }
+                    Err(e) => {
+                        tracing::warn!(dataset = %self.dataset, %marker, error = %e, "cannot write a completeness marker; retrying at the next commit");
+                        return;
+                    }
+                }
+            }
+        }
+        if self.published_watermark < Some(watermark) {
+            let path = self.root.clone().join(WEIR_DIR).join("watermark.json");
+            let body = serde_json::json!({
+                "watermark_ms": watermark,
+                "watermark": chrono::DateTime::from_timestamp_millis(watermark)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "log_entry": self.state.next_seq.saturating_sub(1),
+            });
+            match self
+                .store
+                .put(&path, PutPayload::from(body.to_string()))
+                .await
+            {
+                Ok(_) => self.published_watermark = Some(watermark),
+                Err(e) => {
+                    tracing::warn!(dataset = %self.dataset, error = %e, "cannot write the watermark record")
+                }
+            }
+        }
     }
 
     async fn read_entry(&self, seq: u64) -> Result<Option<Entry>, LogError> {
@@ -611,20 +762,18 @@ impl CommitLog {
                 }
             }
         }
-        if let Action::Commit { ranges, .. } = &entry.action {
-            for range in ranges {
-                let state = self.state.partitions.get(&range.partition);
-                let latest = state.and_then(|s| s.claimed_at);
-                let owner = state.and_then(|s| s.owner.as_deref());
-                if owner == Some(self.writer.as_str())
-                    && latest != self.claims.get(&range.partition).copied()
-                {
-                    fenced.push(Violation::NotOwner {
-                        partition: range.partition.clone(),
-                        owner: owner.map(str::to_owned),
-                        claimed_at: latest,
-                    });
-                }
+        // Owned by this writer's name, but through a claim this object did not make.
+        for partition in entry.touched_partitions() {
+            let state = self.state.partitions.get(partition);
+            let latest = state.and_then(|s| s.claimed_at);
+            let owner = state.and_then(|s| s.owner.as_deref());
+            if owner == Some(self.writer.as_str()) && latest != self.claims.get(partition).copied()
+            {
+                fenced.push(Violation::NotOwner {
+                    partition: partition.clone(),
+                    owner: owner.map(str::to_owned),
+                    claimed_at: latest,
+                });
             }
         }
         if !fenced.is_empty() {
@@ -729,6 +878,7 @@ impl CommitLog {
             path: latest.to_string(),
             reason: e.to_string(),
         })?;
+        self.incomplete = snapshot.incomplete.into_iter().collect();
         self.state = LogState {
             next_seq: snapshot.seq + 1,
             partitions: snapshot
@@ -767,6 +917,7 @@ impl CommitLog {
                     state: state.clone(),
                 })
                 .collect(),
+            incomplete: self.incomplete.iter().cloned().collect(),
         };
         let path = self
             .root
@@ -843,6 +994,7 @@ pub fn under(root: &Path, relative: &str) -> Result<Path, object_store::path::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TimeGranularity;
     use crate::testing::{Fault, FaultyStore};
     use object_store::local::LocalFileSystem;
 
@@ -863,7 +1015,7 @@ mod tests {
     }
 
     async fn open(store: &Arc<dyn ObjectStore>, writer: &str) -> CommitLog {
-        CommitLog::open("t", store.clone(), Path::default(), writer)
+        CommitLog::open("t", store.clone(), Path::default(), writer, None)
             .await
             .unwrap()
     }
@@ -875,14 +1027,14 @@ mod tests {
         let mut zombie = open(&store, "zombie").await;
         assert_eq!(zombie.claim(&[p(0), p(1)]).await.unwrap(), vec![None, None]);
         zombie
-            .commit(vec![range(0, 0, 10)], vec![], None)
+            .commit(vec![range(0, 0, 10)], vec![], vec![])
             .await
             .unwrap();
         // The group moved partition 0 to another instance while the zombie was paused.
         let mut owner = open(&store, "owner").await;
         assert_eq!(owner.claim(&[p(0)]).await.unwrap(), vec![Some(10)]);
         let refused = zombie
-            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], None)
+            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], vec![])
             .await
             .unwrap_err();
         assert!(matches!(refused, LogError::Fenced { .. }), "{refused}");
@@ -893,12 +1045,12 @@ mod tests {
             "{refused}"
         );
         owner
-            .commit(vec![range(0, 10, 20)], vec![], None)
+            .commit(vec![range(0, 10, 20)], vec![], vec![])
             .await
             .unwrap();
         // Partition 1 is still the zombie's; a commit for it alone goes through.
         zombie
-            .commit(vec![range(1, 0, 5)], vec![], None)
+            .commit(vec![range(1, 0, 5)], vec![], vec![])
             .await
             .unwrap();
         let fresh = open(&store, "reader").await;
@@ -916,15 +1068,107 @@ mod tests {
         // Another log object under the same name claims again: the first one's claim is gone.
         let mut second = open(&store, "a").await;
         second.claim(&[p(0)]).await.unwrap();
-        let refused = first.commit(vec![range(0, 0, 1)], vec![], None).await;
+        let refused = first.commit(vec![range(0, 0, 1)], vec![], vec![]).await;
         assert!(
             matches!(refused, Err(LogError::Fenced { .. })),
             "{refused:?}"
         );
         second
-            .commit(vec![range(0, 0, 1)], vec![], None)
+            .commit(vec![range(0, 0, 1)], vec![], vec![])
             .await
             .unwrap();
+    }
+
+    fn watermark(n: i32, watermark_ms: i64) -> RecordedWatermark {
+        RecordedWatermark {
+            partition: p(n),
+            watermark: PartitionWatermark {
+                watermark_ms,
+                max_event_ms: watermark_ms + 30_000,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dataset_watermark_is_the_lowest_partition_one_and_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut log = open(&store, "w").await;
+        log.claim(&[p(0), p(1)]).await.unwrap();
+        let both = vec![watermark(0, 5_000), watermark(1, 2_000)];
+        log.commit(vec![range(0, 0, 1)], vec![], both)
+            .await
+            .unwrap();
+        assert_eq!(log.state().watermark_ms(), Some(2_000));
+        // A lower value (an instance with a larger out-of-orderness) does not move it back.
+        let lower = vec![watermark(0, 9_000), watermark(1, 1_000)];
+        log.commit(vec![range(0, 1, 2)], vec![], lower)
+            .await
+            .unwrap();
+        let state = open(&store, "reader").await.state().clone();
+        assert_eq!(state.watermark_ms(), Some(2_000));
+        assert_eq!(state.partitions[&p(0)].watermark_ms, Some(9_000));
+        assert_eq!(state.partitions[&p(0)].max_event_ms, Some(39_000));
+        // Only the owner may move a partition's watermark.
+        let mut other = open(&store, "other").await;
+        other.claim(&[p(2)]).await.unwrap();
+        let refused = other
+            .commit(vec![range(2, 0, 1)], vec![], vec![watermark(1, 50_000)])
+            .await;
+        assert!(
+            matches!(refused, Err(LogError::Fenced { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn time_partitions_are_marked_complete_once_the_watermark_passes_their_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let hour = Some(TimeGranularity::Hour);
+        let mut log = CommitLog::open("t", store.clone(), Path::default(), "w", hour)
+            .await
+            .unwrap();
+        log.claim(&[p(0)]).await.unwrap();
+        let file = |n: u32, partition: &str| {
+            let staging = format!("_weir/staging/w-{n:06}.parquet.pending");
+            std::fs::create_dir_all(dir.path().join("_weir/staging")).unwrap();
+            std::fs::write(dir.path().join(&staging), b"x").unwrap();
+            WrittenFile {
+                path: format!("{partition}/part-w-{n:06}.parquet"),
+                staging,
+                partition: partition.into(),
+                rows: 1,
+                bytes: 1,
+            }
+        };
+        let ten = "dt=2026-11-25/hour=10";
+        let eleven = "dt=2026-11-25/hour=11";
+        let at = |h: i64, m: i64| 1_795_564_800_000 + (h * 60 + m) * 60_000; // 2026-11-25
+        let marker = |bucket: &str| dir.path().join(bucket).join("_SUCCESS").exists();
+        let files = vec![file(1, ten), file(2, &format!("{eleven}/country=NL"))];
+        let wm = vec![watermark(0, at(10, 59))];
+        log.commit(vec![range(0, 0, 2)], files, wm).await.unwrap();
+        assert!(!marker(ten) && !marker(eleven));
+        // The watermark reaches the end of hour 10 exactly: hour 10 is complete.
+        let wm = vec![watermark(0, at(11, 0))];
+        log.commit(vec![range(0, 2, 3)], vec![], wm).await.unwrap();
+        assert!(marker(ten) && !marker(eleven));
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("_weir/watermark.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["watermark_ms"], at(11, 0));
+        assert_eq!(record["watermark"], "2026-11-25T11:00:00.000Z");
+        // A new writer finds hour 11 still to be marked in the log and marks it when due.
+        let mut next = CommitLog::open("t", store, Path::default(), "next", hour)
+            .await
+            .unwrap();
+        next.claim(&[p(0)]).await.unwrap();
+        assert!(!marker(eleven));
+        let wm = vec![watermark(0, at(12, 5))];
+        next.commit(vec![range(0, 3, 4)], vec![], wm).await.unwrap();
+        assert!(marker(eleven));
     }
 
     #[tokio::test]
@@ -938,8 +1182,8 @@ mod tests {
         let mut seqs = Vec::new();
         for round in 0..20 {
             let (x, y) = tokio::join!(
-                a.commit(vec![range(0, round, round + 1)], vec![], None),
-                b.commit(vec![range(1, round, round + 1)], vec![], None),
+                a.commit(vec![range(0, round, round + 1)], vec![], vec![]),
+                b.commit(vec![range(1, round, round + 1)], vec![], vec![]),
             );
             seqs.push(x.unwrap());
             seqs.push(y.unwrap());
@@ -962,7 +1206,7 @@ mod tests {
         // The claim lands but its writer hears an error; then a plain failure.
         faulty.inject(vec![Fault::After("put"), Fault::Before("put")]);
         log.claim(&[p(0)]).await.unwrap_or_else(|e| panic!("{e}"));
-        log.commit(vec![range(0, 0, 3)], vec![], None)
+        log.commit(vec![range(0, 0, 3)], vec![], vec![])
             .await
             .unwrap();
         let fresh = open(&store, "reader").await;
@@ -994,7 +1238,7 @@ mod tests {
         let faulty = Arc::new(FaultyStore::new(local(&dir)));
         faulty.ignore_conditional_puts();
         let store: Arc<dyn ObjectStore> = faulty;
-        let error = CommitLog::open("t", store, Path::default(), "w")
+        let error = CommitLog::open("t", store, Path::default(), "w", None)
             .await
             .err()
             .expect("refused");
@@ -1012,7 +1256,7 @@ mod tests {
         let mut log = open(&store, "w").await;
         log.claim(&[p(0)]).await.unwrap();
         for i in 0..SNAPSHOT_EVERY as i64 + 5 {
-            log.commit(vec![range(0, i, i + 1)], vec![], None)
+            log.commit(vec![range(0, i, i + 1)], vec![], vec![])
                 .await
                 .unwrap();
         }
@@ -1047,7 +1291,7 @@ mod tests {
         let mut dead = open(&store, "dead").await;
         dead.claim(&[p(0)]).await.unwrap();
         // The writer dies after its commit entry, before moving the file.
-        dead.commit(vec![range(0, 0, 1)], vec![file.clone()], None)
+        dead.commit(vec![range(0, 0, 1)], vec![file.clone()], vec![])
             .await
             .unwrap();
         let orphan = Path::from("_weir/staging/dead-000002.parquet.pending");

@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use weir_schemas::PartitionKey;
 
-use crate::SinkError;
-use crate::commit_log::{CommitLog, LogError, OffsetRange, WEIR_DIR};
+use crate::commit_log::{
+    CommitLog, LogError, LogState, OffsetRange, PartitionState, RecordedWatermark, WEIR_DIR,
+};
+use crate::{SinkError, TimeGranularity};
 
 /// Parquet compression codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -52,6 +54,9 @@ pub struct DatasetOptions {
     /// Files open at once; opening one more closes the oldest. Bounds file handles and
     /// memory when rows spread over many partitions.
     pub max_open_files: usize,
+    /// The span of event time the leading partition directories hold, if they do: such
+    /// partitions get a `_SUCCESS` marker once the committed watermark passes their end.
+    pub time_partitions: Option<TimeGranularity>,
 }
 
 /// A complete file: durable under its staged name, visible under `path` once committed.
@@ -151,8 +156,14 @@ impl Dataset {
         writer: &str,
         orphan_grace: Duration,
     ) -> Result<(), SinkError> {
-        let log =
-            CommitLog::open(&self.name, self.store.clone(), self.root.clone(), writer).await?;
+        let log = CommitLog::open(
+            &self.name,
+            self.store.clone(),
+            self.root.clone(),
+            writer,
+            self.options.time_partitions,
+        )
+        .await?;
         log.remove_orphans(orphan_grace).await?;
         self.writer = writer.to_owned();
         self.log = Some(log);
@@ -184,6 +195,16 @@ impl Dataset {
         crate::verify::verify(&self.name, self.store.clone(), &self.root).await
     }
 
+    /// What the dataset's commit log says about `partition`.
+    pub fn partition_state(&self, partition: &PartitionKey) -> Option<&PartitionState> {
+        self.log.as_ref()?.state().partitions.get(partition)
+    }
+
+    /// The state of the dataset's commit log, as far as this writer has read it.
+    pub fn log_state(&self) -> Option<&LogState> {
+        self.log.as_ref().map(CommitLog::state)
+    }
+
     /// Where the dataset continues in `partition`, if it ever committed it.
     pub fn next_offset(&self, partition: &PartitionKey) -> Option<i64> {
         self.log.as_ref().and_then(|l| l.next_offset(partition))
@@ -194,7 +215,7 @@ impl Dataset {
     pub async fn commit(
         &mut self,
         ranges: Vec<OffsetRange>,
-        watermark_ms: Option<i64>,
+        watermarks: Vec<RecordedWatermark>,
     ) -> Result<Committed, SinkError> {
         let files = self.flush().await?;
         if ranges.is_empty() {
@@ -205,7 +226,7 @@ impl Dataset {
             .log
             .as_mut()
             .expect("the commit log is opened before the dataset is used");
-        match log.commit(ranges, files.clone(), watermark_ms).await {
+        match log.commit(ranges, files.clone(), watermarks).await {
             Ok(seq) => Ok(Committed {
                 seq: Some(seq),
                 files,
@@ -500,6 +521,7 @@ mod tests {
                 max_file_age: Duration::from_secs(3600),
             },
             upload_buffer_bytes: 1 << 20,
+            time_partitions: None,
         }
     }
 
@@ -565,7 +587,7 @@ mod tests {
             dataset.buffered_bytes() > 0,
             dataset.oldest_open().is_some()
         );
-        let committed = dataset.commit(range(0, 5), None).await.unwrap();
+        let committed = dataset.commit(range(0, 5), vec![]).await.unwrap();
         assert_eq!(committed.seq, Some(1));
         assert_eq!(dataset.next_offset(&PartitionKey::new("t", 0)), Some(5));
         let mut files = committed.files;
@@ -659,7 +681,7 @@ mod tests {
                 .count()
         };
         assert_eq!(visible(dir.path()), 0, "closed but not committed");
-        let files = dataset.commit(range(0, 1), None).await.unwrap().files;
+        let files = dataset.commit(range(0, 1), vec![]).await.unwrap().files;
         assert_eq!(visible(dir.path()), 1);
         assert_eq!(staged(), 0);
         assert_eq!(files[0].rows, 1);

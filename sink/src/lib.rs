@@ -13,11 +13,16 @@ mod dataset;
 mod store;
 #[cfg(test)]
 mod testing;
+mod time_partitions;
 pub mod verify;
 
-pub use commit_log::{CommitLog, LogError, OffsetRange};
+pub use commit_log::{
+    CommitLog, LogError, LogState, OffsetRange, PartitionState, PartitionWatermark,
+    RecordedWatermark,
+};
 pub use dataset::{Committed, Compression, Dataset, DatasetOptions, RollPolicy, WrittenFile};
 pub use store::{StoreError, open_store};
+pub use time_partitions::TimeGranularity;
 
 /// Errors of the sink.
 #[derive(Debug, thiserror::Error)]

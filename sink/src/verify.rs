@@ -37,6 +37,8 @@ pub struct Report {
     /// Staged files no commit refers to: left by attempts that never committed, invisible to
     /// readers, removed at a later start-up.
     pub orphaned_staged_files: u64,
+    /// The committed event-time watermark, epoch milliseconds.
+    pub watermark_ms: Option<i64>,
     /// Every invariant that does not hold; empty when the dataset is sound.
     pub problems: Vec<String>,
 }
@@ -50,6 +52,7 @@ pub struct PartitionReport {
     pub to: i64,
     pub commits: u64,
     pub owner: Option<String>,
+    pub watermark_ms: Option<i64>,
 }
 
 impl Report {
@@ -67,6 +70,9 @@ impl std::fmt::Display for Report {
             "  {} log entries ({} commits, {} claims), {} files, {} rows, {} bytes",
             self.entries, self.commits, self.claims, self.files, self.rows, self.bytes
         )?;
+        if let Some(watermark) = self.watermark_ms {
+            writeln!(f, "  committed watermark {}", format_ms(watermark))?;
+        }
         for p in &self.partitions {
             writeln!(
                 f,
@@ -161,6 +167,7 @@ pub async fn verify(
             replay.entry(&entry, &mut report);
         }
     }
+    report.watermark_ms = replay.state.watermark_ms();
     let Replay {
         state,
         partitions,
@@ -170,6 +177,7 @@ pub async fn verify(
         if let Some(s) = state.partitions.get(&partition) {
             p.to = s.next_offset.unwrap_or(p.from);
             p.owner = s.owner.clone();
+            p.watermark_ms = s.watermark_ms;
         }
         p.topic = partition.topic.to_string();
         p.partition = partition.partition;
@@ -358,4 +366,11 @@ async fn read_entry(store: &dyn ObjectStore, path: &Path) -> Result<Option<Entry
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("is not valid: {e}"))
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }

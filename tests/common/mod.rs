@@ -416,6 +416,27 @@ pub fn committed_in_logs(out: &Path, datasets: &[&str]) -> Vec<i64> {
         .collect()
 }
 
+/// The writer holding the latest claim of each Kafka partition in `dataset`'s commit log.
+pub fn owners_in_log(dataset: &Path) -> BTreeMap<i32, Option<String>> {
+    if !dataset.join("_weir").exists() {
+        return BTreeMap::new();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let (store, root) = weir_sink::open_store(dataset.to_str().expect("UTF-8"), &BTreeMap::new())
+        .expect("opening the dataset");
+    let state = runtime
+        .block_on(weir_sink::CommitLog::read_state("test", store, root))
+        .expect("reading the commit log");
+    state
+        .partitions
+        .into_iter()
+        .map(|(key, p)| (key.partition, p.owner))
+        .collect()
+}
+
 /// Sends `signal` (e.g. "STOP", "CONT") to the process.
 pub fn signal(process: &Process, signal: &str) {
     let status = Command::new("kill")

@@ -14,6 +14,7 @@ uses weir's code: it is the second opinion.
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 
 UTC = dt.timezone.utc
@@ -257,7 +258,32 @@ def check_quickstart(args):
         f"SELECT count(*) FROM read_parquet('{out}/dead_letters/**/*.parquet') WHERE payload IS NULL"
     ).fetchone()[0]
     assert payloads == 0, "dead letters lost their payload"
-    print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters")
+    # The watermark: the slowest partition's latest event time minus the example's 30 s
+    # out-of-orderness, committed to every dataset.
+    watermark = con.execute(
+        f"SELECT min(latest) - 30000 FROM (SELECT max(epoch_ms(ts)) AS latest FROM {clicks} GROUP BY kafka_partition)"
+    ).fetchone()[0]
+    expect_equal("pipeline watermark", report["watermark_ms"], watermark)
+    for name, dataset in report["datasets"].items():
+        expect_equal(f"committed watermark of {name}", dataset["watermark_ms"], watermark)
+        with open(os.path.join(out, name, "_weir", "watermark.json")) as f:
+            expect_equal(f"watermark record of {name}", json.load(f)["watermark_ms"], watermark)
+    # Exactly the hours (clicks) and days (product views) that end at or before the watermark
+    # are marked complete.
+    marked = {}
+    for name, depth, span in (("clicks", 2, 3600_000), ("product_views", 1, 86400_000)):
+        for bucket in sorted(set(con.execute(
+            f"SELECT DISTINCT {'dt, hour' if depth == 2 else 'dt'} FROM {hive(out + '/' + name)}"
+        ).fetchall())):
+            start = dt.datetime.strptime(bucket[0], "%Y-%m-%d").replace(tzinfo=UTC)
+            if depth == 2:
+                start += dt.timedelta(hours=int(bucket[1]))
+            end_ms = int(start.timestamp() * 1000) + span
+            path = os.path.join(out, name, f"dt={bucket[0]}", *([f"hour={bucket[1]}"] if depth == 2 else []), "_SUCCESS")
+            expect_equal(f"completeness marker {path}", os.path.exists(path), end_ms <= watermark)
+            marked[name] = marked.get(name, 0) + (end_ms <= watermark)
+    print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters, "
+          f"complete time partitions {marked}")
 
 
 def check_exactly_once(args):
@@ -285,7 +311,29 @@ def check_exactly_once(args):
         f"SELECT count(DISTINCT (partition, \"offset\")) FROM read_parquet('{args.out}/dead_letters/**/*.parquet')"
     ).fetchone()[0]
     expect_equal("distinct dead letters", distinct_dead, sum(dead.values()))
-    print(f"exactly once: {rows} clicks, {views} product views, {distinct_dead} dead letters, no duplicates")
+    # The committed watermark, read from each dataset's commit log as plain JSON: the lowest
+    # over partitions of the highest watermark committed for each. All events were consumed,
+    # so it is the slowest partition's latest valid event time minus the 30 s out-of-orderness.
+    expected_watermark = con.execute(
+        f"SELECT min(latest) - 30000 FROM (SELECT max(epoch_ms(ts)) AS latest FROM {clicks} GROUP BY kafka_partition)"
+    ).fetchone()[0]
+    for name in ("clicks", "product_views", "dead_letters"):
+        expect_equal(f"committed watermark of {name}", logged_watermark(f"{args.out}/{name}"), expected_watermark)
+    print(f"exactly once: {rows} clicks, {views} product views, {distinct_dead} dead letters, no duplicates; "
+          f"watermark {expected_watermark}")
+
+
+def logged_watermark(dataset):
+    import glob
+    import os
+    latest = {}
+    for path in sorted(glob.glob(os.path.join(dataset, "_weir", "log", "*.json"))):
+        with open(path) as f:
+            entry = json.load(f)
+        for w in entry.get("watermarks", []):
+            key = (w["topic"], w["partition"])
+            latest[key] = max(latest.get(key, w["watermark_ms"]), w["watermark_ms"])
+    return min(latest.values()) if latest else None
 
 
 def fault_proxy(args):

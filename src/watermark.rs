@@ -1,0 +1,211 @@
+//! Event-time watermarks: how far event time has certainly progressed.
+//!
+//! Per Kafka partition the watermark is the highest event time read from it minus the
+//! configured out-of-orderness. The pipeline's watermark is the lowest over its partitions
+//! that are not idle: a partition without messages for `idle_timeout` stops holding it back,
+//! and when every partition is idle the highest of them counts (nothing known is still
+//! coming). Partitions that never had an event do not count. Watermarks only move forward,
+//! across restarts too: each commit records every owned partition's watermark, and an assigned
+//! partition starts from what the commit logs recorded.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use weir_schemas::PartitionKey;
+use weir_sink::{PartitionWatermark, RecordedWatermark};
+
+pub struct Watermarks {
+    out_of_orderness_ms: i64,
+    idle_timeout: Duration,
+    partitions: HashMap<PartitionKey, PartitionTime>,
+    /// The pipeline watermark last reported; it is never reported lower.
+    current: Option<i64>,
+}
+
+struct PartitionTime {
+    /// Highest event time read (or recorded by a commit before an assignment).
+    max_event_ms: Option<i64>,
+    /// The recorded watermark the partition was assigned with: its watermark never goes
+    /// below it, whatever the out-of-orderness is now.
+    floor_ms: Option<i64>,
+    last_message: Instant,
+}
+
+impl PartitionTime {
+    fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+        let own = self
+            .max_event_ms
+            .map(|max| max.saturating_sub(out_of_orderness_ms));
+        own.max(self.floor_ms)
+    }
+}
+
+impl Watermarks {
+    pub fn new(out_of_orderness: Duration, idle_timeout: Duration) -> Self {
+        Self {
+            out_of_orderness_ms: out_of_orderness.as_millis() as i64,
+            idle_timeout,
+            partitions: HashMap::new(),
+            current: None,
+        }
+    }
+
+    /// Starts tracking an assigned partition from what the commit logs recorded for it.
+    pub fn assign(
+        &mut self,
+        partition: PartitionKey,
+        recorded: Option<PartitionWatermark>,
+        now: Instant,
+    ) {
+        self.partitions.insert(
+            partition,
+            PartitionTime {
+                max_event_ms: recorded.map(|r| r.max_event_ms),
+                floor_ms: recorded.map(|r| r.watermark_ms),
+                last_message: now,
+            },
+        );
+    }
+
+    /// Stops tracking a revoked partition.
+    pub fn revoke(&mut self, partition: &PartitionKey) {
+        self.partitions.remove(partition);
+    }
+
+    /// Records that messages of `partition` arrived, the latest event time among them being
+    /// `max_event_ms` (`None` when none of them had a usable event time).
+    pub fn observe(&mut self, partition: &PartitionKey, max_event_ms: Option<i64>, now: Instant) {
+        if let Some(time) = self.partitions.get_mut(partition) {
+            time.last_message = now;
+            time.max_event_ms = time.max_event_ms.max(max_event_ms);
+        }
+    }
+
+    fn is_idle(&self, time: &PartitionTime, now: Instant) -> bool {
+        now.saturating_duration_since(time.last_message) >= self.idle_timeout
+    }
+
+    /// The pipeline watermark at `now`, epoch milliseconds; `None` before any event.
+    pub fn watermark(&mut self, now: Instant) -> Option<i64> {
+        let ooo = self.out_of_orderness_ms;
+        let active = self
+            .partitions
+            .values()
+            .filter(|t| !self.is_idle(t, now))
+            .filter_map(|t| t.watermark(ooo))
+            .min();
+        let candidate = active.or_else(|| {
+            self.partitions
+                .values()
+                .filter_map(|t| t.watermark(ooo))
+                .max()
+        });
+        self.current = self.current.max(candidate);
+        self.current
+    }
+
+    /// Every tracked partition's watermark, for a commit. An idle partition is recorded at
+    /// the pipeline watermark if that is higher, so that a quiet partition does not hold back
+    /// the dataset's watermark (the lowest over partitions) for ever.
+    pub fn recorded(&mut self, now: Instant) -> Vec<RecordedWatermark> {
+        let pipeline = self.watermark(now);
+        let ooo = self.out_of_orderness_ms;
+        let mut recorded: Vec<RecordedWatermark> = self
+            .partitions
+            .iter()
+            .filter_map(|(partition, time)| {
+                let max_event_ms = time.max_event_ms?;
+                let mut watermark_ms = time.watermark(ooo)?;
+                if self.is_idle(time, now) {
+                    watermark_ms = watermark_ms.max(pipeline.unwrap_or(watermark_ms));
+                }
+                Some(RecordedWatermark {
+                    partition: partition.clone(),
+                    watermark: PartitionWatermark {
+                        watermark_ms,
+                        max_event_ms,
+                    },
+                })
+            })
+            .collect();
+        recorded.sort_by(|a, b| a.partition.cmp(&b.partition));
+        recorded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: i32) -> PartitionKey {
+        PartitionKey::new("t", n)
+    }
+
+    #[test]
+    fn the_slowest_active_partition_holds_the_watermark_and_it_never_goes_back() {
+        let start = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(10), Duration::from_secs(60));
+        assert_eq!(w.watermark(start), None);
+        w.assign(p(0), None, start);
+        w.assign(p(1), None, start);
+        w.observe(&p(0), Some(100_000), start);
+        // Partition 1 has no event yet: it does not count.
+        assert_eq!(w.watermark(start), Some(90_000));
+        w.observe(&p(1), Some(50_000), start);
+        // It is slower; the reported watermark does not move back.
+        assert_eq!(w.watermark(start), Some(90_000));
+        w.observe(&p(1), Some(120_000), start);
+        w.observe(&p(0), Some(95_000), start);
+        assert_eq!(w.watermark(start), Some(90_000));
+        w.observe(&p(0), Some(130_000), start);
+        assert_eq!(w.watermark(start), Some(110_000));
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_watermark_back() {
+        let start = Instant::now();
+        let mut w = Watermarks::new(Duration::ZERO, Duration::from_secs(60));
+        w.assign(p(0), None, start);
+        w.assign(p(1), None, start);
+        w.observe(&p(0), Some(1_000), start);
+        w.observe(&p(1), Some(5_000), start);
+        let later = start + Duration::from_secs(61);
+        w.observe(&p(1), Some(8_000), later);
+        assert_eq!(w.watermark(later), Some(8_000));
+        // Recorded for a commit, the idle partition takes the pipeline's watermark.
+        let recorded: Vec<(i32, i64, i64)> = w
+            .recorded(later)
+            .iter()
+            .map(|r| {
+                (
+                    r.partition.partition,
+                    r.watermark.watermark_ms,
+                    r.watermark.max_event_ms,
+                )
+            })
+            .collect();
+        assert_eq!(recorded, vec![(0, 8_000, 1_000), (1, 8_000, 8_000)]);
+        // When every partition is idle, the highest counts.
+        let much_later = later + Duration::from_secs(61);
+        w.observe(&p(0), Some(2_000), start);
+        assert_eq!(w.watermark(much_later), Some(8_000));
+    }
+
+    #[test]
+    fn an_assigned_partition_starts_from_its_recorded_watermark() {
+        let start = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(30), Duration::from_secs(60));
+        let recorded = PartitionWatermark {
+            watermark_ms: 70_000,
+            max_event_ms: 90_000,
+        };
+        w.assign(p(0), Some(recorded), start);
+        // The out-of-orderness grew since (30 s now, 20 s then): the floor holds.
+        assert_eq!(w.watermark(start), Some(70_000));
+        w.observe(&p(0), Some(110_000), start);
+        assert_eq!(w.watermark(start), Some(80_000));
+        w.revoke(&p(0));
+        assert!(w.recorded(start).is_empty());
+        assert_eq!(w.watermark(start), Some(80_000), "never reported lower");
+    }
+}
