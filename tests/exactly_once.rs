@@ -120,9 +120,11 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
         command.args(["run", "--config"]).arg(&config).envs(env);
         Process::start("weir", command, dir.path().join(format!("{name}.log")))
     };
-    let events = 30_000;
+    // Events keep arriving for about 40 s: past the pause, the takeover and the wake-up, so
+    // that the paused instance holds uncommitted rows when it wakes.
+    let events = 40_000;
     let generated = dir.path().join("generated.json");
-    let mut generator = generate(&bootstrap, TOPIC, events, 2_000, 17, &generated);
+    let mut generator = generate(&bootstrap, TOPIC, events, 1_000, 17, &generated);
 
     let mut zombie = instance("zombie");
     wait_until(

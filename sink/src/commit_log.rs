@@ -485,6 +485,10 @@ impl CommitLog {
         &mut self,
         partitions: &[PartitionKey],
     ) -> Result<Vec<Option<i64>>, LogError> {
+        // A cooperative rebalance reports rounds that assign nothing.
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
         let seq = self
             .append(Action::Claim {
                 partitions: partitions.to_vec(),
