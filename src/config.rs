@@ -98,6 +98,10 @@ pub struct TransformConfig {
     pub name: String,
     /// A .sql file holding one SELECT over the source table.
     pub sql: PathBuf,
+    /// Windowed transforms: how long past its end (in event time) a window waits for
+    /// stragglers before it is emitted.
+    #[serde(default, deserialize_with = "duration")]
+    pub allowed_lateness: Duration,
     pub sink: SinkConfig,
 }
 

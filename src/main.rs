@@ -113,6 +113,9 @@ enum Command {
         /// Keep the written datasets here (a temporary directory otherwise).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Benchmark the windowed aggregation alone instead, with this many groups open.
+        #[arg(long, value_name = "GROUPS")]
+        windows: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -224,7 +227,17 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let config = PipelineConfig::load(&config, &Environment)?;
             let pipeline = pipeline::Pipeline::build(config).await?;
             for output in &pipeline.outputs {
-                println!("transform `{}` → {}", output.transform.name(), output.url);
+                let kind = match output.transform.kind() {
+                    weir_transform::TransformKind::Stateless => "stateless".to_owned(),
+                    weir_transform::TransformKind::Windowed(window) => {
+                        format!("windowed: {}", window.describe())
+                    }
+                };
+                println!(
+                    "transform `{}` ({kind}) → {}",
+                    output.transform.name(),
+                    output.url
+                );
                 for field in output.transform.schema().fields() {
                     println!(
                         "  {}: {}{}",
@@ -331,9 +344,26 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench {
             events,
+            windows: Some(groups),
+            json,
+            ..
+        } => {
+            let report = bench::bench_windows(events, groups)
+                .await
+                .context("windowed benchmark")?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Bench {
+            events,
             partitions,
             out,
             json,
+            windows: None,
         } => {
             let report = bench::bench(events, partitions, out)
                 .await

@@ -6,7 +6,10 @@ use weir_ingest::{JsonDecoder, SourceConfig as KafkaConfig};
 use weir_schemas::EventSchema;
 use weir_schemas::schema::FieldType;
 use weir_sink::{Dataset, DatasetOptions, RollPolicy};
-use weir_transform::{PartitionSpec, Partitioner, SqlEngine, Transform, ValidationRules};
+use weir_transform::{
+    PartitionSpec, Partitioner, SqlEngine, Transform, TransformKind, ValidationRules, WindowKind,
+    WindowState,
+};
 
 use crate::config::{ConfigError, PipelineConfig};
 
@@ -16,6 +19,8 @@ pub struct Output {
     pub partitioner: Partitioner,
     pub dataset: Dataset,
     pub url: String,
+    /// The open windows of a windowed transform.
+    pub windows: Option<WindowState>,
 }
 
 /// Where dead letters go.
@@ -60,7 +65,8 @@ impl Pipeline {
         let schema = EventSchema::load(&schema_path)?;
         check_event_time(&config, &schema)?;
 
-        let engine = SqlEngine::new(&config.source.table, schema.table_schema())?;
+        let engine = SqlEngine::new(&config.source.table, schema.table_schema())?
+            .with_event_time(&config.source.event_time);
         let rules: Vec<(String, String)> = config
             .validation
             .iter()
@@ -76,11 +82,19 @@ impl Pipeline {
                 return Err(missing_file(&config, &t.sql, &what).into());
             }
             let transform = engine.transform_file(&t.name, &sql_path).await?;
-            let event_time = &config.source.event_time;
+            // A windowed dataset is partitioned by the window's start, and complete up to
+            // the windows its commits emitted.
+            let time_column = match transform.kind() {
+                TransformKind::Stateless => config.source.event_time.as_str(),
+                TransformKind::Windowed(kind) => {
+                    check_windowed(&config, &schema, &t.name, kind, t.sink.time_partitions)?;
+                    weir_transform::window::WINDOW_START
+                }
+            };
             let time_specs = match t.sink.time_partitions {
                 Some(granularity) => {
-                    check_time_column(&config, &t.name, &transform.schema(), event_time)?;
-                    granularity.partition_specs(event_time)
+                    check_time_column(&config, &t.name, &transform.schema(), time_column)?;
+                    granularity.partition_specs(time_column)
                 }
                 None => Vec::new(),
             };
@@ -111,11 +125,22 @@ impl Pipeline {
                 max_open_files: t.sink.max_open_files,
             };
             let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
+            let windows = match transform.kind() {
+                TransformKind::Windowed(_) => Some(
+                    WindowState::new(&engine, &transform, t.allowed_lateness.as_millis() as i64)
+                        .map_err(|e| weir_transform::TransformError::Execute {
+                            transform: t.name.clone(),
+                            error: e,
+                        })?,
+                ),
+                TransformKind::Stateless => None,
+            };
             outputs.push(Output {
                 transform,
                 partitioner,
                 dataset,
                 url,
+                windows,
             });
         }
 
@@ -187,7 +212,40 @@ fn upload_buffer(target_file_bytes: u64) -> usize {
     target_file_bytes.clamp(5 << 20, 16 << 20) as usize
 }
 
-/// Time partitions come from the event time, so the transform must pass it through.
+/// A window places each event by its event time, which must therefore be there; session
+/// windows have no bounded start, so their datasets cannot be marked complete by it.
+fn check_windowed(
+    config: &PipelineConfig,
+    schema: &EventSchema,
+    transform: &str,
+    kind: WindowKind,
+    time_partitions: Option<weir_sink::TimeGranularity>,
+) -> Result<(), ConfigError> {
+    let event_time = &config.source.event_time;
+    if schema.field(event_time).is_some_and(|f| !f.required) {
+        return Err(config.error_at(
+            "event_time",
+            format!(
+                "transform `{transform}` is windowed, so every event needs its event time: \
+                 declare `{event_time}` required in the schema"
+            ),
+        ));
+    }
+    if matches!(kind, WindowKind::Session { .. }) && time_partitions.is_some() {
+        return Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "transform `{transform}` has session windows, whose start is not bounded by the \
+                 watermark: partition it with `partition_by` instead of `time_partitions`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Time partitions come from the event time (a window's start for windowed transforms), so
+/// the transform must pass it through.
 fn check_time_column(
     config: &PipelineConfig,
     transform: &str,

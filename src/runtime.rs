@@ -16,16 +16,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
+use weir_ingest::raw::Messages;
 use weir_ingest::{JsonDecoder, KafkaSource, SourceBatch, SourceEvent, SourceStats, spawn_reader};
 use weir_schemas::{DeadLetters, EventSchema, OffsetRanges, PartitionKey, Reason, metadata};
-use weir_sink::{Dataset, OffsetRange, PartitionWatermark};
+use weir_sink::{Dataset, EmittedWatermark, OffsetRange, PartitionWatermark, WindowStateRef};
 
 use crate::watermark::Watermarks;
 use weir_transform::DataFusionError;
@@ -39,6 +40,8 @@ pub enum RunError {
     Kafka(#[from] weir_ingest::KafkaError),
     #[error(transparent)]
     Sink(#[from] weir_sink::SinkError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
     #[error("the Kafka reader thread panicked")]
     ReaderPanicked,
 }
@@ -71,6 +74,9 @@ pub struct DatasetSummary {
     pub partitions: usize,
     /// The dataset's committed watermark (the lowest over its Kafka partitions).
     pub watermark_ms: Option<i64>,
+    /// Windowed datasets: the (partition, window, key) groups still open at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_window_groups: Option<usize>,
 }
 
 /// Runs until `shutdown` turns true (or the reader fails), then drains, checkpoints and
@@ -168,6 +174,7 @@ pub async fn run(
             .or_default();
         entry.url = output.url.clone();
         entry.partitions = output.dataset.partitions().len();
+        entry.open_window_groups = output.windows.as_ref().map(|w| w.open_groups());
         entry.watermark_ms = output
             .dataset
             .log_state()
@@ -201,6 +208,17 @@ enum DeadLetterSink {
 
 /// The rows of one transform's output with the partition path of each.
 type Computed = Vec<Vec<(RecordBatch, Option<StringArray>)>>;
+
+/// What [`State::compute`] yields for one batch.
+struct BatchResult {
+    /// Per output, in order; empty for windowed outputs.
+    computed: Computed,
+    /// Rows that failed a validation rule: `(row, rule, detail)`.
+    failed: Vec<(usize, Arc<str>, String)>,
+    event_times: Vec<(PartitionKey, i64)>,
+    /// The valid rows each windowed output still needs, by output index.
+    windowed: Vec<(usize, RecordBatch)>,
+}
 
 struct State {
     engine: SqlEngine,
@@ -350,6 +368,22 @@ impl State {
                 for dataset in self.datasets() {
                     dataset.release(&partitions);
                 }
+                let released: Vec<(String, i32)> = partitions
+                    .iter()
+                    .map(|p| (p.topic.to_string(), p.partition))
+                    .collect();
+                let mut result = result;
+                for output in &mut self.outputs {
+                    if let Some(windows) = &mut output.windows
+                        && let Err(error) = windows.release(&released)
+                    {
+                        result = result.and(Err(TransformError::Execute {
+                            transform: output.transform.name().to_owned(),
+                            error,
+                        }
+                        .into()));
+                    }
+                }
                 let _ = done.send(());
                 result
             }
@@ -370,6 +404,7 @@ impl State {
                 };
             }
         }
+        self.restore_windows(partitions).await?;
         let now = Instant::now();
         for partition in partitions {
             let recorded = self.recorded_watermark(partition);
@@ -388,6 +423,49 @@ impl State {
             self.owned.insert(partition.clone());
         }
         Ok(resume)
+    }
+
+    /// Takes in the open windows that the commit logs hold for newly assigned partitions.
+    async fn restore_windows(&mut self, partitions: &[PartitionKey]) -> Result<(), RunError> {
+        for output in &mut self.outputs {
+            let Some(windows) = &mut output.windows else {
+                continue;
+            };
+            let mut files: BTreeMap<String, Vec<&PartitionKey>> = BTreeMap::new();
+            for partition in partitions {
+                let state = output.dataset.partition_state(partition);
+                windows.assign(
+                    &partition.topic,
+                    partition.partition,
+                    state.and_then(|s| s.emitted_ms),
+                );
+                if let Some(path) = state.and_then(|s| s.window_state.clone()) {
+                    files.entry(path).or_default().push(partition);
+                }
+            }
+            for (path, wanted) in files {
+                // The file holds its writer's partitions; take only the ones assigned here.
+                let mut restore = |batch: &RecordBatch| -> Result<(), DataFusionError> {
+                    let mut keep = vec![false; batch.num_rows()];
+                    for (partition, rows) in rows_by_partition(batch)? {
+                        if wanted.contains(&&partition) {
+                            rows.values()
+                                .iter()
+                                .for_each(|&row| keep[row as usize] = true);
+                        }
+                    }
+                    windows.restore(&filter_record_batch(batch, &BooleanArray::from(keep))?)
+                };
+                for batch in output.dataset.read_window_state(&path).await? {
+                    restore(&batch).map_err(|error| TransformError::Execute {
+                        transform: output.transform.name().to_owned(),
+                        error,
+                    })?;
+                }
+                tracing::info!(dataset = output.transform.name(), %path, groups = windows.open_groups(), "restored open windows");
+            }
+        }
+        Ok(())
     }
 
     /// The highest watermark and event time any dataset committed for `partition`.
@@ -413,6 +491,13 @@ impl State {
         for dataset in self.datasets() {
             dataset.abort().await;
             dataset.release(&owned);
+        }
+        for output in &mut self.outputs {
+            if let Some(windows) = &mut output.windows
+                && let Err(e) = windows.clear()
+            {
+                tracing::warn!(error = %e, "could not reset window state");
+            }
         }
         self.pending = OffsetRanges::default();
         self.pending_dead = DeadLetters::default();
@@ -450,8 +535,16 @@ impl State {
             .instrument(transform)
             .await
         {
-            Ok((computed, failed, event_times)) => {
+            Ok(BatchResult {
+                computed,
+                failed,
+                event_times,
+                windowed,
+            }) => {
                 self.observe(&messages.ranges, &event_times);
+                for (index, input) in windowed {
+                    self.add_to_windows(index, input, &messages).await;
+                }
                 for (row, rule, detail) in failed {
                     let message = decoded.rows[row] as usize;
                     self.pending_dead.push(messages.dead_letter(
@@ -487,6 +580,95 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Adds valid rows to a windowed output's open windows, one Kafka partition at a time.
+    /// Rows too late for every window they fall in are dead-lettered as `late`; the rows of a
+    /// partition the SQL fails on, as `transform_failed`.
+    async fn add_to_windows(&mut self, index: usize, input: RecordBatch, messages: &Messages) {
+        let output = &mut self.outputs[index];
+        let windows = output.windows.as_mut().expect("a windowed output");
+        let name = output.transform.name();
+        let by_partition = match rows_by_partition(&input) {
+            Ok(rows) => rows,
+            Err(e) => unreachable!("the source table has its metadata columns: {e}"),
+        };
+        let mut message_of: Option<HashMap<(&str, i32, i64), usize>> = None;
+        for (partition, rows) in by_partition {
+            let batch = match arrow::compute::take_record_batch(&input, &rows) {
+                Ok(batch) => batch,
+                Err(e) => unreachable!("row indices come from the batch: {e}"),
+            };
+            let outcome = windows
+                .add(
+                    &self.engine,
+                    &output.transform,
+                    &partition.topic,
+                    partition.partition,
+                    batch.clone(),
+                )
+                .await;
+            let (rows, reason, detail): (Vec<usize>, _, Box<dyn Fn(usize) -> String>) =
+                match outcome {
+                    Ok(late) if late.is_empty() => continue,
+                    Ok(late) => {
+                        let emitted = windows.emitted(&partition.topic, partition.partition);
+                        let times = arrow::compute::cast(
+                            batch
+                                .column_by_name(&self.event_time)
+                                .expect("checked at start"),
+                            &metadata::utc_millis(),
+                        )
+                        .expect("a timestamp casts to milliseconds");
+                        let detail = move |row: usize| {
+                            let times = times.as_primitive::<TimestampMillisecondType>();
+                            format!(
+                                "late for transform `{name}`: event time {} falls only in windows                                  emitted at watermark {} (plus the allowed lateness)",
+                                rfc3339(times.value(row)),
+                                emitted.map_or_else(|| "-".into(), rfc3339)
+                            )
+                        };
+                        (late, Reason::Late, Box::new(detail))
+                    }
+                    Err(error) => {
+                        let detail = error.to_string();
+                        tracing::warn!(error = %detail, "windowed SQL failed on a batch; dead-lettering its rows");
+                        (
+                            (0..batch.num_rows()).collect(),
+                            Reason::TransformFailed,
+                            Box::new(move |_| detail.clone()),
+                        )
+                    }
+                };
+            let message_of = message_of.get_or_insert_with(|| {
+                (0..messages.len())
+                    .map(|i| {
+                        let key = (
+                            messages.topic(i).as_ref(),
+                            messages.partitions[i],
+                            messages.offsets[i],
+                        );
+                        (key, i)
+                    })
+                    .collect()
+            });
+            let offsets = metadata_column::<Int64Type>(&batch, metadata::OFFSET)
+                .expect("the source table has its metadata columns");
+            for row in rows {
+                let key = (
+                    partition.topic.as_ref(),
+                    partition.partition,
+                    offsets.value(row),
+                );
+                if let Some(&message) = message_of.get(&key) {
+                    self.pending_dead.push(messages.dead_letter(
+                        message,
+                        reason.clone(),
+                        detail(row),
+                    ));
+                }
+            }
+        }
     }
 
     /// Warns when a partition's first message after an assignment comes later than where it
@@ -528,14 +710,7 @@ impl State {
         &self,
         batch: RecordBatch,
         ranges: &OffsetRanges,
-    ) -> Result<
-        (
-            Computed,
-            Vec<(usize, Arc<str>, String)>,
-            Vec<(PartitionKey, i64)>,
-        ),
-        TransformError,
-    > {
+    ) -> Result<BatchResult, TransformError> {
         let execute = |transform: &str, error| TransformError::Execute {
             transform: transform.to_owned(),
             error,
@@ -545,11 +720,12 @@ impl State {
             .apply(batch)
             .map_err(|e| execute("validation", e))?;
         if outcome.passed.num_rows() == 0 {
-            return Ok((
-                self.outputs.iter().map(|_| Vec::new()).collect(),
-                outcome.failed,
-                Vec::new(),
-            ));
+            return Ok(BatchResult {
+                computed: self.outputs.iter().map(|_| Vec::new()).collect(),
+                failed: outcome.failed,
+                event_times: Vec::new(),
+                windowed: Vec::new(),
+            });
         }
         // Only valid events move event time: a rule can keep a bogus far-future time out.
         let event_times = latest_event_times(&outcome.passed, &self.event_time)
@@ -560,12 +736,32 @@ impl State {
             .map(|o| not_yet_committed(&o.dataset, ranges, &outcome.passed))
             .collect::<Result<_, _>>()
             .map_err(|e| execute("validation", e))?;
+        let mut windowed = Vec::new();
         let results = if replayed.iter().all(Option::is_none) {
-            let transforms: Vec<&Transform> = self.outputs.iter().map(|o| &o.transform).collect();
-            self.engine.run(outcome.passed, &transforms).await?
+            let stateless: Vec<&Transform> = self
+                .outputs
+                .iter()
+                .filter(|o| o.windows.is_none())
+                .map(|o| &o.transform)
+                .collect();
+            let mut results = self
+                .engine
+                .run(outcome.passed.clone(), &stateless)
+                .await?
+                .into_iter();
+            let mut all = Vec::with_capacity(self.outputs.len());
+            for (index, output) in self.outputs.iter().enumerate() {
+                if output.windows.is_some() {
+                    windowed.push((index, outcome.passed.clone()));
+                    all.push(Vec::new());
+                } else {
+                    all.push(results.next().expect("one result per stateless transform"));
+                }
+            }
+            all
         } else {
             let mut results = Vec::with_capacity(self.outputs.len());
-            for (output, keep) in self.outputs.iter().zip(&replayed) {
+            for (index, (output, keep)) in self.outputs.iter().zip(&replayed).enumerate() {
                 let input = match keep {
                     None => outcome.passed.clone(),
                     Some(keep) => filter_record_batch(&outcome.passed, keep)
@@ -574,6 +770,11 @@ impl State {
                 // The dataset holds all of these rows already: nothing to compute (an
                 // aggregate over no rows would still yield one).
                 if input.num_rows() == 0 {
+                    results.push(Vec::new());
+                    continue;
+                }
+                if output.windows.is_some() {
+                    windowed.push((index, input));
                     results.push(Vec::new());
                     continue;
                 }
@@ -594,7 +795,12 @@ impl State {
             }
             computed.push(parts);
         }
-        Ok((computed, outcome.failed, event_times))
+        Ok(BatchResult {
+            computed,
+            failed: outcome.failed,
+            event_times,
+            windowed,
+        })
     }
 
     fn buffered_bytes(&self) -> usize {
@@ -625,9 +831,70 @@ impl State {
         }
         let started = Instant::now();
         let watermarks = self.watermarks.recorded(started);
+        let watermark = self.watermarks.watermark(started);
         for output in &mut self.outputs {
             let ranges = uncommitted(&output.dataset, &self.pending);
-            let committed = output.dataset.commit(ranges, watermarks.clone()).await?;
+            let (recorded, window_state) = match &mut output.windows {
+                // Windows are emitted and their state saved only with offsets to commit: the
+                // state must always match the offsets committed beside it.
+                Some(windows) if !ranges.is_empty() => {
+                    // A partition's windows close at the pipeline watermark, or at its own when
+                    // it lags behind (taken over with a backlog).
+                    let done = windows
+                        .checkpoint(&output.transform, &self.engine, |topic, partition| {
+                            let own = watermarks
+                                .iter()
+                                .find(|r| {
+                                    r.partition.partition == partition
+                                        && &*r.partition.topic == topic
+                                })
+                                .map(|r| r.watermark.watermark_ms);
+                            match (watermark, own) {
+                                (Some(w), Some(own)) => Some(w.min(own)),
+                                (w, _) => w,
+                            }
+                        })
+                        .await?;
+                    for batch in &done.output {
+                        let paths = output.partitioner.paths(batch).map_err(|error| {
+                            TransformError::Execute {
+                                transform: output.transform.name().to_owned(),
+                                error,
+                            }
+                        })?;
+                        output.dataset.write(batch, paths.as_ref()).await?;
+                    }
+                    let path = match &done.snapshot {
+                        Some(snapshot) => Some(output.dataset.write_window_state(snapshot).await?),
+                        None => None,
+                    };
+                    let partitions = self
+                        .owned
+                        .iter()
+                        .map(|p| EmittedWatermark {
+                            partition: p.clone(),
+                            emitted_ms: windows.emitted(&p.topic, p.partition),
+                        })
+                        .collect();
+                    // A windowed dataset is complete up to the windows it emitted.
+                    let recorded = watermarks
+                        .iter()
+                        .filter_map(|r| {
+                            let until = windows
+                                .complete_until(&r.partition.topic, r.partition.partition)?;
+                            let mut r = r.clone();
+                            r.watermark.watermark_ms = r.watermark.watermark_ms.min(until);
+                            Some(r)
+                        })
+                        .collect();
+                    (recorded, Some(WindowStateRef { path, partitions }))
+                }
+                _ => (watermarks.clone(), None),
+            };
+            let committed = output
+                .dataset
+                .commit(ranges, recorded, window_state)
+                .await?;
             let entry = self
                 .summary
                 .datasets
@@ -669,7 +936,7 @@ impl State {
                         .await?;
                 }
                 let ranges = uncommitted(dataset, &self.pending);
-                dataset.commit(ranges, watermarks).await?;
+                dataset.commit(ranges, watermarks, None).await?;
             }
         }
         for (reason, count) in dead.counts() {
@@ -700,20 +967,57 @@ impl State {
     }
 }
 
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, DataFusionError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("the batch has no column {name}")))
+}
+
+fn metadata_column<'a, T: arrow::datatypes::ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::PrimitiveArray<T>, DataFusionError> {
+    Ok(column(batch, name)?.as_primitive::<T>())
+}
+
+/// The rows of `batch` per Kafka partition, in order.
+fn rows_by_partition(
+    batch: &RecordBatch,
+) -> Result<Vec<(PartitionKey, UInt32Array)>, DataFusionError> {
+    let topics = column(batch, metadata::TOPIC)?.as_string::<i32>();
+    let partitions = metadata_column::<Int32Type>(batch, metadata::PARTITION)?;
+    let mut rows: Vec<(PartitionKey, Vec<u32>)> = Vec::new();
+    for row in 0..batch.num_rows() {
+        let (topic, partition) = (topics.value(row), partitions.value(row));
+        let is =
+            |(p, _): &&mut (PartitionKey, Vec<u32>)| p.partition == partition && &*p.topic == topic;
+        match rows.iter_mut().rev().find(is) {
+            Some((_, list)) => list.push(row as u32),
+            None => rows.push((PartitionKey::new(topic, partition), vec![row as u32])),
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(p, r)| (p, UInt32Array::from(r)))
+        .collect())
+}
+
 /// The latest event time per Kafka partition among the rows of `batch`.
 fn latest_event_times(
     batch: &RecordBatch,
     event_time: &str,
 ) -> Result<Vec<(PartitionKey, i64)>, DataFusionError> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| DataFusionError::Internal(format!("the batch has no column {name}")))
-    };
-    let times = arrow::compute::cast(column(event_time)?, &metadata::utc_millis())?;
+    let times = arrow::compute::cast(column(batch, event_time)?, &metadata::utc_millis())?;
     let times = times.as_primitive::<TimestampMillisecondType>();
-    let topics = column(metadata::TOPIC)?.as_string::<i32>();
-    let partitions = column(metadata::PARTITION)?.as_primitive::<Int32Type>();
+    let topics = column(batch, metadata::TOPIC)?.as_string::<i32>();
+    let partitions = metadata_column::<Int32Type>(batch, metadata::PARTITION)?;
     let mut latest: Vec<(PartitionKey, i64)> = Vec::new();
     // Rows of one partition mostly come together: look at the last one's entry first.
     let mut last = 0;
@@ -767,14 +1071,9 @@ fn not_yet_committed(
     if !replayed {
         return Ok(None);
     }
-    let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| {
-            DataFusionError::Internal(format!("the batch has no metadata column {name}"))
-        })
-    };
-    let topics = column(metadata::TOPIC)?.as_string::<i32>();
-    let partitions = column(metadata::PARTITION)?.as_primitive::<Int32Type>();
-    let offsets = column(metadata::OFFSET)?.as_primitive::<Int64Type>();
+    let topics = column(batch, metadata::TOPIC)?.as_string::<i32>();
+    let partitions = metadata_column::<Int32Type>(batch, metadata::PARTITION)?;
+    let offsets = metadata_column::<Int64Type>(batch, metadata::OFFSET)?;
     let keep = (0..batch.num_rows())
         .map(|row| {
             let partition = PartitionKey::new(topics.value(row), partitions.value(row));

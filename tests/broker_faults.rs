@@ -99,5 +99,5 @@ fn broker_failures_mid_stream_lose_nothing_and_duplicate_nothing() {
     );
     let status = weir.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", weir.log_text());
-    check_exactly_once(&config, &env, &out_text, &generated);
+    check_exactly_once(&config, &env, &out_text, &generated, Writers::OneAtATime);
 }

@@ -9,12 +9,7 @@ use common::*;
 /// A copy of the quickstart example in `dir`, with `edit` applied to one of its files.
 fn example_with(dir: &Path, file: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
     let src = repo().join("examples/quickstart");
-    for name in [
-        "pipeline.toml",
-        "schema.toml",
-        "sql/clicks.sql",
-        "sql/product_views.sql",
-    ] {
+    for name in std::iter::once("pipeline.toml").chain(QUICKSTART_FILES) {
         let to = dir.join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         let text = std::fs::read_to_string(src.join(name)).unwrap();
@@ -54,8 +49,33 @@ fn the_example_pipeline_checks() {
     );
     let stdout = String::from_utf8_lossy(&stdout);
     assert!(
-        stdout.contains("transform `clicks`") && stdout.contains("product_id: Int64"),
+        stdout.contains("transform `clicks` (stateless)") && stdout.contains("product_id: Int64"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("transform `page_views_per_minute` (windowed: tumbling 1m)")
+            && stdout.contains("visitors: Int64 NOT NULL"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_misplaced_window_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_with(dir.path(), "sql/page_views_per_minute.sql", |t| {
+        t.replace("GROUP BY tumble(ts,", "GROUP BY tumble(user_id,")
+    });
+    let sql = config
+        .parent()
+        .unwrap()
+        .join("sql/page_views_per_minute.sql");
+    let line = line_of(&sql, "GROUP BY");
+    let stderr = failing(&["check"], &config);
+    assert!(
+        stderr.contains(&format!(
+            "page_views_per_minute.sql:{line}:10: windows are over the event-time column `ts`"
+        )),
+        "{stderr}"
     );
 }
 

@@ -91,7 +91,7 @@ fn killed_at_random_moments_it_writes_every_event_exactly_once() {
     let status = last.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", last.log_text());
 
-    check_exactly_once(&config, &env, &out_text, &generated);
+    check_exactly_once(&config, &env, &out_text, &generated, Writers::OneAtATime);
 }
 
 /// Two instances share a group. One is paused (SIGSTOP) past its session timeout, so the
@@ -191,7 +191,7 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
         assert!(status.success(), "{}", process.log_text());
     }
 
-    check_exactly_once(&config, &env, &out_text, &generated);
+    check_exactly_once(&config, &env, &out_text, &generated, Writers::SideBySide);
 }
 
 /// The writer id a weir instance logged when it started.

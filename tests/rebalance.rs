@@ -102,6 +102,7 @@ fn a_killed_instance_loses_nothing_and_duplicates_nothing() {
         out.to_str().unwrap(),
         "--generated",
         generated_path.to_str().unwrap(),
+        "--several-writers",
     ]);
     eprintln!("{report}");
 }

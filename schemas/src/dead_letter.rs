@@ -33,6 +33,8 @@ pub enum Reason {
     Rule(Arc<str>),
     /// A transform's SQL failed on the batch holding the message (e.g. a failed cast).
     TransformFailed,
+    /// Every window the event falls in (of the transform named in the detail) was emitted.
+    Late,
 }
 
 impl Reason {
@@ -46,6 +48,7 @@ impl Reason {
             Reason::MissingField => "missing_field".into(),
             Reason::Rule(name) => format!("rule:{name}").into(),
             Reason::TransformFailed => "transform_failed".into(),
+            Reason::Late => "late".into(),
         }
     }
 }

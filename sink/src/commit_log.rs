@@ -6,6 +6,7 @@
 //! _weir/log/00000000000000000042.json        one entry per claim or commit
 //! _weir/snapshots/00000000000000000100.json  the state after an entry, so start-up reads little
 //! _weir/staging/<writer>-000007.parquet.pending   written, not yet committed
+//! _weir/state/<writer>-000003.arrow          open windows' partial aggregates (windowed datasets)
 //! ```
 //!
 //! Entries are numbered densely from 0 and each is created with a conditional put (create only
@@ -80,6 +81,24 @@ pub struct RecordedWatermark {
     pub watermark: PartitionWatermark,
 }
 
+/// The window state a commit of a windowed dataset leaves: it replaces the state of every
+/// listed partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowStateRef {
+    /// The Arrow IPC file of the open windows' partial aggregates, relative to the dataset
+    /// root; `None` when no window was open.
+    pub path: Option<String>,
+    pub partitions: Vec<EmittedWatermark>,
+}
+
+/// Up to which watermark the windows holding a partition's events were emitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmittedWatermark {
+    #[serde(flatten)]
+    pub partition: PartitionKey,
+    pub emitted_ms: Option<i64>,
+}
+
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -99,11 +118,19 @@ impl Entry {
         match &self.action {
             Action::Claim { .. } => Default::default(),
             Action::Commit {
-                ranges, watermarks, ..
+                ranges,
+                watermarks,
+                window_state,
+                ..
             } => ranges
                 .iter()
                 .map(|r| &r.partition)
                 .chain(watermarks.iter().map(|w| &w.partition))
+                .chain(
+                    window_state
+                        .iter()
+                        .flat_map(|s| s.partitions.iter().map(|p| &p.partition)),
+                )
                 .collect(),
         }
     }
@@ -121,6 +148,9 @@ pub enum Action {
         /// The event-time watermarks the commit covers, for the writer's partitions.
         #[serde(default)]
         watermarks: Vec<RecordedWatermark>,
+        /// Windowed datasets: the open windows after this commit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window_state: Option<WindowStateRef>,
     },
 }
 
@@ -140,6 +170,12 @@ pub struct PartitionState {
     pub watermark_ms: Option<i64>,
     /// The highest event time committed.
     pub max_event_ms: Option<i64>,
+    /// Windowed datasets: the file holding the partition's open windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_state: Option<String>,
+    /// Windowed datasets: the watermark up to which the partition's windows were emitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_ms: Option<i64>,
 }
 
 /// Why an entry may not follow the state.
@@ -211,6 +247,14 @@ impl LogState {
             .min()
     }
 
+    /// The window state files some partition still needs.
+    pub fn window_state_files(&self) -> std::collections::BTreeSet<&str> {
+        self.partitions
+            .values()
+            .filter_map(|p| p.window_state.as_deref())
+            .collect()
+    }
+
     /// Whether `entry` may follow this state.
     pub fn check(&self, entry: &Entry) -> Result<(), Vec<Violation>> {
         let Action::Commit { ranges, .. } = &entry.action else {
@@ -266,8 +310,19 @@ impl LogState {
                 }
             }
             Action::Commit {
-                ranges, watermarks, ..
+                ranges,
+                watermarks,
+                window_state,
+                ..
             } => {
+                for emitted in window_state.iter().flat_map(|s| &s.partitions) {
+                    let state = self
+                        .partitions
+                        .entry(emitted.partition.clone())
+                        .or_default();
+                    state.window_state = window_state.as_ref().and_then(|s| s.path.clone());
+                    state.emitted_ms = state.emitted_ms.max(emitted.emitted_ms);
+                }
                 for range in ranges {
                     let state = self.partitions.entry(range.partition.clone()).or_default();
                     state.next_offset = Some(range.to);
@@ -517,15 +572,32 @@ impl CommitLog {
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
         watermarks: Vec<RecordedWatermark>,
+        window_state: Option<WindowStateRef>,
     ) -> Result<u64, LogError> {
+        let needed: Vec<String> = self
+            .state
+            .window_state_files()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let seq = self
             .append(Action::Commit {
                 ranges,
                 files: files.clone(),
                 watermarks,
+                window_state,
             })
             .await?;
         self.publish(&files).await?;
+        // State files this commit replaced for good; best effort, orphan removal catches up.
+        let still = self.state.window_state_files();
+        for path in needed.iter().filter(|p| !still.contains(p.as_str())) {
+            if let Ok(path) = under(&self.root, path)
+                && let Err(e) = self.store.delete(&path).await
+            {
+                tracing::debug!(dataset = %self.dataset, %path, error = %e, "could not delete a replaced window state file");
+            }
+        }
         self.note_time_partitions(&files, true);
         self.mark_complete().await;
         self.snapshot_if_due(seq).await;
@@ -572,16 +644,38 @@ impl CommitLog {
             .try_collect()
             .await
             .map_err(|source| self.store_error("list", &staging, source))?;
-        for path in &old {
+        self.delete_all(&old).await?;
+        if !old.is_empty() {
+            tracing::info!(dataset = %self.dataset, files = old.len(), "removed uncommitted staged files");
+        }
+        // Window state files no partition needs: of a commit that failed, or replaced.
+        let state_dir = self.root.clone().join(WEIR_DIR).join("state");
+        let needed = self.state.window_state_files();
+        let needed = &needed;
+        let root = &self.root;
+        let unneeded: Vec<Path> = self
+            .store
+            .list(Some(&state_dir))
+            .try_filter_map(|meta| async move {
+                let relative = relative_to(root, &meta.location);
+                let unneeded = meta.last_modified < cutoff && !needed.contains(relative.as_str());
+                Ok(unneeded.then_some(meta.location))
+            })
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error("list", &state_dir, source))?;
+        self.delete_all(&unneeded).await?;
+        Ok(old.len())
+    }
+
+    async fn delete_all(&self, paths: &[Path]) -> Result<(), LogError> {
+        for path in paths {
             match self.store.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => return Err(self.store_error("delete", path, source)),
             }
         }
-        if !old.is_empty() {
-            tracing::info!(dataset = %self.dataset, files = old.len(), "removed uncommitted staged files");
-        }
-        Ok(old.len())
+        Ok(())
     }
 
     /// Reads entries after the last one known, until there is none.
@@ -995,6 +1089,15 @@ pub fn under(root: &Path, relative: &str) -> Result<Path, object_store::path::Er
     Ok(root.parts().chain(relative.parts()).collect())
 }
 
+/// `path` relative to `root`, as the log records paths.
+fn relative_to(root: &Path, path: &Path) -> String {
+    path.parts()
+        .skip(root.parts().count())
+        .map(|part| part.as_ref().to_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1031,14 +1134,14 @@ mod tests {
         let mut zombie = open(&store, "zombie").await;
         assert_eq!(zombie.claim(&[p(0), p(1)]).await.unwrap(), vec![None, None]);
         zombie
-            .commit(vec![range(0, 0, 10)], vec![], vec![])
+            .commit(vec![range(0, 0, 10)], vec![], vec![], None)
             .await
             .unwrap();
         // The group moved partition 0 to another instance while the zombie was paused.
         let mut owner = open(&store, "owner").await;
         assert_eq!(owner.claim(&[p(0)]).await.unwrap(), vec![Some(10)]);
         let refused = zombie
-            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], vec![])
+            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], vec![], None)
             .await
             .unwrap_err();
         assert!(matches!(refused, LogError::Fenced { .. }), "{refused}");
@@ -1049,12 +1152,12 @@ mod tests {
             "{refused}"
         );
         owner
-            .commit(vec![range(0, 10, 20)], vec![], vec![])
+            .commit(vec![range(0, 10, 20)], vec![], vec![], None)
             .await
             .unwrap();
         // Partition 1 is still the zombie's; a commit for it alone goes through.
         zombie
-            .commit(vec![range(1, 0, 5)], vec![], vec![])
+            .commit(vec![range(1, 0, 5)], vec![], vec![], None)
             .await
             .unwrap();
         let fresh = open(&store, "reader").await;
@@ -1072,13 +1175,15 @@ mod tests {
         // Another log object under the same name claims again: the first one's claim is gone.
         let mut second = open(&store, "a").await;
         second.claim(&[p(0)]).await.unwrap();
-        let refused = first.commit(vec![range(0, 0, 1)], vec![], vec![]).await;
+        let refused = first
+            .commit(vec![range(0, 0, 1)], vec![], vec![], None)
+            .await;
         assert!(
             matches!(refused, Err(LogError::Fenced { .. })),
             "{refused:?}"
         );
         second
-            .commit(vec![range(0, 0, 1)], vec![], vec![])
+            .commit(vec![range(0, 0, 1)], vec![], vec![], None)
             .await
             .unwrap();
     }
@@ -1100,13 +1205,13 @@ mod tests {
         let mut log = open(&store, "w").await;
         log.claim(&[p(0), p(1)]).await.unwrap();
         let both = vec![watermark(0, 5_000), watermark(1, 2_000)];
-        log.commit(vec![range(0, 0, 1)], vec![], both)
+        log.commit(vec![range(0, 0, 1)], vec![], both, None)
             .await
             .unwrap();
         assert_eq!(log.state().watermark_ms(), Some(2_000));
         // A lower value (an instance with a larger out-of-orderness) does not move it back.
         let lower = vec![watermark(0, 9_000), watermark(1, 1_000)];
-        log.commit(vec![range(0, 1, 2)], vec![], lower)
+        log.commit(vec![range(0, 1, 2)], vec![], lower, None)
             .await
             .unwrap();
         let state = open(&store, "reader").await.state().clone();
@@ -1117,7 +1222,12 @@ mod tests {
         let mut other = open(&store, "other").await;
         other.claim(&[p(2)]).await.unwrap();
         let refused = other
-            .commit(vec![range(2, 0, 1)], vec![], vec![watermark(1, 50_000)])
+            .commit(
+                vec![range(2, 0, 1)],
+                vec![],
+                vec![watermark(1, 50_000)],
+                None,
+            )
             .await;
         assert!(
             matches!(refused, Err(LogError::Fenced { .. })),
@@ -1152,11 +1262,15 @@ mod tests {
         let marker = |bucket: &str| dir.path().join(bucket).join("_SUCCESS").exists();
         let files = vec![file(1, ten), file(2, &format!("{eleven}/country=NL"))];
         let wm = vec![watermark(0, at(10, 59))];
-        log.commit(vec![range(0, 0, 2)], files, wm).await.unwrap();
+        log.commit(vec![range(0, 0, 2)], files, wm, None)
+            .await
+            .unwrap();
         assert!(!marker(ten) && !marker(eleven));
         // The watermark reaches the end of hour 10 exactly: hour 10 is complete.
         let wm = vec![watermark(0, at(11, 0))];
-        log.commit(vec![range(0, 2, 3)], vec![], wm).await.unwrap();
+        log.commit(vec![range(0, 2, 3)], vec![], wm, None)
+            .await
+            .unwrap();
         assert!(marker(ten) && !marker(eleven));
         let record: serde_json::Value = serde_json::from_slice(
             &std::fs::read(dir.path().join("_weir/watermark.json")).unwrap(),
@@ -1171,7 +1285,9 @@ mod tests {
         next.claim(&[p(0)]).await.unwrap();
         assert!(!marker(eleven));
         let wm = vec![watermark(0, at(12, 5))];
-        next.commit(vec![range(0, 3, 4)], vec![], wm).await.unwrap();
+        next.commit(vec![range(0, 3, 4)], vec![], wm, None)
+            .await
+            .unwrap();
         assert!(marker(eleven));
     }
 
@@ -1186,8 +1302,8 @@ mod tests {
         let mut seqs = Vec::new();
         for round in 0..20 {
             let (x, y) = tokio::join!(
-                a.commit(vec![range(0, round, round + 1)], vec![], vec![]),
-                b.commit(vec![range(1, round, round + 1)], vec![], vec![]),
+                a.commit(vec![range(0, round, round + 1)], vec![], vec![], None),
+                b.commit(vec![range(1, round, round + 1)], vec![], vec![], None),
             );
             seqs.push(x.unwrap());
             seqs.push(y.unwrap());
@@ -1210,7 +1326,7 @@ mod tests {
         // The claim lands but its writer hears an error; then a plain failure.
         faulty.inject(vec![Fault::After("put"), Fault::Before("put")]);
         log.claim(&[p(0)]).await.unwrap_or_else(|e| panic!("{e}"));
-        log.commit(vec![range(0, 0, 3)], vec![], vec![])
+        log.commit(vec![range(0, 0, 3)], vec![], vec![], None)
             .await
             .unwrap();
         let fresh = open(&store, "reader").await;
@@ -1260,7 +1376,7 @@ mod tests {
         let mut log = open(&store, "w").await;
         log.claim(&[p(0)]).await.unwrap();
         for i in 0..SNAPSHOT_EVERY as i64 + 5 {
-            log.commit(vec![range(0, i, i + 1)], vec![], vec![])
+            log.commit(vec![range(0, i, i + 1)], vec![], vec![], None)
                 .await
                 .unwrap();
         }
@@ -1274,6 +1390,108 @@ mod tests {
         let fresh = open(&store, "reader").await;
         assert_eq!(fresh.next_offset(&p(0)), Some(SNAPSHOT_EVERY as i64 + 5));
         assert_eq!(fresh.state().next_seq, SNAPSHOT_EVERY + 6);
+    }
+
+    #[tokio::test]
+    async fn window_state_follows_its_partitions_and_replaced_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut log = open(&store, "a").await;
+        log.claim(&[p(0), p(1)]).await.unwrap();
+        let state = |path: &str, emitted: i64| {
+            let path = format!("_weir/state/{path}");
+            let file = Path::from(path.as_str());
+            (file, path, emitted)
+        };
+        let commit_state = async |log: &mut CommitLog, (file, path, emitted), from: i64| {
+            store
+                .put(&file, PutPayload::from_static(b"state"))
+                .await
+                .unwrap();
+            let partitions = [p(0), p(1)]
+                .into_iter()
+                .map(|partition| EmittedWatermark {
+                    partition,
+                    emitted_ms: Some(emitted),
+                })
+                .collect();
+            let window_state = WindowStateRef {
+                path: Some(path),
+                partitions,
+            };
+            log.commit(
+                vec![range(0, from, from + 1)],
+                vec![],
+                vec![],
+                Some(window_state),
+            )
+            .await
+            .unwrap();
+        };
+        let first = state("a-1.arrow", 1_000);
+        let first_file = first.0.clone();
+        commit_state(&mut log, first, 0).await;
+        let second = state("a-2.arrow", 2_000);
+        commit_state(&mut log, second, 1).await;
+        // Partition 1 had no offsets in either commit, yet its state moved on with them.
+        for partition in [p(0), p(1)] {
+            let s = &log.state().partitions[&partition];
+            assert_eq!(s.window_state.as_deref(), Some("_weir/state/a-2.arrow"));
+            assert_eq!(s.emitted_ms, Some(2_000));
+        }
+        assert!(matches!(
+            store.head(&first_file).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+        // Another instance takes partition 1 over: the reference stays until it commits.
+        let mut b = open(&store, "b").await;
+        b.claim(&[p(1)]).await.unwrap();
+        b.commit(
+            vec![range(1, 0, 1)],
+            vec![],
+            vec![],
+            Some(WindowStateRef {
+                path: None,
+                partitions: vec![EmittedWatermark {
+                    partition: p(1),
+                    emitted_ms: Some(3_000),
+                }],
+            }),
+        )
+        .await
+        .unwrap();
+        let s = &b.state().partitions[&p(1)];
+        assert_eq!(
+            (s.window_state.as_deref(), s.emitted_ms),
+            (None, Some(3_000))
+        );
+        assert_eq!(
+            b.state()
+                .window_state_files()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["_weir/state/a-2.arrow"],
+            "partition 0 still needs it"
+        );
+        // The zombie's state commit for partition 1 is refused.
+        let refused = log
+            .commit(
+                vec![range(0, 2, 3)],
+                vec![],
+                vec![],
+                Some(WindowStateRef {
+                    path: None,
+                    partitions: vec![EmittedWatermark {
+                        partition: p(1),
+                        emitted_ms: Some(4_000),
+                    }],
+                }),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(LogError::Fenced { .. })),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]
@@ -1295,7 +1513,7 @@ mod tests {
         let mut dead = open(&store, "dead").await;
         dead.claim(&[p(0)]).await.unwrap();
         // The writer dies after its commit entry, before moving the file.
-        dead.commit(vec![range(0, 0, 1)], vec![file.clone()], vec![])
+        dead.commit(vec![range(0, 0, 1)], vec![file.clone()], vec![], None)
             .await
             .unwrap();
         let orphan = Path::from("_weir/staging/dead-000002.parquet.pending");

@@ -17,8 +17,13 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use weir_schemas::PartitionKey;
 
+use arrow::ipc::CompressionType;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+
 use crate::commit_log::{
     CommitLog, LogError, LogState, OffsetRange, PartitionState, RecordedWatermark, WEIR_DIR,
+    WindowStateRef,
 };
 use crate::{SinkError, TimeGranularity};
 
@@ -216,6 +221,7 @@ impl Dataset {
         &mut self,
         ranges: Vec<OffsetRange>,
         watermarks: Vec<RecordedWatermark>,
+        window_state: Option<WindowStateRef>,
     ) -> Result<Committed, SinkError> {
         let files = self.flush().await?;
         if ranges.is_empty() {
@@ -226,7 +232,10 @@ impl Dataset {
             .log
             .as_mut()
             .expect("the commit log is opened before the dataset is used");
-        match log.commit(ranges, files.clone(), watermarks).await {
+        match log
+            .commit(ranges, files.clone(), watermarks, window_state)
+            .await
+        {
             Ok(seq) => Ok(Committed {
                 seq: Some(seq),
                 files,
@@ -238,6 +247,67 @@ impl Dataset {
                 Err(error.into())
             }
         }
+    }
+
+    /// Writes the open windows' partial aggregates as an Arrow IPC file for the next commit to
+    /// reference; returns its path relative to the dataset root.
+    pub async fn write_window_state(&mut self, state: &RecordBatch) -> Result<String, SinkError> {
+        let mut bytes = Vec::new();
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::ZSTD))
+            .and_then(|options| {
+                let mut writer =
+                    FileWriter::try_new_with_options(&mut bytes, &state.schema(), options)?;
+                writer.write(state)?;
+                writer.finish()
+            });
+        options.map_err(|source| SinkError::Schema {
+            dataset: self.name.clone(),
+            source,
+        })?;
+        self.next_file += 1;
+        let relative = format!(
+            "{WEIR_DIR}/state/{}-{:06}.arrow",
+            self.writer, self.next_file
+        );
+        let path = crate::commit_log::under(&self.root, &relative).expect("a valid path");
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|source| self.store_error("write", &path, source))?;
+        Ok(relative)
+    }
+
+    fn store_error(
+        &self,
+        action: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> SinkError {
+        SinkError::Log(LogError::Store {
+            dataset: self.name.clone(),
+            action,
+            path: path.to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads a window state file a commit references.
+    pub async fn read_window_state(&self, relative: &str) -> Result<Vec<RecordBatch>, SinkError> {
+        let corrupt = |source| SinkError::Schema {
+            dataset: self.name.clone(),
+            source,
+        };
+        let path = crate::commit_log::under(&self.root, relative)
+            .map_err(|e| corrupt(arrow::error::ArrowError::ParseError(e.to_string())))?;
+        let read = async { self.store.get(&path).await?.bytes().await };
+        let bytes = read
+            .await
+            .map_err(|source| self.store_error("read", &path, source))?;
+        FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(corrupt)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)
     }
 
     /// Drops everything not committed: open files and files closed since the last commit.
@@ -587,7 +657,7 @@ mod tests {
             dataset.buffered_bytes() > 0,
             dataset.oldest_open().is_some()
         );
-        let committed = dataset.commit(range(0, 5), vec![]).await.unwrap();
+        let committed = dataset.commit(range(0, 5), vec![], None).await.unwrap();
         assert_eq!(committed.seq, Some(1));
         assert_eq!(dataset.next_offset(&PartitionKey::new("t", 0)), Some(5));
         let mut files = committed.files;
@@ -681,7 +751,11 @@ mod tests {
                 .count()
         };
         assert_eq!(visible(dir.path()), 0, "closed but not committed");
-        let files = dataset.commit(range(0, 1), vec![]).await.unwrap().files;
+        let files = dataset
+            .commit(range(0, 1), vec![], None)
+            .await
+            .unwrap()
+            .files;
         assert_eq!(visible(dir.path()), 1);
         assert_eq!(staged(), 0);
         assert_eq!(files[0].rows, 1);

@@ -17,8 +17,8 @@ mod time_partitions;
 pub mod verify;
 
 pub use commit_log::{
-    CommitLog, LogError, LogState, OffsetRange, PartitionState, PartitionWatermark,
-    RecordedWatermark,
+    CommitLog, EmittedWatermark, LogError, LogState, OffsetRange, PartitionState,
+    PartitionWatermark, RecordedWatermark, WindowStateRef,
 };
 pub use dataset::{Committed, Compression, Dataset, DatasetOptions, RollPolicy, WrittenFile};
 pub use store::{StoreError, open_store};

@@ -378,14 +378,27 @@ pub fn quickstart_config(
     let config = dir.join("pipeline.toml");
     std::fs::write(&config, text).expect("writing the config");
     std::fs::create_dir_all(dir.join("sql")).expect("creating sql/");
-    for file in ["schema.toml", "sql/clicks.sql", "sql/product_views.sql"] {
+    for file in QUICKSTART_FILES {
         std::fs::copy(example.join(file), dir.join(file)).expect("copying the example");
     }
     config
 }
 
 /// The datasets of the quickstart pipeline.
-pub const QUICKSTART_DATASETS: [&str; 3] = ["clicks", "product_views", "dead_letters"];
+/// The example's files besides its pipeline.toml.
+pub const QUICKSTART_FILES: [&str; 4] = [
+    "schema.toml",
+    "sql/clicks.sql",
+    "sql/product_views.sql",
+    "sql/page_views_per_minute.sql",
+];
+
+pub const QUICKSTART_DATASETS: [&str; 4] = [
+    "clicks",
+    "product_views",
+    "page_views_per_minute",
+    "dead_letters",
+];
 
 /// For each dataset under `out`, the offsets its commit log says are committed, summed over
 /// partitions (0 before the first commit). Read-only: the log is not written.
@@ -490,12 +503,33 @@ pub fn verify_datasets(config: &Path, env: &[(&str, &str)]) -> String {
     report
 }
 
-/// `weir verify` passes for the three datasets, and DuckDB finds every generated event once.
-pub fn check_exactly_once(config: &Path, env: &[(&str, &str)], out: &str, generated: &Path) {
+/// How many instances wrote the datasets at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Writers {
+    OneAtATime,
+    SideBySide,
+}
+
+/// `weir verify` passes for every dataset, and DuckDB finds every generated event once and
+/// the windows the clicks make.
+pub fn check_exactly_once(
+    config: &Path,
+    env: &[(&str, &str)],
+    out: &str,
+    generated: &Path,
+    writers: Writers,
+) {
     let report = verify_datasets(config, env);
-    assert_eq!(report.matches(": OK").count(), 3, "{report}");
+    assert_eq!(
+        report.matches(": OK").count(),
+        QUICKSTART_DATASETS.len(),
+        "{report}"
+    );
     eprintln!("{report}");
     let generated = generated.to_str().unwrap();
-    let args = ["check-exactly-once", "--out", out, "--generated", generated];
+    let mut args = vec!["check-exactly-once", "--out", out, "--generated", generated];
+    if writers == Writers::SideBySide {
+        args.push("--several-writers");
+    }
     eprintln!("{}", weirtest(&args));
 }

@@ -14,6 +14,7 @@ uses weir's code: it is the second opinion.
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
 
@@ -249,11 +250,18 @@ def check_quickstart(args):
     dead = dict(con.execute(
         f"SELECT reason, count(*) FROM read_parquet('{out}/dead_letters/**/*.parquet') GROUP BY reason"
     ).fetchall())
+    assert dead == report["dead_letters"], (dead, report["dead_letters"])
+    # Late events are clicks too: too late only for the windows.
+    late = dead.pop("late", 0)
+    late_in_clicks = late_letters(con, out) and con.execute(
+        f"SELECT count(*) FROM {clicks} WHERE (kafka_partition, kafka_offset) IN (SELECT partition, \"offset\" FROM late)"
+    ).fetchone()[0]
+    assert late_in_clicks == late, (late_in_clicks, late)
     if not args.interrupted:
         assert dead == generated["malformed"], (dead, generated["malformed"])
-    assert dead == report["dead_letters"], (dead, report["dead_letters"])
     # Every committed event is a row or a dead letter: nothing lost, nothing twice.
     assert total + sum(dead.values()) == report["events_in"], (total, dead, report["events_in"])
+    windows, emitted = check_windows(con, out, clicks, single_writer=True)
     payloads = con.execute(
         f"SELECT count(*) FROM read_parquet('{out}/dead_letters/**/*.parquet') WHERE payload IS NULL"
     ).fetchone()[0]
@@ -264,14 +272,20 @@ def check_quickstart(args):
         f"SELECT min(latest) - 30000 FROM (SELECT max(epoch_ms(ts)) AS latest FROM {clicks} GROUP BY kafka_partition)"
     ).fetchone()[0]
     expect_equal("pipeline watermark", report["watermark_ms"], watermark)
+    # The last checkpoint emitted the windows at the final watermark. The windowed dataset is
+    # complete up to the start of the first window still open.
+    expect_equal("watermark the windows were emitted at", emitted, watermark)
+    complete = {name: watermark for name in report["datasets"]}
+    complete[WINDOWED] = watermark - WINDOW_MS - LATENESS_MS
     for name, dataset in report["datasets"].items():
-        expect_equal(f"committed watermark of {name}", dataset["watermark_ms"], watermark)
+        expect_equal(f"committed watermark of {name}", dataset["watermark_ms"], complete[name])
         with open(os.path.join(out, name, "_weir", "watermark.json")) as f:
-            expect_equal(f"watermark record of {name}", json.load(f)["watermark_ms"], watermark)
-    # Exactly the hours (clicks) and days (product views) that end at or before the watermark
-    # are marked complete.
+            expect_equal(f"watermark record of {name}", json.load(f)["watermark_ms"], complete[name])
+    # Exactly the hours (clicks, windows) and days (product views) that end at or before the
+    # dataset's watermark are marked complete.
     marked = {}
-    for name, depth, span in (("clicks", 2, 3600_000), ("product_views", 1, 86400_000)):
+    for name, depth, span in (("clicks", 2, 3600_000), ("product_views", 1, 86400_000), (WINDOWED, 2, 3600_000)):
+        watermark = complete[name]
         for bucket in sorted(set(con.execute(
             f"SELECT DISTINCT {'dt, hour' if depth == 2 else 'dt'} FROM {hive(out + '/' + name)}"
         ).fetchall())):
@@ -282,8 +296,8 @@ def check_quickstart(args):
             path = os.path.join(out, name, f"dt={bucket[0]}", *([f"hour={bucket[1]}"] if depth == 2 else []), "_SUCCESS")
             expect_equal(f"completeness marker {path}", os.path.exists(path), end_ms <= watermark)
             marked[name] = marked.get(name, 0) + (end_ms <= watermark)
-    print(f"quickstart verified: {total} rows, {views} product views, {sum(dead.values())} dead letters, "
-          f"complete time partitions {marked}")
+    print(f"quickstart verified: {total} rows, {views} product views, {windows} page-minutes, "
+          f"{sum(dead.values())} dead letters, {late} late, complete time partitions {marked}")
 
 
 def check_exactly_once(args):
@@ -306,11 +320,16 @@ def check_exactly_once(args):
     dead = dict(con.execute(
         f"SELECT reason, count(*) FROM read_parquet('{args.out}/dead_letters/**/*.parquet') GROUP BY reason"
     ).fetchall())
+    late = dead.pop("late", 0)
     expect_equal("dead letters by reason", dead, generated["malformed"])
     distinct_dead = con.execute(
-        f"SELECT count(DISTINCT (partition, \"offset\")) FROM read_parquet('{args.out}/dead_letters/**/*.parquet')"
+        f"SELECT count(DISTINCT (partition, \"offset\")) FROM read_parquet('{args.out}/dead_letters/**/*.parquet') "
+        f"WHERE reason <> 'late'"
     ).fetchone()[0]
     expect_equal("distinct dead letters", distinct_dead, sum(dead.values()))
+    expect_equal("late events, once each", late_letters(con, args.out),
+                 con.execute("SELECT count(DISTINCT (partition, \"offset\")) FROM late").fetchone()[0])
+    windows, _ = check_windows(con, args.out, clicks, single_writer=not args.several_writers)
     # The committed watermark, read from each dataset's commit log as plain JSON: the lowest
     # over partitions of the highest watermark committed for each. All events were consumed,
     # so it is the slowest partition's latest valid event time minus the 30 s out-of-orderness.
@@ -319,8 +338,80 @@ def check_exactly_once(args):
     ).fetchone()[0]
     for name in ("clicks", "product_views", "dead_letters"):
         expect_equal(f"committed watermark of {name}", logged_watermark(f"{args.out}/{name}"), expected_watermark)
-    print(f"exactly once: {rows} clicks, {views} product views, {distinct_dead} dead letters, no duplicates; "
-          f"watermark {expected_watermark}")
+    print(f"exactly once: {rows} clicks, {views} product views, {windows} page-minutes, "
+          f"{distinct_dead} dead letters, {late} late, no duplicates; watermark {expected_watermark}")
+
+
+WINDOWED = "page_views_per_minute"
+WINDOW_MS = 60_000
+LATENESS_MS = 10_000
+
+
+def logged_emitted(dataset):
+    """Per Kafka partition, the watermark up to which the windowed dataset's commits emitted
+    its windows, read from the commit log as plain JSON."""
+    import glob
+    emitted = {}
+    for path in sorted(glob.glob(os.path.join(dataset, "_weir", "log", "*.json"))):
+        with open(path) as f:
+            entry = json.load(f)
+        for p in (entry.get("window_state") or {}).get("partitions", []):
+            if p.get("emitted_ms") is not None:
+                emitted[p["partition"]] = max(emitted.get(p["partition"], p["emitted_ms"]), p["emitted_ms"])
+    return emitted
+
+
+def late_letters(con, out):
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE late AS SELECT partition, \"offset\" "
+        f"FROM read_parquet('{out}/dead_letters/**/*.parquet') WHERE reason = 'late'"
+    )
+    return con.execute("SELECT count(*) FROM late").fetchone()[0]
+
+
+def check_windows(con, out, clicks, single_writer):
+    """The windowed dataset holds exactly the per-minute aggregates DuckDB computes from the
+    clicks: for each Kafka partition, of the minutes whose end plus the allowed lateness is at
+    or before the watermark the partition's windows were emitted at, without late events.
+    With one writer at a time each minute and page is one row; with several, each writer
+    emitted its partitions' share, and the shares add up."""
+    emitted = logged_emitted(f"{out}/{WINDOWED}")
+    assert emitted, "the windowed dataset recorded no emitted watermark"
+    con.execute("CREATE OR REPLACE TEMP TABLE emitted (kafka_partition INTEGER, emitted_ms BIGINT)")
+    con.executemany("INSERT INTO emitted VALUES (?, ?)", list(emitted.items()))
+    late_letters(con, out)
+    kept = (
+        f"SELECT epoch_ms(ts) // {WINDOW_MS} * {WINDOW_MS} AS ws, c.* FROM {clicks} c "
+        f"JOIN emitted e USING (kafka_partition) "
+        f"WHERE epoch_ms(ts) // {WINDOW_MS} * {WINDOW_MS} + {WINDOW_MS + LATENESS_MS} <= e.emitted_ms "
+        f"AND (kafka_partition, kafka_offset) NOT IN (SELECT partition, \"offset\" FROM late)"
+    )
+    windows = hive(f"{out}/{WINDOWED}")
+    bad = con.execute(
+        f"SELECT count(*) FILTER (WHERE epoch_ms(window_end) - epoch_ms(window_start) <> {WINDOW_MS} "
+        f"OR dt <> strftime(window_start::TIMESTAMP, '%Y-%m-%d') OR hour <> strftime(window_start::TIMESTAMP, '%H')) "
+        f"FROM {windows}"
+    ).fetchone()[0]
+    assert bad == 0, f"{bad} windows with a wrong end or in the wrong partition"
+    if single_writer:
+        expected = con.execute(f"SELECT ws, page, count(*), count(DISTINCT user_id), avg(duration_ms) "
+                               f"FROM ({kept}) GROUP BY ALL ORDER BY ALL").fetchall()
+        actual = con.execute(f"SELECT epoch_ms(window_start), page, views, visitors, avg_duration_ms "
+                             f"FROM {windows} ORDER BY ALL").fetchall()
+    else:
+        expected = con.execute(f"SELECT ws, page, count(*) FROM ({kept}) GROUP BY ALL ORDER BY ALL").fetchall()
+        actual = con.execute(f"SELECT epoch_ms(window_start), page, sum(views)::BIGINT "
+                             f"FROM {windows} GROUP BY ALL ORDER BY ALL").fetchall()
+    def same(a, b):
+        # Averages are summed in another order by each engine: equal up to rounding.
+        return len(a) == len(b) and all(
+            math.isclose(x, y, rel_tol=1e-12) if isinstance(x, float) else x == y for x, y in zip(a, b))
+    if len(actual) != len(expected) or not all(same(a, e) for a, e in zip(actual, expected)):
+        missing = [r for r in expected if r not in set(actual)][:5]
+        extra = [r for r in actual if r not in set(expected)][:5]
+        raise AssertionError(f"windowed rows differ from DuckDB: {len(actual)} vs {len(expected)} rows; "
+                             f"missing {missing}, unexpected {extra}")
+    return len(actual), min(emitted.values())
 
 
 def logged_watermark(dataset):
@@ -440,6 +531,8 @@ def main():
     s = sub.add_parser("check-exactly-once")
     s.add_argument("--out", required=True)
     s.add_argument("--generated", required=True)
+    s.add_argument("--several-writers", action="store_true",
+                   help="instances ran side by side, each emitting its partitions' share of a window")
     args = p.parse_args()
     {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,

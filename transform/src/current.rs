@@ -29,6 +29,10 @@ impl CurrentBatch {
         *self.batch.lock().expect("not poisoned") = Some(batch);
     }
 
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     pub fn clear(&self) {
         *self.batch.lock().expect("not poisoned") = None;
     }

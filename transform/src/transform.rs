@@ -1,21 +1,34 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::current::CurrentBatch;
 use crate::error::TransformError;
+use crate::window::{WINDOW_END, WINDOW_START, WindowCall, WindowKind, extract_window};
+use crate::windowed::SplitPlan;
+use datafusion::error::DataFusionError;
 
 /// How a transform relates input to output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransformKind {
     /// Each batch's output depends on that batch only.
     Stateless,
+    /// An aggregation over event-time windows, emitted as the watermark passes them.
+    Windowed(WindowKind),
+}
+
+/// The window of a windowed transform, and its plan as first planned.
+pub struct Window {
+    pub kind: WindowKind,
+    pub(crate) plan: SplitPlan,
 }
 
 /// One planned SQL transform.
@@ -23,6 +36,7 @@ pub struct Transform {
     name: String,
     plan: LogicalPlan,
     schema: SchemaRef,
+    window: Option<Window>,
 }
 
 impl Transform {
@@ -36,7 +50,14 @@ impl Transform {
     }
 
     pub fn kind(&self) -> TransformKind {
-        TransformKind::Stateless
+        match &self.window {
+            Some(window) => TransformKind::Windowed(window.kind),
+            None => TransformKind::Stateless,
+        }
+    }
+
+    pub fn window(&self) -> Option<&Window> {
+        self.window.as_ref()
     }
 }
 
@@ -46,6 +67,10 @@ pub struct SqlEngine {
     current: Arc<CurrentBatch>,
     table: String,
     table_schema: SchemaRef,
+    /// Where windowed transforms are planned: the source table plus the window columns.
+    windowed: SessionContext,
+    windowed_current: Arc<CurrentBatch>,
+    event_time: Option<String>,
 }
 
 impl SqlEngine {
@@ -57,15 +82,76 @@ impl SqlEngine {
             .with_target_partitions(1)
             .with_information_schema(false);
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(config.clone());
         let current = CurrentBatch::new(table_schema.clone());
         ctx.register_table(table, current.clone())
+            .map_err(|e| TransformError::sql(table, &e))?;
+        let windowed = SessionContext::new_with_config(config);
+        let tz = Some(Arc::from("UTC"));
+        let window_column = |name| {
+            Field::new(
+                name,
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, tz.clone()),
+                false,
+            )
+        };
+        let fields: Vec<Field> = table_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .chain([window_column(WINDOW_START), window_column(WINDOW_END)])
+            .collect();
+        let windowed_current = CurrentBatch::new(Arc::new(Schema::new(fields)));
+        windowed
+            .register_table(table, windowed_current.clone())
             .map_err(|e| TransformError::sql(table, &e))?;
         Ok(Self {
             ctx,
             current,
             table: table.to_owned(),
             table_schema,
+            windowed,
+            windowed_current,
+            event_time: None,
+        })
+    }
+
+    /// Names the event-time column, which windows are defined over.
+    pub fn with_event_time(mut self, column: &str) -> Self {
+        self.event_time = Some(column.to_owned());
+        self
+    }
+
+    pub(crate) fn event_time(&self) -> &str {
+        self.event_time.as_deref().unwrap_or_default()
+    }
+
+    /// The source table with the window columns, as windowed transforms see it.
+    pub(crate) fn windowed_schema(&self) -> SchemaRef {
+        self.windowed_current.schema()
+    }
+
+    pub(crate) fn windowed_task_ctx(&self) -> Arc<TaskContext> {
+        self.windowed.task_ctx()
+    }
+
+    /// Plans a windowed transform over `batch` (rows already placed in their windows).
+    pub(crate) async fn plan_windowed(
+        &self,
+        transform: &Transform,
+        batch: RecordBatch,
+    ) -> Result<SplitPlan, TransformError> {
+        self.windowed_current.set(batch);
+        let planned = self
+            .windowed
+            .state()
+            .create_physical_plan(&transform.plan)
+            .await
+            .and_then(SplitPlan::new);
+        self.windowed_current.clear();
+        planned.map_err(|error| TransformError::Execute {
+            transform: transform.name.clone(),
+            error,
         })
     }
 
@@ -103,11 +189,25 @@ impl SqlEngine {
         sql: &str,
         source_name: &str,
     ) -> Result<Transform, TransformError> {
+        let sql_error = |e: &DataFusionError| TransformError::sql_in(source_name, sql, e);
         let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(|e| sql_error(&e))?;
+        let window = extract_window(&mut statement).map_err(|e| TransformError::Sql {
+            source_name: source_name.to_owned(),
+            location: e.location,
+            message: e.message,
+        })?;
+        let state = match &window {
+            Some(_) => self.windowed.state(),
+            None => state,
+        };
         let plan = state
-            .create_logical_plan(sql)
+            .statement_to_plan(statement)
             .await
-            .map_err(|e| TransformError::sql_in(source_name, sql, &e))?;
+            .map_err(|e| sql_error(&e))?;
         if matches!(
             plan,
             LogicalPlan::Ddl(_)
@@ -131,11 +231,102 @@ impl SqlEngine {
             .optimize(&plan)
             .map_err(|e| TransformError::sql(source_name, &e))?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        Ok(Transform {
+        let mut transform = Transform {
             name: name.to_owned(),
             plan,
             schema,
+            window: None,
+        };
+        if let Some(call) = window {
+            let kind = self.window_kind(&call, source_name).await?;
+            check_window_columns(&transform.plan).map_err(|message| TransformError::Sql {
+                source_name: source_name.to_owned(),
+                location: None,
+                message,
+            })?;
+            let plan = self
+                .plan_windowed(&transform, RecordBatch::new_empty(self.windowed_schema()))
+                .await
+                .map_err(|e| match e {
+                    TransformError::Execute { error, .. } => {
+                        TransformError::sql(source_name, &error)
+                    }
+                    other => other,
+                })?;
+            transform.window = Some(Window { kind, plan });
+        }
+        Ok(transform)
+    }
+
+    /// Checks a window call's time column and evaluates its intervals.
+    async fn window_kind(
+        &self,
+        call: &WindowCall,
+        source_name: &str,
+    ) -> Result<WindowKind, TransformError> {
+        let error = |message: String| TransformError::Sql {
+            source_name: source_name.to_owned(),
+            location: call.location,
+            message,
+        };
+        let event_time = self.event_time();
+        if !call.time_column.eq_ignore_ascii_case(event_time) {
+            return Err(error(format!(
+                "windows are over the event-time column `{event_time}` (source.event_time), \
+                 which the watermark follows; `{}` is not it",
+                call.time_column
+            )));
+        }
+        let mut lengths = Vec::with_capacity(call.intervals.len());
+        for interval in &call.intervals {
+            let length = self
+                .interval_ms(interval)
+                .await
+                .map_err(|message| error(format!("`{interval}`: {message}")))?;
+            lengths.push(length);
+        }
+        Ok(match (call.name.as_str(), lengths.as_slice()) {
+            ("tumble", [size]) => WindowKind::Tumble { size: *size },
+            ("hop", [slide, size]) if slide <= size => WindowKind::Hop {
+                slide: *slide,
+                size: *size,
+            },
+            ("hop", _) => {
+                return Err(error(
+                    "a hopping window's slide (the second argument) cannot exceed its size \
+                     (the third)"
+                        .into(),
+                ));
+            }
+            (_, [gap]) => WindowKind::Session { gap: *gap },
+            _ => unreachable!("the argument count was checked when the call was parsed"),
         })
+    }
+
+    /// The length of an `INTERVAL` expression in milliseconds; it must be positive and
+    /// fixed (no months: their length varies).
+    async fn interval_ms(&self, interval: &str) -> Result<i64, String> {
+        let batches = async {
+            let df = self.ctx.sql(&format!("SELECT {interval}")).await?;
+            df.collect().await
+        }
+        .await
+        .map_err(|e| crate::error::locate(&e).1)?;
+        let column = batches
+            .first()
+            .filter(|b| b.num_rows() == 1)
+            .map(|b| b.column(0).clone())
+            .ok_or("it is not a value")?;
+        let value = arrow::compute::cast(&column, &DataType::Interval(IntervalUnit::MonthDayNano))
+            .map_err(|_| format!("expected an INTERVAL, found {}", column.data_type()))?;
+        let value = value
+            .as_primitive::<arrow::datatypes::IntervalMonthDayNanoType>()
+            .value(0);
+        let ms = i64::from(value.days) * 86_400_000 + value.nanoseconds / 1_000_000;
+        if value.months != 0 || ms <= 0 {
+            return Err("a window length is a positive interval in days or smaller units".into());
+        }
+        Ok(ms)
     }
 
     /// Runs each transform over `batch`; the result holds one output per transform, in order.
@@ -172,6 +363,48 @@ impl SqlEngine {
     /// The schema as DataFusion sees it, for planning expressions.
     pub(crate) fn df_schema(schema: &SchemaRef) -> DFSchema {
         DFSchema::try_from(schema.as_ref().clone()).expect("an Arrow schema converts")
+    }
+}
+
+/// Below the aggregation, the window columns may only be passed along: the rows of a
+/// session window are known only when the window closes, and filtering by window there
+/// would change which events a window holds.
+fn check_window_columns(plan: &LogicalPlan) -> Result<(), String> {
+    fn innermost_aggregate(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+        plan.inputs()
+            .into_iter()
+            .find_map(innermost_aggregate)
+            .or(matches!(plan, LogicalPlan::Aggregate(_)).then_some(plan))
+    }
+    let Some(LogicalPlan::Aggregate(aggregate)) = innermost_aggregate(plan) else {
+        return Err("a windowed transform aggregates: select aggregates such as count(*)".into());
+    };
+    let mut misuse = None;
+    aggregate
+        .input
+        .apply(|node| {
+            for expr in node.expressions() {
+                if matches!(expr.clone().unalias(), Expr::Column(_)) {
+                    continue;
+                }
+                if let Some(column) = expr
+                    .column_refs()
+                    .into_iter()
+                    .find(|c| c.name == WINDOW_START || c.name == WINDOW_END)
+                {
+                    misuse = Some(column.name.clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .expect("the visitor does not fail");
+    match misuse {
+        Some(column) => Err(format!(
+            "`{column}` is known only after aggregation: use it in the SELECT list or HAVING, \
+             not in WHERE or a subquery"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -278,5 +511,72 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("one SELECT query"), "{err}");
+    }
+
+    async fn window_error(sql: &str) -> String {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("page", DataType::Utf8, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("other_ts", DataType::Int64, false),
+        ]));
+        let engine = SqlEngine::new("events", schema)
+            .unwrap()
+            .with_event_time("ts");
+        match engine.transform("w", sql, "w.sql").await {
+            Ok(t) => format!("planned as {:?}", t.kind()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn windows_are_planned_and_misuse_is_pointed_at() {
+        let ok = window_error(
+            "SELECT window_start, page, count(*) AS n FROM events\n\
+             GROUP BY page, hop(ts, INTERVAL '10 seconds', INTERVAL '1 minute')",
+        )
+        .await;
+        assert_eq!(ok, "planned as Windowed(Hop { slide: 10000, size: 60000 })");
+        for (sql, expected) in [
+            (
+                "SELECT count(*)\nFROM events GROUP BY tumble(other_ts, INTERVAL '1 minute')",
+                "w.sql:2:22: windows are over the event-time column `ts`",
+            ),
+            (
+                "SELECT tumble(ts, INTERVAL '1 minute'), count(*) FROM events GROUP BY page",
+                "w.sql:1:8: a window function (tumble, hop, session) belongs in the GROUP BY",
+            ),
+            (
+                "SELECT count(*) FROM events\nGROUP BY tumble(ts, INTERVAL '1 month')",
+                "w.sql:2:10: `INTERVAL '1 month'`: a window length is a positive interval",
+            ),
+            (
+                "SELECT count(*) FROM events GROUP BY hop(ts, INTERVAL '2 minutes', INTERVAL '1 minute')",
+                "w.sql:1:38: a hopping window's slide",
+            ),
+            (
+                "SELECT count(*) FROM events GROUP BY session(ts)",
+                "w.sql:1:38: `session` takes 2 arguments, not 1; write session(<event time>, INTERVAL '<gap>')",
+            ),
+            (
+                "SELECT count(*) FROM events WHERE window_start > now() \
+                 GROUP BY tumble(ts, INTERVAL '1 minute')",
+                "w.sql: `window_start` is known only after aggregation",
+            ),
+            (
+                "SELECT count(*) FROM events GROUP BY tumble(ts, INTERVAL '1 minute'), \
+                 tumble(ts, INTERVAL '1 hour')",
+                "a transform can group by one window only",
+            ),
+        ] {
+            let error = window_error(sql).await;
+            assert!(
+                error.starts_with(expected) || error.contains(expected),
+                "{sql}\n{error}"
+            );
+        }
     }
 }
