@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod generate;
+mod lag;
 mod pipeline;
 mod quickstart;
 mod runtime;
@@ -69,6 +70,23 @@ enum Command {
         #[arg(long = "storage", value_parser = parse_option)]
         storage: Vec<(String, String)>,
         /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How far each dataset trails the log, per partition, from the brokers and the commit
+    /// logs (works while the service is down). Exits non-zero past any given threshold.
+    Lag {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Messages a partition may trail the log end by.
+        #[arg(long)]
+        max_offset_lag: Option<i64>,
+        /// How far a dataset's committed watermark may trail the clock, e.g. 5m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_watermark_lag: Option<Duration>,
+        /// How long ago a partition's last commit may be, e.g. 2m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_commit_age: Option<Duration>,
         #[arg(long)]
         json: bool,
     },
@@ -282,6 +300,33 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             }
             let problems: usize = reports.iter().map(|r| r.problems.len()).sum();
             anyhow::ensure!(problems == 0, "verification failed: {problems} problems");
+            Ok(())
+        }
+        Command::Lag {
+            config,
+            max_offset_lag,
+            max_watermark_lag,
+            max_commit_age,
+            json,
+        } => {
+            let config = PipelineConfig::load(&config, &Environment)?;
+            let pipeline = pipeline::Pipeline::build(config).await?;
+            let thresholds = lag::Thresholds {
+                max_offset_lag,
+                max_watermark_lag,
+                max_commit_age,
+            };
+            let report = lag::lag(&pipeline, thresholds).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            let breaches = report.breaches.len();
+            anyhow::ensure!(
+                breaches == 0,
+                "lag past its thresholds in {breaches} places"
+            );
             Ok(())
         }
         Command::Quickstart {

@@ -205,6 +205,12 @@ impl Dataset {
         self.log.as_ref()?.state().partitions.get(partition)
     }
 
+    /// The state of the dataset's commit log, read without writing anything (for tools that
+    /// run beside the service or while it is down).
+    pub async fn read_log_state(&self) -> Result<LogState, LogError> {
+        CommitLog::read_state(&self.name, self.store.clone(), self.root.clone()).await
+    }
+
     /// The state of the dataset's commit log, as far as this writer has read it.
     pub fn log_state(&self) -> Option<&LogState> {
         self.log.as_ref().map(CommitLog::state)
