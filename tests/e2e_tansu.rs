@@ -56,4 +56,26 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
 
     let report = verify_orders(&expected, &orders, &out);
     eprintln!("{report}");
+
+    // `weir lag` reads Tansu's log-end offsets exactly as the broker reports them, and finds
+    // every dataset caught up with them.
+    let env = orders_env(&bootstrap, topic, &out, orders.to_str().unwrap());
+    let config = repo().join("tests/fixtures/orders/pipeline.toml");
+    let output = weir_lag(&config, &env, &["--json", "--max-offset-lag", "0"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lag: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let log_end = broker_log_end(&bootstrap, topic, 3);
+    assert_eq!(log_end.iter().sum::<i64>(), messages);
+    for ((dataset, ends), (_, committed)) in lag_column(&lag, "log_end_offset")
+        .into_iter()
+        .zip(lag_column(&lag, "committed_offset"))
+    {
+        assert_eq!(ends, log_end, "{dataset}");
+        assert_eq!(committed, log_end, "{dataset}");
+    }
 }

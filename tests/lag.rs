@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 
 const TOPIC: &str = "clickstream";
@@ -52,15 +51,7 @@ fn lag_reads_the_broker_and_the_commit_logs_exactly() {
     let waiting = 700;
     produce(&bootstrap, waiting, 2, dir.path());
 
-    let lag = |args: &[&str]| {
-        let mut command = weir();
-        command
-            .args(["lag", "--config"])
-            .arg(&config)
-            .args(args)
-            .envs(env);
-        command.output().unwrap()
-    };
+    let lag = |args: &[&str]| weir_lag(&config, env, args);
     let output = lag(&["--json"]);
     assert!(
         output.status.success(),
@@ -70,43 +61,30 @@ fn lag_reads_the_broker_and_the_commit_logs_exactly() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // The broker's own answer, asked independently.
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let log_end: Vec<i64> = (0..PARTITIONS)
-        .map(|p| {
-            client
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .collect();
+    let log_end = broker_log_end(&bootstrap, TOPIC, PARTITIONS);
     assert_eq!(log_end.iter().sum::<i64>(), (consumed + waiting) as i64);
     let datasets = report["datasets"].as_array().unwrap();
-    let names: Vec<&str> = datasets
-        .iter()
-        .map(|d| d["dataset"].as_str().unwrap())
-        .collect();
+    let ends = lag_column(&report, "log_end_offset");
+    let committed = lag_column(&report, "committed_offset");
+    let groups = lag_column(&report, "group_offset");
+    let names: Vec<&str> = ends.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names.len(), QUICKSTART_DATASETS.len());
     let in_logs = committed_in_logs(&out, &names);
-    for (dataset, committed) in datasets.iter().zip(in_logs) {
-        let partitions = dataset["partitions"].as_array().unwrap();
-        let column = |key: &str| -> Vec<i64> {
-            partitions
-                .iter()
-                .map(|p| p[key].as_i64().unwrap())
-                .collect()
-        };
-        assert_eq!(column("log_end_offset"), log_end, "{dataset}");
-        assert_eq!(column("committed_offset").iter().sum::<i64>(), committed);
-        assert_eq!(committed, consumed as i64);
+    for (i, dataset) in datasets.iter().enumerate() {
+        assert_eq!(ends[i].1, log_end, "{dataset}");
+        assert_eq!(committed[i].1.iter().sum::<i64>(), in_logs[i]);
+        assert_eq!(in_logs[i], consumed as i64);
         assert_eq!(dataset["offset_lag"], waiting, "{dataset}");
-        assert_eq!(column("group_offset"), column("committed_offset"));
+        assert_eq!(
+            groups[i].1, committed[i].1,
+            "the group's offsets follow the logs"
+        );
         let watermark_lag = dataset["watermark_lag_seconds"].as_f64().unwrap();
         assert!(watermark_lag >= 0.0, "{dataset}");
         assert!(
-            partitions
+            dataset["partitions"]
+                .as_array()
+                .unwrap()
                 .iter()
                 .all(|p| p["commit_age_seconds"].as_f64().unwrap() >= 0.0)
         );

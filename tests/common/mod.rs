@@ -296,6 +296,60 @@ pub fn run_until_committed(
     weir.log_text()
 }
 
+/// `weir lag --config <config> <args>` with the environment `env`.
+pub fn weir_lag<K, V>(
+    config: &Path,
+    env: impl IntoIterator<Item = (K, V)>,
+    args: &[&str],
+) -> std::process::Output
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    weir()
+        .args(["lag", "--config"])
+        .arg(config)
+        .args(args)
+        .envs(env)
+        .output()
+        .expect("running weir lag")
+}
+
+/// Each partition's log-end offset as the broker itself reports it.
+pub fn broker_log_end(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a Kafka client");
+    (0..partitions)
+        .map(|p| {
+            client
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("the partition's offsets")
+                .1
+        })
+        .collect()
+}
+
+/// Per dataset of a `weir lag --json` report: its name and the partitions' values of `key`.
+pub fn lag_column(report: &serde_json::Value, key: &str) -> Vec<(String, Vec<i64>)> {
+    report["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .map(|d| {
+            let values = d["partitions"]
+                .as_array()
+                .expect("partitions")
+                .iter()
+                .map(|p| p[key].as_i64().unwrap_or_else(|| panic!("{key} in {p}")))
+                .collect();
+            (d["dataset"].as_str().expect("a name").to_owned(), values)
+        })
+        .collect()
+}
+
 /// A Tansu broker on `port` with SQLite storage in `dir`, listening when this returns.
 pub fn start_tansu(dir: &Path, port: u16, authentication: bool, log: &str) -> Process {
     let listener = format!("tcp://127.0.0.1:{port}");
