@@ -832,6 +832,41 @@ impl State {
         let started = Instant::now();
         let watermarks = self.watermarks.recorded(started);
         let watermark = self.watermarks.watermark(started);
+        // Dead letters first: a windowed dataset that committed skips its rows on replay,
+        // so the `late` letters they made must already be committed.
+        let mut dead = self.pending_dead.take();
+        match &mut self.dead_letters {
+            DeadLetterSink::Topic(topic) => {
+                if !dead.is_empty() {
+                    topic.send(&dead).await?;
+                }
+            }
+            DeadLetterSink::Dataset(dataset) => {
+                dead.retain(|letter| {
+                    let partition = PartitionKey {
+                        topic: letter.topic.clone(),
+                        partition: letter.partition,
+                    };
+                    dataset
+                        .next_offset(&partition)
+                        .is_none_or(|next| letter.offset >= next)
+                });
+                if !dead.is_empty() {
+                    // Partitioned by the day they were dead-lettered, so a service running
+                    // for months keeps a browsable dataset.
+                    let now = chrono::Utc::now();
+                    let day = StringArray::from(vec![
+                        format!("dt={}", now.format("%Y-%m-%d"));
+                        dead.len()
+                    ]);
+                    dataset
+                        .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
+                        .await?;
+                }
+                let ranges = uncommitted(dataset, &self.pending);
+                dataset.commit(ranges, watermarks.clone(), None).await?;
+            }
+        }
         for output in &mut self.outputs {
             let ranges = uncommitted(&output.dataset, &self.pending);
             let (recorded, window_state) = match &mut output.windows {
@@ -849,10 +884,8 @@ impl State {
                                         && &*r.partition.topic == topic
                                 })
                                 .map(|r| r.watermark.watermark_ms);
-                            match (watermark, own) {
-                                (Some(w), Some(own)) => Some(w.min(own)),
-                                (w, _) => w,
-                            }
+                            // A partition without an event time yet closes nothing.
+                            Some(watermark?.min(own?))
                         })
                         .await?;
                     for batch in &done.output {
@@ -904,39 +937,6 @@ impl State {
                 entry.rows += file.rows;
                 entry.bytes += file.bytes;
                 entry.files += 1;
-            }
-        }
-        let mut dead = self.pending_dead.take();
-        match &mut self.dead_letters {
-            DeadLetterSink::Topic(topic) => {
-                if !dead.is_empty() {
-                    topic.send(&dead).await?;
-                }
-            }
-            DeadLetterSink::Dataset(dataset) => {
-                dead.retain(|letter| {
-                    let partition = PartitionKey {
-                        topic: letter.topic.clone(),
-                        partition: letter.partition,
-                    };
-                    dataset
-                        .next_offset(&partition)
-                        .is_none_or(|next| letter.offset >= next)
-                });
-                if !dead.is_empty() {
-                    // Partitioned by the day they were dead-lettered, so a service running
-                    // for months keeps a browsable dataset.
-                    let now = chrono::Utc::now();
-                    let day = StringArray::from(vec![
-                        format!("dt={}", now.format("%Y-%m-%d"));
-                        dead.len()
-                    ]);
-                    dataset
-                        .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
-                        .await?;
-                }
-                let ranges = uncommitted(dataset, &self.pending);
-                dataset.commit(ranges, watermarks, None).await?;
             }
         }
         for (reason, count) in dead.counts() {

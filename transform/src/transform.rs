@@ -227,6 +227,20 @@ impl SqlEngine {
                 ),
             });
         }
+        let sql_error_at = |message: String| TransformError::Sql {
+            source_name: source_name.to_owned(),
+            location: None,
+            message,
+        };
+        let kind = match &window {
+            Some(call) => {
+                let kind = self.window_kind(call, source_name).await?;
+                check_window_columns(&plan, WINDOW_COLUMNS_AFTER_AGGREGATION)
+                    .map_err(sql_error_at)?;
+                Some(kind)
+            }
+            None => None,
+        };
         let plan = state
             .optimize(&plan)
             .map_err(|e| TransformError::sql(source_name, &e))?;
@@ -237,13 +251,14 @@ impl SqlEngine {
             schema,
             window: None,
         };
-        if let Some(call) = window {
-            let kind = self.window_kind(&call, source_name).await?;
-            check_window_columns(&transform.plan).map_err(|message| TransformError::Sql {
-                source_name: source_name.to_owned(),
-                location: None,
-                message,
-            })?;
+        if let Some(kind) = kind {
+            // The optimizer pushes `HAVING window_start > …` below the aggregation: right for
+            // fixed windows, where each row knows its window, but not for sessions, whose
+            // bounds are known only when they close.
+            if matches!(kind, WindowKind::Session { .. }) {
+                check_window_columns(&transform.plan, SESSION_BOUNDS_UNKNOWN)
+                    .map_err(sql_error_at)?;
+            }
             let plan = self
                 .plan_windowed(&transform, RecordBatch::new_empty(self.windowed_schema()))
                 .await
@@ -253,6 +268,14 @@ impl SqlEngine {
                     }
                     other => other,
                 })?;
+            if matches!(kind, WindowKind::Session { .. }) && plan.aggregations() > 1 {
+                return Err(sql_error_at(
+                    "with session windows, `count(DISTINCT …)` as the only aggregate is not \
+                     supported (DataFusion would form sessions per distinct value); add another \
+                     aggregate such as count(*)"
+                        .into(),
+                ));
+            }
             transform.window = Some(Window { kind, plan });
         }
         Ok(transform)
@@ -366,10 +389,15 @@ impl SqlEngine {
     }
 }
 
+const WINDOW_COLUMNS_AFTER_AGGREGATION: &str = "is known only after aggregation: use it in the SELECT list or HAVING, not in WHERE or a \
+     subquery";
+const SESSION_BOUNDS_UNKNOWN: &str = "of a session window is known only when the session closes: filters on it are not \
+     supported with session windows";
+
 /// Below the aggregation, the window columns may only be passed along: the rows of a
 /// session window are known only when the window closes, and filtering by window there
 /// would change which events a window holds.
-fn check_window_columns(plan: &LogicalPlan) -> Result<(), String> {
+fn check_window_columns(plan: &LogicalPlan, why: &str) -> Result<(), String> {
     fn innermost_aggregate(plan: &LogicalPlan) -> Option<&LogicalPlan> {
         plan.inputs()
             .into_iter()
@@ -400,10 +428,7 @@ fn check_window_columns(plan: &LogicalPlan) -> Result<(), String> {
         })
         .expect("the visitor does not fail");
     match misuse {
-        Some(column) => Err(format!(
-            "`{column}` is known only after aggregation: use it in the SELECT list or HAVING, \
-             not in WHERE or a subquery"
-        )),
+        Some(column) => Err(format!("`{column}` {why}")),
         None => Ok(()),
     }
 }
@@ -570,6 +595,16 @@ mod tests {
                 "SELECT count(*) FROM events GROUP BY tumble(ts, INTERVAL '1 minute'), \
                  tumble(ts, INTERVAL '1 hour')",
                 "a transform can group by one window only",
+            ),
+            (
+                "SELECT page, count(DISTINCT other_ts) FROM events \
+                 GROUP BY session(ts, INTERVAL '1 minute'), page",
+                "with session windows, `count(DISTINCT …)` as the only aggregate",
+            ),
+            (
+                "SELECT page, count(*) FROM events GROUP BY session(ts, INTERVAL '1 minute'), \
+                 page HAVING window_start > now()",
+                "`window_start` of a session window is known only when the session closes",
             ),
         ] {
             let error = window_error(sql).await;

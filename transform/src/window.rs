@@ -224,7 +224,8 @@ pub(crate) struct Assigned {
 }
 
 /// Places every row of `times` (event time, milliseconds) in its windows, leaving out the
-/// windows that were emitted: those ending at or before `emitted - lateness`.
+/// windows that were emitted: those ending at or before `emitted - lateness` (for sessions,
+/// events before it).
 pub(crate) fn assign(
     kind: &WindowKind,
     times: &ArrayRef,
@@ -242,7 +243,13 @@ pub(crate) fn assign(
         let ts = times.value(row);
         let before = rows.len();
         kind.assign(ts, |start, end| {
-            if end > closed_until {
+            // A session closes only once the watermark is past its end (see the state), so
+            // an event is late for one when it is before where sessions were closed.
+            let open = match kind {
+                WindowKind::Session { .. } => start >= closed_until,
+                _ => end > closed_until,
+            };
+            if open {
                 rows.push(row as u32);
                 starts.push(start);
                 ends.push(end);

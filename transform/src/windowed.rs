@@ -88,6 +88,15 @@ impl SplitPlan {
         })
     }
 
+    /// How many aggregations the query has (two for `count(DISTINCT x)` alone).
+    pub fn aggregations(&self) -> usize {
+        fn count(plan: &Arc<dyn ExecutionPlan>) -> usize {
+            usize::from(plan.downcast_ref::<AggregateExec>().is_some())
+                + plan.children().into_iter().map(count).sum::<usize>()
+        }
+        count(&self.root)
+    }
+
     /// The plan feeding the aggregation, reading `batch` of the windowed source table.
     fn input_over(&self, batch: RecordBatch) -> Result<Arc<dyn ExecutionPlan>> {
         let table = batch.schema();
@@ -227,14 +236,27 @@ pub struct WindowState {
     group_schema: SchemaRef,
     sessions: Vec<Vec<Session>>,
     slots: usize,
-    /// No open window ends before this (a lower bound).
-    earliest_end: Option<i64>,
     partitions: Vec<(Arc<str>, i32)>,
     partition_ids: HashMap<(Arc<str>, i32), u32>,
+    /// Per partition id: whether this instance owns the partition now.
+    owned: Vec<bool>,
     /// Per partition id: the watermark up to which its windows were emitted.
     emitted: Vec<Option<i64>>,
+    /// Per partition id: the earliest start of an open window (a lower bound).
+    open_from: Vec<Option<i64>>,
     snapshot_schema: SchemaRef,
     scratch: Vec<usize>,
+    /// Set when an update failed halfway: the state no longer matches the offsets, and the
+    /// next checkpoint refuses to commit it (a restart restores it from the commit log).
+    broken: Option<String>,
+}
+
+/// The values of one batch (below the aggregation) that feed the state, all evaluated
+/// before the state changes, so that an error in the SQL leaves it untouched.
+struct Prepared {
+    groups: Vec<ArrayRef>,
+    arguments: Vec<Vec<ArrayRef>>,
+    filters: Vec<Option<ArrayRef>>,
 }
 
 impl WindowState {
@@ -284,12 +306,14 @@ impl WindowState {
             layout,
             sessions: Vec::new(),
             slots: 0,
-            earliest_end: None,
             partitions: Vec::new(),
             partition_ids: HashMap::new(),
+            owned: Vec::new(),
             emitted: Vec::new(),
+            open_from: Vec::new(),
             snapshot_schema: Arc::new(Schema::new(snapshot_fields)),
             scratch: Vec::new(),
+            broken: None,
         })
     }
 
@@ -321,15 +345,18 @@ impl WindowState {
         let id = self.partitions.len() as u32;
         self.partitions.push(key.clone());
         self.partition_ids.insert(key, id);
+        self.owned.push(false);
         self.emitted.push(None);
+        self.open_from.push(None);
         id
     }
 
     /// Starts tracking `partition`, whose windows up to `emitted` were emitted already
-    /// (by this instance or the one that owned it before).
+    /// (by this instance or the one that owned it before), as its commit log says.
     pub fn assign(&mut self, topic: &str, partition: i32, emitted: Option<i64>) {
         let id = self.partition_id(topic, partition) as usize;
-        self.emitted[id] = self.emitted[id].max(emitted);
+        self.owned[id] = true;
+        self.emitted[id] = emitted;
     }
 
     /// Adds the events of one Kafka partition (rows of the source table) to their windows.
@@ -348,6 +375,8 @@ impl WindowState {
             error,
         };
         let id = self.partition_id(topic, partition);
+        // Its events arrive here only while this instance owns it.
+        self.owned[id as usize] = true;
         let times = arrow::compute::cast(
             batch.column(self.event_time),
             &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
@@ -364,21 +393,28 @@ impl WindowState {
         let batches = collect(input, engine.windowed_task_ctx())
             .await
             .map_err(execute)?;
-        for batch in batches {
-            self.update(plan, id, &batch).map_err(execute)?;
+        let prepared = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| prepare(plan, b))
+            .collect::<Result<Vec<_>>>()
+            .map_err(execute)?;
+        for prepared in prepared {
+            if let Err(error) = self.update(id, prepared) {
+                self.broken = Some(error.to_string());
+                return Err(execute(error));
+            }
         }
         Ok(assigned.late)
     }
 
-    fn update(&mut self, plan: &SplitPlan, id: u32, batch: &RecordBatch) -> Result<()> {
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(());
-        }
-        let mut values = Vec::with_capacity(plan.group_exprs.len());
-        for (expr, _) in &plan.group_exprs {
-            values.push(expr.evaluate(batch)?.into_array(rows)?);
-        }
+    fn update(&mut self, id: u32, prepared: Prepared) -> Result<()> {
+        let Prepared {
+            groups: values,
+            arguments,
+            filters,
+        } = prepared;
+        let rows = values[0].len();
         let starts = values[self.layout.start]
             .as_primitive::<TimestampMillisecondType>()
             .clone();
@@ -393,20 +429,9 @@ impl WindowState {
             .collect();
         let ids = UInt32Array::from_value(id, rows);
         let slots = self.slots_of(ids, &values[self.layout.start], &starts, &ends, keys)?;
-        let arguments = evaluate_many(
-            &aggregate_expressions(&plan.aggregates, &AggregateMode::Single, 0)?,
-            batch,
-        )?;
-        for ((accumulator, arguments), filter) in self
-            .accumulators
-            .iter_mut()
-            .zip(&arguments)
-            .zip(&plan.filters)
+        for ((accumulator, arguments), filter) in
+            self.accumulators.iter_mut().zip(&arguments).zip(&filters)
         {
-            let filter = match filter {
-                Some(filter) => Some(filter.evaluate(batch)?.into_array(rows)?),
-                None => None,
-            };
             accumulator.update_batch(
                 arguments,
                 &slots,
@@ -443,11 +468,15 @@ impl WindowState {
                 *group = self.place(*group, starts.value(row), ends.value(row));
             }
         }
-        let ends_min = arrow::compute::min(ends);
-        self.earliest_end = match (self.earliest_end, ends_min) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        for (id, start) in group_columns[0]
+            .as_primitive::<UInt32Type>()
+            .values()
+            .iter()
+            .zip(starts.values())
+        {
+            let from = &mut self.open_from[*id as usize];
+            *from = Some(from.map_or(*start, |f| f.min(*start)));
+        }
         Ok(slots)
     }
 
@@ -512,33 +541,65 @@ impl WindowState {
             transform: name.clone(),
             error,
         };
-        let mut closed_until = Vec::with_capacity(self.partitions.len());
-        for ((topic, partition), emitted) in self.partitions.iter().zip(&mut self.emitted) {
-            let watermark = watermark(topic, *partition);
-            *emitted = (*emitted).max(watermark);
-            closed_until.push(watermark.map_or(i64::MIN, |w| w.saturating_sub(self.lateness)));
+        if let Some(broken) = &self.broken {
+            return Err(execute(DataFusionError::Execution(format!(
+                "the window state is not consistent after a failed update ({broken}); it is \
+                 not committed, and a restart restores it from the commit log"
+            ))));
         }
-        let kept = vec![true; self.partitions.len()];
-        let (closed, snapshot) = self.split(&closed_until, &kept).map_err(execute)?;
-        let output = match closed {
-            Some(rows) => {
-                let plan = &transform.window().expect("checked when created").plan;
-                let above = plan.above(rows).map_err(execute)?;
-                collect(above, engine.windowed_task_ctx())
-                    .await
-                    .map_err(execute)?
+        let mut closed_until = vec![i64::MIN; self.partitions.len()];
+        let mut emitted = self.emitted.clone();
+        for (id, (topic, partition)) in self.partitions.iter().enumerate() {
+            if let (true, Some(watermark)) = (self.owned[id], watermark(topic, *partition)) {
+                emitted[id] = emitted[id].max(Some(watermark));
+                closed_until[id] = watermark.saturating_sub(self.lateness);
             }
+        }
+        let owned = self.owned.clone();
+        let (closed, open) = self.split(&closed_until, &owned).map_err(execute)?;
+        let rebuilt = self.reset().and_then(|()| match &open {
+            Some(open) => self.restore(open),
+            None => Ok(()),
+        });
+        if let Err(error) = rebuilt {
+            self.broken = Some(error.to_string());
+            return Err(execute(error));
+        }
+        let output = match &closed {
+            Some(closed) => match self.emit(transform, engine, closed).await {
+                Ok(output) => output,
+                Err(error) => {
+                    // Nothing was emitted: the windows stay open, for a fixed query to emit.
+                    if let Err(e) = self.restore(closed) {
+                        self.broken = Some(e.to_string());
+                    }
+                    return Err(execute(error));
+                }
+            },
             None => Vec::new(),
         };
-        self.reset().map_err(execute)?;
-        if let Some(snapshot) = &snapshot {
-            self.restore(snapshot).map_err(execute)?;
-        }
-        Ok(Checkpointed { output, snapshot })
+        self.emitted = emitted;
+        Ok(Checkpointed {
+            output,
+            snapshot: open,
+        })
     }
 
-    /// Takes the whole state out: the closed windows as aggregated rows, the open ones as a
-    /// snapshot. Leaves the group table and accumulators empty.
+    /// Closed windows (a snapshot) merged across partitions, through the rest of the query.
+    async fn emit(
+        &self,
+        transform: &Transform,
+        engine: &SqlEngine,
+        closed: &RecordBatch,
+    ) -> Result<Vec<RecordBatch>> {
+        let rows = self.merge_closed(closed)?;
+        let plan = &transform.window().expect("checked when created").plan;
+        collect(plan.above(rows)?, engine.windowed_task_ctx()).await
+    }
+
+    /// Takes the whole state out as two snapshots: the windows closed by `closed_until` (per
+    /// partition id) and the open ones; partitions not `kept` are dropped. Leaves the group
+    /// table and accumulators empty.
     fn split(
         &mut self,
         closed_until: &[i64],
@@ -583,7 +644,13 @@ impl WindowState {
             if !kept[id] {
                 continue;
             }
-            if ends[slot] <= closed_until[id] {
+            // A session still grows by events at its very end (they touch it), so it closes
+            // only once the watermark is past that.
+            let is_closed = match self.kind {
+                WindowKind::Session { .. } => ends[slot] < closed_until[id],
+                _ => ends[slot] <= closed_until[id],
+            };
+            if is_closed {
                 closed.push(slot as u32);
             } else {
                 open.push(slot as u32);
@@ -619,22 +686,17 @@ impl WindowState {
             Ok((group_columns, partial))
         };
 
-        let closed = if closed.is_empty() {
-            None
-        } else {
-            let (group_columns, partial) = columns(&closed)?;
-            Some(self.merge_closed(group_columns, partial)?)
-        };
-        let snapshot = if open.is_empty() {
-            None
-        } else {
-            let (group_columns, partial) = columns(&open)?;
-            let open_rows = take(
+        let snapshot = |slots: Vec<u32>| -> Result<Option<RecordBatch>> {
+            if slots.is_empty() {
+                return Ok(None);
+            }
+            let (group_columns, partial) = columns(&slots)?;
+            let rows = take(
                 &UInt32Array::from(group_of.clone()),
-                &UInt32Array::from(open),
+                &UInt32Array::from(slots),
                 None,
             )?;
-            let partition_ids = take(ids, &open_rows, None)?;
+            let partition_ids = take(ids, &rows, None)?;
             let partition_ids = partition_ids.as_primitive::<UInt32Type>();
             let topics: StringArray = partition_ids
                 .values()
@@ -646,25 +708,24 @@ impl WindowState {
                 .iter()
                 .map(|id| self.partitions[*id as usize].1)
                 .collect();
-            let mut snapshot: Vec<ArrayRef> = vec![Arc::new(topics), Arc::new(numbers)];
-            snapshot.extend(group_columns);
-            snapshot.extend(partial.into_iter().flatten());
-            Some(RecordBatch::try_new(
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(topics), Arc::new(numbers)];
+            columns.extend(group_columns);
+            columns.extend(partial.into_iter().flatten());
+            Ok(Some(RecordBatch::try_new(
                 self.snapshot_schema.clone(),
-                snapshot,
-            )?)
+                columns,
+            )?))
         };
+        let (closed, snapshot) = (snapshot(closed)?, snapshot(open)?);
         self.slots = 0;
         Ok((closed, snapshot))
     }
 
-    /// Merges the partial aggregates of closed windows across partitions into one row per
-    /// window and key, in the aggregation's output schema.
-    fn merge_closed(
-        &self,
-        group_columns: Vec<ArrayRef>,
-        partial: Vec<Vec<ArrayRef>>,
-    ) -> Result<RecordBatch> {
+    /// Merges the partial aggregates of closed windows (a snapshot) across partitions into
+    /// one row per window and key, in the aggregation's output schema.
+    fn merge_closed(&self, closed: &RecordBatch) -> Result<RecordBatch> {
+        let key_count = self.layout.keys.len();
+        let group_columns = closed.columns()[2..4 + key_count].to_vec();
         let fields: Vec<Field> = [self.layout.start, self.layout.end]
             .iter()
             .map(|&i| self.layout.output.field(i).clone())
@@ -675,12 +736,15 @@ impl WindowState {
         groups.intern(&group_columns, &mut ids)?;
         let total = groups.len();
         let mut values = Vec::with_capacity(self.aggregates.len());
-        for (mut accumulator, partial) in new_accumulators(&self.aggregates)?
+        let mut column = 4 + key_count;
+        for (mut accumulator, aggregate) in new_accumulators(&self.aggregates)?
             .into_iter()
-            .zip(&partial)
+            .zip(&self.aggregates)
         {
-            accumulator.merge_batch(partial, &ids, total)?;
+            let width = aggregate.state_fields()?.len();
+            accumulator.merge_batch(&closed.columns()[column..column + width], &ids, total)?;
             values.push(accumulator.evaluate(EmitTo::All)?);
+            column += width;
         }
         let merged = groups.emit(EmitTo::All)?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; self.layout.keys.len() + 2];
@@ -702,11 +766,13 @@ impl WindowState {
         self.accumulators = new_accumulators(&self.aggregates)?;
         self.sessions.clear();
         self.slots = 0;
-        self.earliest_end = None;
+        self.open_from.iter_mut().for_each(|f| *f = None);
         Ok(())
     }
 
-    /// Merges a snapshot (of this instance or read from a commit log) into the state.
+    /// Merges a snapshot (of this instance or read from a commit log) into the state. Its
+    /// partitions must be assigned first: windows of partitions not owned are dropped at the
+    /// next checkpoint.
     pub fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
         if snapshot.schema().fields() != self.snapshot_schema.fields() {
             return Err(DataFusionError::Plan(format!(
@@ -765,12 +831,10 @@ impl WindowState {
             .collect();
         let (_, snapshot) = self.split(&vec![i64::MIN; kept.len()], &kept)?;
         self.reset()?;
-        for (topic, partition) in released {
-            if let Some(id) = self
-                .partition_ids
-                .get(&(Arc::from(topic.as_str()), *partition))
-            {
-                self.emitted[*id as usize] = None;
+        for (id, kept) in kept.iter().enumerate() {
+            if !kept {
+                self.owned[id] = false;
+                self.emitted[id] = None;
             }
         }
         if let Some(snapshot) = &snapshot {
@@ -783,15 +847,50 @@ impl WindowState {
     pub fn clear(&mut self) -> Result<()> {
         self.reset()?;
         self.emitted.iter_mut().for_each(|e| *e = None);
+        self.owned.iter_mut().for_each(|o| *o = false);
+        self.broken = None;
         Ok(())
     }
 
     /// Every window of `partition` that starts before this was emitted: the event time up
     /// to which a windowed dataset partitioned by window start is complete.
     pub fn complete_until(&self, topic: &str, partition: i32) -> Option<i64> {
-        let emitted = self.emitted(topic, partition)?;
-        Some(emitted.saturating_sub(self.lateness + self.kind.size().unwrap_or(0)))
+        let id = *self.partition_ids.get(&(Arc::from(topic), partition))? as usize;
+        let closed_until = self.emitted[id]?.saturating_sub(self.lateness);
+        Some(match self.kind.size() {
+            Some(size) => closed_until.saturating_sub(size),
+            // An open session may have started long before.
+            None => self.open_from[id].map_or(closed_until, |from| from.min(closed_until)),
+        })
     }
+}
+
+fn prepare(plan: &SplitPlan, batch: &RecordBatch) -> Result<Prepared> {
+    let rows = batch.num_rows();
+    let groups = plan
+        .group_exprs
+        .iter()
+        .map(|(expr, _)| expr.evaluate(batch)?.into_array(rows))
+        .collect::<Result<_>>()?;
+    let arguments = evaluate_many(
+        &aggregate_expressions(&plan.aggregates, &AggregateMode::Single, 0)?,
+        batch,
+    )?;
+    let filters = plan
+        .filters
+        .iter()
+        .map(|filter| {
+            filter
+                .as_ref()
+                .map(|f| f.evaluate(batch)?.into_array(rows))
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    Ok(Prepared {
+        groups,
+        arguments,
+        filters,
+    })
 }
 
 fn new_accumulators(

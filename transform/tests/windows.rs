@@ -424,6 +424,7 @@ async fn released_partitions_take_their_windows_along() {
     let snapshot = done.snapshot.unwrap();
     a.release(&[("t".into(), 1)]).unwrap();
     let mut b = WindowState::new(&engine, &transform, 0).unwrap();
+    b.assign("t", 1, a.emitted("t", 1));
     let partitions = snapshot.column_by_name("_partition").unwrap();
     let keep =
         arrow::compute::kernels::cmp::eq(partitions, &arrow::array::Int32Array::new_scalar(1))
@@ -444,4 +445,56 @@ async fn released_partitions_take_their_windows_along() {
         .unwrap();
     assert_eq!(out(from_a), ["0|4|202"]);
     assert_eq!(out(from_b), ["0|2|20"]);
+}
+
+#[tokio::test]
+async fn a_failing_query_leaves_the_windows_as_they_were() {
+    let engine = SqlEngine::new("events", schema())
+        .unwrap()
+        .with_event_time("ts");
+    // Divides by zero on emission while a window holds one event, and on input for v = 5.
+    let transform = engine
+        .transform(
+            "ratio",
+            "SELECT window_start, sum(100 / (v - 5)) / (count(*) - 1) AS r FROM events \
+             GROUP BY tumble(ts, INTERVAL '10 seconds')",
+            "ratio.sql",
+        )
+        .await
+        .unwrap();
+    let mut state = WindowState::new(&engine, &transform, 0).unwrap();
+    state.assign("t", 0, None);
+    let event = |ts, v| Event {
+        key: "a".into(),
+        user_id: 1,
+        v: Some(v),
+        ts,
+    };
+    let add = async |state: &mut WindowState, events: &[Event]| {
+        let batch = to_batch(&events.iter().collect::<Vec<_>>());
+        state.add(&engine, &transform, "t", 0, batch).await
+    };
+    add(&mut state, &[event(1_000, 15)]).await.unwrap();
+    // An input error changes nothing.
+    assert!(
+        add(&mut state, &[event(2_000, 25), event(3_000, 5)])
+            .await
+            .is_err()
+    );
+    assert_eq!(state.open_groups(), 1);
+    // Emitting fails on the one-event window: it stays open, unemitted.
+    let failed = state
+        .checkpoint(&transform, &engine, |_, _| Some(20_000))
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(state.open_groups(), 1);
+    assert_eq!(state.emitted("t", 0), None);
+    // With a second event it emits, counting both and only them.
+    add(&mut state, &[event(4_000, 25)]).await.unwrap();
+    let done = state
+        .checkpoint(&transform, &engine, |_, _| Some(20_000))
+        .await
+        .unwrap();
+    let out = concat_batches(&done.output[0].schema(), &done.output).unwrap();
+    assert_eq!(rows(&[out], &["window_start", "r"]), ["0|15"]);
 }
