@@ -17,7 +17,7 @@ use crate::generate::{Generator, GeneratorOptions, produce};
 use crate::pipeline::Pipeline;
 use crate::quickstart::{EmbeddedKafka, TOPIC};
 use crate::runtime::run;
-use weir_ingest::SourceStats;
+use crate::telemetry::{Telemetry, TelemetryOptions};
 
 /// What a mock-cluster partition holds safely (it deletes past ~5 MiB).
 const PARTITION_CAPACITY: u64 = 4 << 20;
@@ -105,7 +105,14 @@ pub async fn bench(
     ]);
     let config = PipelineConfig::load(&config_path, &vars)?;
     let pipeline = Pipeline::build(config).await?;
-    let progress = Arc::new(SourceStats::default());
+    // Metrics are recorded as in service (their cost is part of the figure), not served.
+    let telemetry = Telemetry::start(TelemetryOptions {
+        listen: Some("off"),
+        ..TelemetryOptions::of(&pipeline)
+    })
+    .await?;
+    let observer = telemetry.observer.clone();
+    let progress = observer.source_stats();
     let (stop, shutdown) = watch::channel(false);
     // Rates are measured from the first message, so the consumer group's join (seconds on
     // any cluster) does not dilute them; the raw consumer is measured the same way.
@@ -125,7 +132,9 @@ pub async fn bench(
         })
     };
     reset_peak_rss();
-    let summary = run(pipeline, shutdown, progress).await?;
+    let summary = run(pipeline, shutdown, observer).await;
+    telemetry.shutdown().await;
+    let summary = summary?;
     let elapsed = watcher.await?.elapsed();
     let peak = peak_rss_bytes().unwrap_or(0);
     let pipeline = Rate::new(summary.events_in, summary.bytes_in, elapsed);

@@ -48,6 +48,8 @@ pub struct PipelineConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub watermarks: WatermarkConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The directory of the config file: relative paths in it are relative to this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -175,6 +177,65 @@ pub struct WatermarkConfig {
     pub idle_timeout: Duration,
 }
 
+/// What the running service tells the people who run it: metrics, probes, the status page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where the status page, `/metrics`, `/healthz` and `/readyz` are served; "off" serves
+    /// nothing. `weir run --listen` overrides it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// An OTLP/HTTP collector to push metrics and spans to, e.g. "http://127.0.0.1:4318".
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// How often metrics are pushed over OTLP.
+    #[serde(default = "default_otlp_interval", deserialize_with = "duration")]
+    pub otlp_interval: Duration,
+    /// How often the log-end offsets of the owned partitions are asked of the brokers.
+    #[serde(default = "default_log_end_interval", deserialize_with = "duration")]
+    pub log_end_interval: Duration,
+    /// How much history the status page's charts keep.
+    #[serde(default = "default_history", deserialize_with = "duration")]
+    pub history: Duration,
+    /// `/readyz` fails when the last checkpoint is older than this (default: three commit
+    /// intervals, at least 30 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub ready_max_checkpoint_age: Option<Duration>,
+    /// `/healthz` fails when the pipeline loop has not moved for this long.
+    #[serde(default = "default_wedged_after", deserialize_with = "duration")]
+    pub wedged_after: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            otlp_endpoint: None,
+            otlp_interval: default_otlp_interval(),
+            log_end_interval: default_log_end_interval(),
+            history: default_history(),
+            ready_max_checkpoint_age: None,
+            wedged_after: default_wedged_after(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_otlp_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_log_end_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_history() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_wedged_after() -> Duration {
+    Duration::from_secs(300)
+}
+
 impl Default for WatermarkConfig {
     fn default() -> Self {
         Self {
@@ -245,6 +306,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "expected a duration such as \"250ms\", \"10s\" or \"5m\", found \"{text}\" ({e})"
         ))
     })
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// Looks up `${...}` references: the process environment, or overrides in tests and the

@@ -7,6 +7,7 @@ mod lag;
 mod pipeline;
 mod quickstart;
 mod runtime;
+mod telemetry;
 mod watermark;
 
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Environment, PipelineConfig};
 use crate::generate::{Generator, GeneratorOptions};
@@ -50,6 +53,10 @@ enum Command {
         /// The pipeline file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Where to serve the status page, /metrics, /healthz and /readyz ("off" for
+        /// nowhere); overrides `[telemetry] listen`.
+        #[arg(long, env = "WEIR_LISTEN")]
+        listen: Option<String>,
     },
     /// Check a pipeline file, its schema and SQL without connecting to anything.
     Check {
@@ -106,6 +113,13 @@ enum Command {
         /// Partitions of the embedded topic.
         #[arg(long, default_value_t = 12)]
         partitions: i32,
+        /// Where to serve the status page and metrics; another free port when 9464 is taken.
+        #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Events per second without --events (at most 1000), with event times that follow
+        /// the clock.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
     },
     /// Produce generated click-stream events into a Kafka cluster.
     Generate {
@@ -171,12 +185,11 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a Tokio runtime");
-    match runtime.block_on(execute(cli.command)) {
+    match runtime.block_on(execute(cli.command, cli.log_format)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -185,7 +198,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, command: &Command) {
+/// Logs to stderr as text or JSON lines, filtered by `WEIR_LOG`; spans also go to `tracer`
+/// when there is one.
+fn init_logging(
+    format: LogFormat,
+    command: &Command,
+    tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::Layer;
     // The quickstart and bench print a report on stdout; keep their logs to warnings.
     let default = match command {
         Command::Run { .. } | Command::Generate { .. } => "info",
@@ -193,14 +214,19 @@ fn init_logging(format: LogFormat, command: &Command) {
     };
     let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, not in journald or files.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    let spans = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t.tracer("weir")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .init();
 }
 
 /// A channel that turns true on SIGINT or SIGTERM.
@@ -219,28 +245,63 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
-async fn execute(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Run { config } => {
-            let config = PipelineConfig::load(&config, &Environment)?;
-            let pipeline = pipeline::Pipeline::build(config).await?;
-            let shutdown = shutdown_signal()?;
-            let summary = runtime::run(
-                pipeline,
-                shutdown,
-                Arc::new(weir_ingest::SourceStats::default()),
-            )
-            .await?;
-            tracing::info!(
-                events = summary.events_in,
-                checkpoints = summary.checkpoints,
-                backpressure_pauses = summary.backpressure_pauses,
-                dead_letters = ?summary.dead_letters,
-                datasets = %serde_json::to_string(&summary.datasets)?,
-                "committed everything consumed; exiting"
-            );
-            Ok(())
+async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
+    let Command::Run { config, listen } = command else {
+        init_logging(log_format, &command, None);
+        return execute_tool(command).await;
+    };
+    let config = PipelineConfig::load(&config, &Environment)?;
+    let tracer = match &config.telemetry.otlp_endpoint {
+        Some(endpoint) => Some(telemetry::otlp_tracer(&config.name, endpoint)?),
+        None => None,
+    };
+    init_logging(
+        log_format,
+        &Command::Run {
+            config: config.path.clone(),
+            listen: None,
+        },
+        tracer.as_ref(),
+    );
+    let result = serve(config, listen).await;
+    if let Some(tracer) = tracer {
+        let flushed = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            eprintln!("warning: could not export the last spans: {e}");
         }
+    }
+    result
+}
+
+/// `weir run`: the pipeline as a service, with its telemetry.
+async fn serve(config: PipelineConfig, listen: Option<String>) -> anyhow::Result<()> {
+    let pipeline = pipeline::Pipeline::build(config).await?;
+    let telemetry = telemetry::Telemetry::start(telemetry::TelemetryOptions {
+        listen: listen.as_deref(),
+        any_port_if_taken: false,
+        ..telemetry::TelemetryOptions::of(&pipeline)
+    })
+    .await?;
+    let observer = telemetry.observer.clone();
+    let shutdown = shutdown_signal()?;
+    let summary = runtime::run(pipeline, shutdown, observer).await;
+    telemetry.shutdown().await;
+    let summary = summary?;
+    tracing::info!(
+        events = summary.events_in,
+        checkpoints = summary.checkpoints,
+        backpressure_pauses = summary.backpressure_pauses,
+        dead_letters = ?summary.dead_letters,
+        datasets = %serde_json::to_string(&summary.datasets)?,
+        "committed everything consumed; exiting"
+    );
+    Ok(())
+}
+
+/// Every command but `run`.
+async fn execute_tool(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { .. } => unreachable!("served by `serve`"),
         Command::Check { config } => {
             let config = PipelineConfig::load(&config, &Environment)?;
             let pipeline = pipeline::Pipeline::build(config).await?;
@@ -335,11 +396,15 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             json,
             generator,
             partitions,
+            listen,
+            rate,
         } => {
             let options = quickstart::QuickstartOptions {
                 events,
                 out,
                 partitions,
+                listen,
+                rate,
                 generator: generator.options(),
             };
             let report = quickstart::quickstart(options, shutdown_signal()?).await?;

@@ -20,7 +20,7 @@ use crate::config::PipelineConfig;
 use crate::generate::{Generated, Generator, GeneratorOptions, produce};
 use crate::pipeline::Pipeline;
 use crate::runtime::{Summary, run};
-use weir_ingest::SourceStats;
+use crate::telemetry::{Telemetry, TelemetryOptions};
 
 pub const TOPIC: &str = "clickstream";
 
@@ -57,12 +57,19 @@ pub struct QuickstartOptions {
     pub out: PathBuf,
     pub partitions: i32,
     pub generator: GeneratorOptions,
+    /// Where the status page and metrics are served ("off" for nowhere).
+    pub listen: String,
+    /// Events per second when running until Ctrl-C (at most 1,000).
+    pub rate: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct QuickstartReport {
     pub out: PathBuf,
     pub generated: Generated,
+    /// The status page and metrics the run served.
+    pub status_page: Option<String>,
+    pub metrics: Option<String>,
     #[serde(flatten)]
     pub summary: Summary,
 }
@@ -111,15 +118,39 @@ pub async fn quickstart(
     ]);
     let config = PipelineConfig::load(&config_path, &vars)?;
     let pipeline = Pipeline::build(config).await?;
-    let progress = Arc::new(SourceStats::default());
-
-    // A known number of events ends at about the present, so the watermark lag the report
-    // shows is that of a pipeline that has caught up.
-    let mut generated = options.generator.clone();
-    if let Some(events) = options.events {
-        let span = (events as i64).saturating_mul(generated.step_ms);
-        generated.start_ms = chrono::Utc::now().timestamp_millis() - span;
+    let telemetry = Telemetry::start(TelemetryOptions {
+        listen: Some(&options.listen),
+        any_port_if_taken: true,
+        ..TelemetryOptions::of(&pipeline)
+    })
+    .await?;
+    let status_page = telemetry.address.map(|a| format!("http://{a}/"));
+    let metrics = telemetry.address.map(|a| format!("http://{a}/metrics"));
+    if let (Some(page), Some(metrics)) = (&status_page, &metrics) {
+        eprintln!("weir quickstart: status page {page}  metrics {metrics}");
     }
+    let observer = telemetry.observer.clone();
+    let progress = observer.source_stats();
+
+    // A known number of events is produced as fast as the pipeline takes them and ends at
+    // about the present, so the watermark lag the report shows is that of a pipeline that has
+    // caught up. Without a number, events come at `rate` with event times that follow the
+    // clock, like a live stream, for the status page to show.
+    let mut generated = options.generator.clone();
+    let rate = match options.events {
+        Some(events) => {
+            let span = (events as i64).saturating_mul(generated.step_ms);
+            generated.start_ms = chrono::Utc::now().timestamp_millis() - span;
+            None
+        }
+        None => {
+            // Event times step by whole milliseconds: at most 1,000 events a second.
+            generated.step_ms = (1000 / options.rate.clamp(1, 1000)) as i64;
+            generated.start_ms = chrono::Utc::now().timestamp_millis();
+            Some(1000.0 / generated.step_ms as f64)
+        }
+    };
+    let started = std::time::Instant::now();
     let generator = Generator::new(generated);
     let average_event = generator.event(0).payload.len().max(64) as u64;
     let ahead = options.partitions as u64 * AHEAD_BYTES_PER_PARTITION / average_event;
@@ -130,7 +161,9 @@ pub async fn quickstart(
         let events = options.events;
         tokio::task::spawn_blocking(move || {
             produce(&bootstrap, TOPIC, &generator, events, &stop, &|index| {
-                index < progress.messages() + ahead
+                let on_time = rate
+                    .is_none_or(|rate| index < (started.elapsed().as_secs_f64() * rate) as u64 + 1);
+                on_time && index < progress.messages() + ahead
             })
         })
     };
@@ -159,7 +192,8 @@ pub async fn quickstart(
         })
     };
 
-    let summary = run(pipeline, pipeline_shutdown, progress.clone()).await;
+    let summary = run(pipeline, pipeline_shutdown, observer).await;
+    telemetry.shutdown().await;
     stop.store(true, Ordering::Relaxed);
     watcher.abort();
     let generated = producing.await??;
@@ -176,6 +210,8 @@ pub async fn quickstart(
     Ok(QuickstartReport {
         out,
         generated,
+        status_page,
+        metrics,
         summary,
     })
 }
@@ -229,6 +265,9 @@ impl std::fmt::Display for QuickstartReport {
             let lag = (chrono::Utc::now() - watermark).as_seconds_f64();
             let time = watermark.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             writeln!(f, "  watermark     {time} ({lag:.0} s behind the clock)")?;
+        }
+        if let (Some(page), Some(metrics)) = (&self.status_page, &self.metrics) {
+            writeln!(f, "  status page   {page}  (metrics {metrics})")?;
         }
         let dead: u64 = s.dead_letters.values().sum();
         writeln!(f, "  dead letters  {dead:>9}  {}", s.dead_letter_target)?;

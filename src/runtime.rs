@@ -26,8 +26,11 @@ use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::raw::Messages;
 use weir_ingest::{JsonDecoder, KafkaSource, SourceBatch, SourceEvent, SourceStats, spawn_reader};
 use weir_schemas::{DeadLetters, EventSchema, OffsetRanges, PartitionKey, Reason, metadata};
-use weir_sink::{Dataset, EmittedWatermark, OffsetRange, PartitionWatermark, WindowStateRef};
+use weir_sink::{
+    Committed, Dataset, EmittedWatermark, OffsetRange, PartitionWatermark, WindowStateRef,
+};
 
+use crate::telemetry::Observer;
 use crate::watermark::Watermarks;
 use weir_transform::DataFusionError;
 use weir_transform::{SqlEngine, Transform, TransformError, ValidationRules};
@@ -80,13 +83,14 @@ pub struct DatasetSummary {
 }
 
 /// Runs until `shutdown` turns true (or the reader fails), then drains, checkpoints and
-/// returns what it did. `progress` counts what was consumed, for whoever watches.
+/// returns what it did. What happens is reported to `observer` as it happens.
 pub async fn run(
     pipeline: Pipeline,
     mut shutdown: watch::Receiver<bool>,
-    progress: Arc<SourceStats>,
+    observer: Arc<Observer>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    let progress = observer.source_stats();
     let Pipeline {
         name,
         kafka,
@@ -125,7 +129,11 @@ pub async fn run(
         event_time: config.source.event_time.clone(),
         pending: OffsetRanges::default(),
         pending_dead: DeadLetters::default(),
+        pending_timestamps: Vec::new(),
+        pending_late: BTreeMap::new(),
+        late_rows: BTreeMap::new(),
         summary: Summary::default(),
+        observer,
     };
     // Unique to this process: it owns claims in the commit logs and names the files.
     let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -133,6 +141,15 @@ pub async fn run(
     for dataset in state.datasets() {
         dataset.open_log(&writer, orphan_grace).await?;
     }
+    let mut opened: Vec<(String, String)> = state
+        .outputs
+        .iter()
+        .map(|o| (o.dataset.name().to_owned(), o.url.clone()))
+        .collect();
+    if let DeadLetterSink::Dataset(dataset) = &state.dead_letters {
+        opened.push((dataset.name().to_owned(), dead_letter_target.clone()));
+    }
+    state.observer.storage_checked(opened);
     tracing::info!(pipeline = %name, topics = ?kafka.topics, %writer, "pipeline started");
 
     let session = Session {
@@ -237,7 +254,14 @@ struct State {
     /// Offsets consumed since the last checkpoint.
     pending: OffsetRanges,
     pending_dead: DeadLetters,
+    /// Kafka timestamps of the messages consumed since the last checkpoint.
+    pending_timestamps: Vec<i64>,
+    /// Late events dead-lettered since the last checkpoint, by windowed dataset.
+    pending_late: BTreeMap<String, u64>,
+    /// Late rows each dataset reported so far, to count the new ones.
+    late_rows: BTreeMap<String, u64>,
     summary: Summary,
+    observer: Arc<Observer>,
 }
 
 impl State {
@@ -273,6 +297,7 @@ impl State {
         let mut next_checkpoint = tokio::time::Instant::now() + session.interval;
         let outcome: Result<(), RunError> = async {
             loop {
+                self.observer.beat();
                 tokio::select! {
                     biased;
                     changed = shutdown.changed() => {
@@ -354,6 +379,7 @@ impl State {
                 // Commit what was read from them while they are still ours. If they were lost
                 // to another instance that claimed them already, the commit is refused.
                 let result = self.checkpoint().await;
+                self.observer.revoked(&partitions, lost);
                 if lost {
                     tracing::warn!(
                         partitions = partitions.len(),
@@ -394,9 +420,15 @@ impl State {
     /// lowest position over the datasets that committed it, or the group's committed offset
     /// when none did. A dataset added to a running pipeline starts where the others are.
     async fn assign(&mut self, partitions: &[PartitionKey]) -> Result<Vec<Option<i64>>, RunError> {
+        self.observer.assigned(partitions);
         let mut resume: Vec<Option<i64>> = vec![None; partitions.len()];
+        let observer = self.observer.clone();
         for dataset in self.datasets() {
             let next = dataset.claim(partitions).await?;
+            observer.claimed(
+                dataset.name(),
+                partitions.iter().map(|p| (p, dataset.partition_state(p))),
+            );
             for (resume, next) in resume.iter_mut().zip(next) {
                 *resume = match (*resume, next) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -501,10 +533,13 @@ impl State {
         }
         self.pending = OffsetRanges::default();
         self.pending_dead = DeadLetters::default();
+        self.pending_timestamps.clear();
+        self.pending_late.clear();
+        self.observer.released_all();
     }
 
     async fn process(&mut self, batch: SourceBatch) -> Result<(), RunError> {
-        let span = tracing::debug_span!("batch", messages = batch.messages.len());
+        let span = tracing::info_span!("batch", messages = batch.messages.len());
         self.process_batch(batch).instrument(span).await
     }
 
@@ -523,13 +558,15 @@ impl State {
         let SourceBatch { decoded, messages } = batch;
         self.pending.merge(&messages.ranges);
         self.pending_dead.extend(decoded.dead_letters);
+        self.pending_timestamps
+            .extend(messages.timestamps.iter().flatten().copied());
         if decoded.batch.num_rows() == 0 {
             self.observe(&messages.ranges, &[]);
             return Ok(());
         }
         // Compute everything before writing anything: a SQL failure must not leave some
         // datasets written and the batch dead-lettered as well.
-        let transform = tracing::debug_span!("transform", rows = decoded.batch.num_rows());
+        let transform = tracing::info_span!("transform", rows = decoded.batch.num_rows());
         match self
             .compute(decoded.batch, &messages.ranges)
             .instrument(transform)
@@ -554,7 +591,7 @@ impl State {
                     ));
                 }
                 for (output, parts) in self.outputs.iter_mut().zip(computed) {
-                    let span = tracing::debug_span!("write", dataset = output.transform.name());
+                    let span = tracing::info_span!("write", dataset = output.transform.name());
                     let dataset = &mut output.dataset;
                     async {
                         for (batch, paths) in parts {
@@ -579,6 +616,8 @@ impl State {
                 }
             }
         }
+        self.observer.consumed(&messages.ranges);
+        self.observer.buffered(self.buffered_bytes());
         Ok(())
     }
 
@@ -612,6 +651,7 @@ impl State {
                 match outcome {
                     Ok(late) if late.is_empty() => continue,
                     Ok(late) => {
+                        *self.pending_late.entry(name.to_owned()).or_insert(0) += late.len() as u64;
                         let emitted = windows.emitted(&partition.topic, partition.partition);
                         let times = arrow::compute::cast(
                             batch
@@ -812,25 +852,39 @@ impl State {
 
     /// Commits every dataset, then the Kafka offsets.
     async fn checkpoint(&mut self) -> Result<(), RunError> {
-        let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
-        self.checkpoint_now(false).instrument(span).await
+        self.checkpoint_reported(false).await
     }
 
     /// The last checkpoint before the consumer closes.
     async fn final_checkpoint(&mut self) -> Result<(), RunError> {
-        let span = tracing::debug_span!("checkpoint", messages = self.pending.messages());
-        self.checkpoint_now(true).instrument(span).await
+        self.checkpoint_reported(true).await
+    }
+
+    async fn checkpoint_reported(&mut self, closing: bool) -> Result<(), RunError> {
+        let messages = self.pending.messages();
+        let span = tracing::info_span!("checkpoint", messages);
+        self.observer.checkpoint_started();
+        let result = self.checkpoint_now(closing).instrument(span).await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.observer.checkpoint_finished(error, messages > 0);
+        self.observer.buffered(self.buffered_bytes());
+        result
     }
 
     async fn checkpoint_now(&mut self, closing: bool) -> Result<(), RunError> {
+        let started = Instant::now();
+        let watermarks = self.watermarks.recorded(started);
+        self.observer.watermarks(
+            watermarks
+                .iter()
+                .map(|r| (r.partition.clone(), r.watermark.watermark_ms)),
+        );
         if self.pending.is_empty() {
             if let Some(source) = &self.source {
                 source.commit_again();
             }
             return Ok(());
         }
-        let started = Instant::now();
-        let watermarks = self.watermarks.recorded(started);
         let watermark = self.watermarks.watermark(started);
         // Dead letters first: a windowed dataset that committed skips its rows on replay,
         // so the `late` letters they made must already be committed.
@@ -864,10 +918,13 @@ impl State {
                         .await?;
                 }
                 let ranges = uncommitted(dataset, &self.pending);
-                dataset.commit(ranges, watermarks.clone(), None).await?;
+                let began = Instant::now();
+                let committed = dataset.commit(ranges, watermarks.clone(), None).await?;
+                report_commit(&self.observer, dataset, &committed, began);
             }
         }
         for output in &mut self.outputs {
+            let began = Instant::now();
             let ranges = uncommitted(&output.dataset, &self.pending);
             let (recorded, window_state) = match &mut output.windows {
                 // Windows are emitted and their state saved only with offsets to commit: the
@@ -928,6 +985,7 @@ impl State {
                 .dataset
                 .commit(ranges, recorded, window_state)
                 .await?;
+            report_commit(&self.observer, &output.dataset, &committed, began);
             let entry = self
                 .summary
                 .datasets
@@ -942,6 +1000,22 @@ impl State {
         for (reason, count) in dead.counts() {
             *self.summary.dead_letters.entry(reason).or_insert(0) += count;
         }
+        self.observer.dead_lettered(dead.counts());
+        for (dataset, late) in std::mem::take(&mut self.pending_late) {
+            self.observer.late(&dataset, "dead_lettered", late);
+        }
+        let late_rows: Vec<(String, u64)> = self
+            .datasets()
+            .map(|d| (d.name().to_owned(), d.late_rows()))
+            .collect();
+        for (dataset, rows) in late_rows {
+            let before = self.late_rows.insert(dataset.clone(), rows).unwrap_or(0);
+            self.observer.late(&dataset, "written", rows - before);
+        }
+        self.observer.visible(
+            &std::mem::take(&mut self.pending_timestamps),
+            chrono::Utc::now().timestamp_millis(),
+        );
         let ranges = std::mem::take(&mut self.pending);
         self.summary.events_in += ranges.messages();
         self.summary.checkpoints += 1;
@@ -965,6 +1039,23 @@ impl State {
         );
         Ok(())
     }
+}
+
+/// Tells the observer what a dataset's commit did.
+fn report_commit(observer: &Observer, dataset: &Dataset, committed: &Committed, began: Instant) {
+    if committed.seq.is_none() {
+        return;
+    }
+    let partitions = dataset
+        .log_state()
+        .into_iter()
+        .flat_map(|state| state.partitions.iter());
+    observer.committed(
+        dataset.name(),
+        committed.files.iter().map(|f| (f.rows, f.bytes)),
+        began.elapsed(),
+        partitions,
+    );
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -83,6 +83,19 @@ fn interrupted_quickstart_flushes_commits_and_accounts_for_every_event() {
             std::fs::read_dir(&out).is_ok_and(|_| has_parquet(&out.join("clicks")))
         },
     );
+    // It said where its status page and metrics are, and serves them.
+    let said = quickstart.log_text();
+    let page = said
+        .lines()
+        .find_map(|l| l.strip_prefix("weir quickstart: status page http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no status page address in:\n{said}"));
+    let port: u16 = page.split('/').next().unwrap().parse().unwrap();
+    let (code, html) = http_get(port, "/");
+    assert_eq!(code, 200);
+    assert!(html.contains("<title>weir status</title>"), "{html}");
+    let (code, metrics) = http_get(port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("weir_consumed_messages_total{pipeline=\"clickstream\"}"));
     let status = quickstart.interrupt(std::time::Duration::from_secs(60));
     assert!(
         status.success(),
@@ -97,6 +110,10 @@ fn interrupted_quickstart_flushes_commits_and_accounts_for_every_event() {
         .expect("a JSON report");
     let report: serde_json::Value = serde_json::from_str(json).unwrap();
     assert!(report["events_in"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        report["status_page"].as_str(),
+        Some(format!("http://127.0.0.1:{port}/").as_str())
+    );
     std::fs::write(&report_path, json).unwrap();
     weirtest(&[
         "check-quickstart",

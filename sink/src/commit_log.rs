@@ -435,9 +435,17 @@ pub struct CommitLog {
     incomplete: std::collections::BTreeSet<String>,
     /// The committed watermark last published in `_weir/watermark.json`.
     published_watermark: Option<i64>,
+    /// Rows this writer committed to time partitions already marked complete.
+    late_rows: u64,
 }
 
 impl CommitLog {
+    /// Rows this writer committed to time partitions already marked complete, since it opened
+    /// the log.
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
     /// Opens the log of the dataset at `root` for `writer`, a name unique to this process,
     /// and finishes publishing the files of commits whose writer stopped half-way.
     pub async fn open(
@@ -458,6 +466,7 @@ impl CommitLog {
             time_partitions,
             incomplete: Default::default(),
             published_watermark: None,
+            late_rows: 0,
         };
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
@@ -516,6 +525,7 @@ impl CommitLog {
             time_partitions: None,
             incomplete: Default::default(),
             published_watermark: None,
+            late_rows: 0,
         };
         log.load_snapshot().await?;
         log.refresh().await?;
@@ -709,6 +719,7 @@ impl CommitLog {
             };
             let end = granularity.end_ms(&bucket);
             if own && end.is_some() && end <= self.published_watermark {
+                self.late_rows += file.rows;
                 tracing::warn!(
                     dataset = %self.dataset,
                     partition = %bucket,

@@ -216,6 +216,12 @@ impl Dataset {
         self.log.as_ref().map(CommitLog::state)
     }
 
+    /// Rows committed by this process to time partitions already marked complete (written,
+    /// not dropped, and logged as late).
+    pub fn late_rows(&self) -> u64 {
+        self.log.as_ref().map_or(0, CommitLog::late_rows)
+    }
+
     /// Where the dataset continues in `partition`, if it ever committed it.
     pub fn next_offset(&self, partition: &PartitionKey) -> Option<i64> {
         self.log.as_ref().and_then(|l| l.next_offset(partition))

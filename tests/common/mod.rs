@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,7 +25,8 @@ pub fn tool(var: &str) -> PathBuf {
         Some(path) if Path::new(&path).exists() => PathBuf::from(path),
         _ => panic!(
             "{var} does not name an installed tool. Run the suite with `scripts/test`, which \
-             installs Python's duckdb, pyarrow, confluent-kafka and moto, and the Tansu broker."
+             installs Python's duckdb, pyarrow, confluent-kafka, moto, PyYAML and rotel, the \
+             Tansu broker, and Debian's chromium and prometheus."
         ),
     }
 }
@@ -45,8 +47,11 @@ pub fn weirtest(args: &[&str]) -> String {
     stdout
 }
 
+/// The weir binary. Tests run side by side, so each serves its telemetry on a port of its own.
 pub fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.env("WEIR_LISTEN", "127.0.0.1:0");
+    command
 }
 
 /// Runs `command` to the end; panics with its stderr unless it succeeds. Returns stdout.
@@ -140,6 +145,20 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("binding a loopback port")
         .port()
+}
+
+/// An HTTP GET on loopback: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers and body");
+    let status = head.split(' ').nth(1).expect("a status").parse().unwrap();
+    (status, body.to_owned())
 }
 
 /// Polls `condition` until it holds; panics with `what` after `timeout`.
