@@ -201,9 +201,10 @@ pub struct TelemetryConfig {
     /// intervals, at least 30 s).
     #[serde(default, deserialize_with = "optional_duration")]
     pub ready_max_checkpoint_age: Option<Duration>,
-    /// `/healthz` fails when the pipeline loop has not moved for this long.
-    #[serde(default = "default_wedged_after", deserialize_with = "duration")]
-    pub wedged_after: Duration,
+    /// `/healthz` fails when the pipeline loop has not moved for this long (default: three
+    /// commit intervals, at least 5 minutes).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub wedged_after: Option<Duration>,
 }
 
 impl Default for TelemetryConfig {
@@ -215,7 +216,7 @@ impl Default for TelemetryConfig {
             log_end_interval: default_log_end_interval(),
             history: default_history(),
             ready_max_checkpoint_age: None,
-            wedged_after: default_wedged_after(),
+            wedged_after: None,
         }
     }
 }
@@ -231,9 +232,6 @@ fn default_log_end_interval() -> Duration {
 }
 fn default_history() -> Duration {
     Duration::from_secs(15 * 60)
-}
-fn default_wedged_after() -> Duration {
-    Duration::from_secs(300)
 }
 
 impl Default for WatermarkConfig {
@@ -402,6 +400,17 @@ impl PipelineConfig {
             return Err(fail(
                 "name",
                 "no [[transforms]]: a pipeline needs at least one".into(),
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            return Err(fail(
+                "otlp_endpoint",
+                format!(
+                    "`telemetry.otlp_endpoint` must be an http:// address of a collector on the \
+                     node or in the pod (OTLP over TLS is not supported), found \"{endpoint}\""
+                ),
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -622,6 +631,22 @@ url = "out/dlq"
         assert_eq!(config.source.table, "events");
         assert!(config.resolve_url("out/all").ends_with("out/all"));
         assert!(config.resolve_url("out/all").starts_with('/'));
+    }
+
+    #[test]
+    fn otlp_over_tls_is_refused_at_load() {
+        let text = format!("{MINIMAL}\n[telemetry]\notlp_endpoint = \"https://collector:4318\"\n");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        assert!(
+            err.contains("otlp_endpoint") && err.contains("http://"),
+            "{err}"
+        );
+        let text = text.replace("https://", "http://");
+        let config = load(&text, &[("SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
     }
 
     #[test]

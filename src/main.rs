@@ -189,7 +189,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a Tokio runtime");
-    match runtime.block_on(execute(cli.command, cli.log_format)) {
+    let result = runtime.block_on(execute(cli.command, cli.log_format));
+    // Everything was committed and flushed; a Kafka client still closing (say against an
+    // unreachable broker) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

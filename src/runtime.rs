@@ -557,6 +557,7 @@ impl State {
         }
         let SourceBatch { decoded, messages } = batch;
         self.pending.merge(&messages.ranges);
+        self.observer.consumed(&messages.ranges);
         self.pending_dead.extend(decoded.dead_letters);
         self.pending_timestamps
             .extend(messages.timestamps.iter().flatten().copied());
@@ -616,7 +617,6 @@ impl State {
                 }
             }
         }
-        self.observer.consumed(&messages.ranges);
         self.observer.buffered(self.buffered_bytes());
         Ok(())
     }

@@ -74,6 +74,7 @@ fn manifests_parse_and_agree_with_each_other() {
     let kustomization = of_kind(&docs, "Kustomization");
     of_kind(&docs, "ScaledObject");
     of_kind(&docs, "PodDisruptionBudget");
+    let monitor = of_kind(&docs, "PodMonitor");
 
     // The probes and the Service reach the port the pipeline listens on.
     let pipeline = std::fs::read_to_string(deploy("kubernetes/pipeline/pipeline.toml")).unwrap();
@@ -92,6 +93,15 @@ fn manifests_parse_and_agree_with_each_other() {
         assert_eq!(container[probe]["httpGet"]["port"], port["name"], "{probe}");
     }
     assert_eq!(service["spec"]["ports"][0]["targetPort"], port["name"]);
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["port"],
+        port["name"]
+    );
+    // Nothing in the environment overrides the address the pipeline file gives.
+    let env = container["env"].as_array().unwrap();
+    assert!(env.iter().all(|v| v["name"] != "WEIR_LISTEN"), "{env:?}");
+    let dockerfile = std::fs::read_to_string(deploy("docker/Dockerfile")).unwrap();
+    assert!(!dockerfile.contains("ENV WEIR_LISTEN"));
     let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(
         annotations["prometheus.io/port"],

@@ -47,30 +47,34 @@ pub(super) fn spawn(
                 continue;
             }
             let asking = client.clone();
-            let ends = tokio::task::spawn_blocking(move || {
-                owned
-                    .into_iter()
-                    .filter_map(|partition| {
-                        match asking.fetch_watermarks(
-                            &partition.topic,
-                            partition.partition,
-                            BROKER_TIMEOUT,
-                        ) {
-                            Ok((_, end)) => Some((partition, end)),
-                            Err(e) => {
-                                tracing::debug!(%partition, error = %e, "cannot read the log-end offset");
-                                None
-                            }
+            // One round gives up at the next tick: with brokers down, the partitions not
+            // asked yet wait for the next round instead of piling up timeouts.
+            let deadline = std::time::Instant::now() + every.min(BROKER_TIMEOUT);
+            let asked = tokio::task::spawn_blocking(move || {
+                let mut ends = Vec::with_capacity(owned.len());
+                for partition in owned {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match asking.fetch_watermarks(&partition.topic, partition.partition, left) {
+                        Ok((start, end)) => ends.push((partition, start, end)),
+                        Err(e) => {
+                            tracing::debug!(%partition, error = %e, "cannot read the log-end offset");
                         }
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            if let Ok(ends) = ends {
-                observer.log_ends(&ends);
+                    }
+                }
+                ends
+            });
+            tokio::select! {
+                // Shutting down does not wait for the brokers.
+                _ = stopped.changed() => break,
+                ends = asked => if let Ok(ends) = ends {
+                    observer.log_ends(&ends);
+                }
             }
         }
-        // Closing a client can wait on the brokers.
-        let _ = tokio::task::spawn_blocking(move || drop(client)).await;
+        // Closing a client can wait on the brokers; nobody needs to wait for that.
+        tokio::task::spawn_blocking(move || drop(client));
     })
 }

@@ -106,7 +106,10 @@ impl Telemetry {
         let meters = meters.build();
         let meter = meters.meter("weir");
         let limits = HealthLimits {
-            wedged_after: config.wedged_after,
+            // An idle pipeline's loop turns once a commit interval.
+            wedged_after: config
+                .wedged_after
+                .unwrap_or((options.commit_interval * 3).max(Duration::from_secs(300))),
             max_checkpoint_age: config
                 .ready_max_checkpoint_age
                 .unwrap_or((options.commit_interval * 3).max(Duration::from_secs(30))),

@@ -24,6 +24,8 @@ const COMMIT_SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 /// Boundaries of the freshness histogram, seconds: from sub-second to an hour behind.
+/// Points of the status page's history kept at most, over every series: about 30 MB.
+const HISTORY_POINTS: usize = 250_000;
 const FRESHNESS_SECONDS: &[f64] = &[
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
@@ -59,6 +61,9 @@ struct PartitionView {
     consumed_offset: Option<i64>,
     /// The partition's high watermark, asked of the brokers every `log_end_interval`.
     log_end_offset: Option<i64>,
+    /// The oldest offset the brokers still hold: where a dataset that never committed the
+    /// partition would start.
+    log_start_offset: Option<i64>,
     /// The partition's event-time watermark in the pipeline, epoch milliseconds.
     watermark_ms: Option<i64>,
 }
@@ -288,10 +293,12 @@ impl Observer {
     }
 
     /// Log-end offsets just read from the brokers.
-    pub fn log_ends(&self, ends: &[(PartitionKey, i64)]) {
+    /// Log start and end offsets just read from the brokers.
+    pub fn log_ends(&self, ends: &[(PartitionKey, i64, i64)]) {
         let mut view = self.view();
-        for (partition, end) in ends {
+        for (partition, start, end) in ends {
             if let Some(p) = view.partitions.get_mut(partition) {
+                p.log_start_offset = Some(*start);
                 p.log_end_offset = Some(*end);
             }
         }
@@ -424,7 +431,7 @@ impl Observer {
     /// Adds a point to the status page's history and forgets points older than its span.
     pub fn sample(&self) {
         let status = self.status();
-        let lag = status
+        let lag: Vec<SeriesPoint> = status
             .datasets
             .iter()
             .flat_map(|d| {
@@ -436,13 +443,15 @@ impl Observer {
                 })
             })
             .collect();
+        // With many partitions the history covers less time rather than growing.
+        let kept = (HISTORY_POINTS / lag.len().max(1)).max(10);
         let mut history = self.history.lock().expect("not poisoned");
         history.push_back(Sample {
             at_ms: status.now_ms,
             lag,
         });
         let oldest = status.now_ms - self.history_span.as_millis() as i64;
-        while history.front().is_some_and(|s| s.at_ms < oldest) {
+        while history.front().is_some_and(|s| s.at_ms < oldest) || history.len() > kept {
             history.pop_front();
         }
     }
@@ -473,12 +482,13 @@ impl Observer {
                 last_commit: d
                     .last_commit
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                commit_age_seconds: Some(
+                // Only an owner commits: an instance without partitions has no age to report.
+                commit_age_seconds: (!view.partitions.is_empty()).then(|| {
                     d.last_commit
                         .map_or(self.started.elapsed().as_secs_f64(), |t| {
                             (now_ms - t.timestamp_millis()) as f64 / 1000.0
-                        }),
-                ),
+                        })
+                }),
                 partitions: view
                     .partitions
                     .iter()
@@ -491,8 +501,14 @@ impl Observer {
                             log_end_offset: log_end,
                             consumed_offset: p.consumed_offset,
                             committed_offset: committed.committed_offset,
-                            offset_lag: log_end
-                                .map(|end| (end - committed.committed_offset.unwrap_or(0)).max(0)),
+                            // Before its first commit, a dataset lacks every retained message.
+                            offset_lag: log_end.and_then(|end| {
+                                let from = match (committed.committed_offset, p.log_start_offset) {
+                                    (Some(committed), start) => committed.max(start.unwrap_or(0)),
+                                    (None, start) => start?,
+                                };
+                                Some((end - from).max(0))
+                            }),
                             watermark_ms: p.watermark_ms,
                             committed_watermark_ms: committed.committed_watermark_ms,
                             watermark_lag_seconds: committed
@@ -929,7 +945,7 @@ mod tests {
             ..PartitionState::default()
         };
         o.claimed("clicks", [(&partition, Some(&state))]);
-        o.log_ends(&[(partition.clone(), 12)]);
+        o.log_ends(&[(partition.clone(), 0, 12)]);
         let mut ranges = OffsetRanges::default();
         ranges.record(&partition, 9);
         o.consumed(&ranges);
@@ -943,5 +959,19 @@ mod tests {
         ranges.record(&partition, 14);
         o.consumed(&ranges);
         assert_eq!(lag(&o), (Some(15), Some(15), Some(10)));
+    }
+
+    #[test]
+    fn before_its_first_commit_a_dataset_lacks_what_the_log_still_holds() {
+        let o = observer(MINUTE, MINUTE);
+        let partition = PartitionKey::new("t", 0);
+        o.assigned(std::slice::from_ref(&partition));
+        o.claimed("clicks", [(&partition, None)]);
+        let lag = |o: &Observer| o.status().datasets[0].partitions[0].offset_lag;
+        // Nothing known of the log yet: no lag to report.
+        assert_eq!(lag(&o), None);
+        // Retention deleted everything before offset 50,000,000.
+        o.log_ends(&[(partition.clone(), 50_000_000, 50_000_120)]);
+        assert_eq!(lag(&o), Some(120));
     }
 }
