@@ -7,6 +7,7 @@ mod lag;
 mod pipeline;
 mod quickstart;
 mod runtime;
+mod sample;
 mod telemetry;
 mod watermark;
 
@@ -62,6 +63,11 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Write and try SQL transforms without deploying: plan them, run them over a sample.
+    Sql {
+        #[command(subcommand)]
+        command: SqlCommand,
     },
     /// Check datasets against their commit logs: every committed file present and whole,
     /// offset ranges without gap or overlap, commits only from partition owners, nothing
@@ -150,6 +156,39 @@ enum Command {
         windows: Option<u64>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SqlCommand {
+    /// Plan every transform against the declared schema, touching neither Kafka nor storage;
+    /// print each one's output schema, and for windowed ones the window, the lateness and
+    /// what their state grows with.
+    Check {
+        /// The pipeline file.
+        config: PathBuf,
+    },
+    /// Run the transforms over a sample file (one JSON message per line) exactly as the
+    /// service would: validation, event time, watermarks, windows, late events and dead
+    /// letters, without Kafka or the pipeline's storage.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sample: one message payload per line (JSON Lines).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Only this transform's rows.
+        #[arg(long, short)]
+        transform: Option<String>,
+        #[arg(long, value_enum, default_value_t = sample::Format::Table)]
+        format: sample::Format,
+        /// The directory for --format parquet.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Messages between two checkpoints, as the service takes a commit interval's worth:
+        /// windows are emitted and late events told at checkpoints.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
     },
 }
 
@@ -332,6 +371,32 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
             }
             println!("ok");
             Ok(())
+        }
+        Command::Sql {
+            command: SqlCommand::Check { config },
+        } => {
+            let config = PipelineConfig::load(&config, &Environment)?;
+            let (pipeline, _scratch) = sample::in_scratch(config).await?;
+            print!("{}", sample::describe(&pipeline));
+            Ok(())
+        }
+        Command::Sql {
+            command:
+                SqlCommand::Run {
+                    config,
+                    input,
+                    transform,
+                    format,
+                    out,
+                    batch,
+                },
+        } => {
+            let config = PipelineConfig::load(&config, &Environment)?;
+            let mut run = sample::run_sample(config, &input, batch).await?;
+            if let Some(name) = &transform {
+                run.only(name)?;
+            }
+            run.print(format, out.as_deref())
         }
         Command::Verify {
             config,

@@ -91,71 +91,20 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let progress = observer.source_stats();
-    let Pipeline {
+    let (mut state, opened) = State::open(pipeline, observer).await?;
+    let Opened {
         name,
         kafka,
         schema,
-        engine,
-        rules,
-        outputs,
-        dead_letters,
         config,
-    } = pipeline;
-    let dead_letter_target = match &dead_letters {
-        DeadLetterTarget::Dataset { url, .. } => url.clone(),
-        DeadLetterTarget::Topic(topic) => format!("kafka topic {topic}"),
-    };
-    let dead_letters = match dead_letters {
-        DeadLetterTarget::Dataset { dataset, .. } => DeadLetterSink::Dataset(dataset),
-        DeadLetterTarget::Topic(topic) => DeadLetterSink::Topic(DeadLetterTopic::new(
-            &kafka.bootstrap_servers,
-            &kafka.properties,
-            &topic,
-        )?),
-    };
-    let interval = config.delivery.commit_interval;
-    let mut state = State {
-        engine,
-        rules,
-        outputs,
-        dead_letters,
-        source: None,
-        owned: HashSet::new(),
-        resumed_at: HashMap::new(),
-        watermarks: Watermarks::new(
-            config.watermarks.out_of_orderness,
-            config.watermarks.idle_timeout,
-        ),
-        event_time: config.source.event_time.clone(),
-        pending: OffsetRanges::default(),
-        pending_dead: DeadLetters::default(),
-        pending_timestamps: Vec::new(),
-        pending_late: BTreeMap::new(),
-        late_rows: BTreeMap::new(),
-        summary: Summary::default(),
-        observer,
-    };
-    // Unique to this process: it owns claims in the commit logs and names the files.
-    let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let orphan_grace = (interval * 10).max(Duration::from_secs(3600));
-    for dataset in state.datasets() {
-        dataset.open_log(&writer, orphan_grace).await?;
-    }
-    let mut opened: Vec<(String, String)> = state
-        .outputs
-        .iter()
-        .map(|o| (o.dataset.name().to_owned(), o.url.clone()))
-        .collect();
-    if let DeadLetterSink::Dataset(dataset) = &state.dead_letters {
-        opened.push((dataset.name().to_owned(), dead_letter_target.clone()));
-    }
-    state.observer.storage_checked(opened);
+        writer,
+        ..
+    } = &opened;
     tracing::info!(pipeline = %name, topics = ?kafka.topics, %writer, "pipeline started");
-
     let session = Session {
-        kafka: &kafka,
-        schema: &schema,
-        interval,
+        kafka,
+        schema,
+        interval: config.delivery.commit_interval,
         max_buffered: config.delivery.max_buffered.as_u64() as usize,
         progress: &progress,
     };
@@ -170,40 +119,43 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
-
-    let elapsed = started.elapsed().as_secs_f64();
-    let watermark_ms = state.watermarks.watermark(Instant::now());
-    let mut summary = state.summary;
-    summary.watermark_ms = watermark_ms;
-    summary.pipeline = name;
-    summary.bytes_in = progress.bytes.load(Ordering::Relaxed);
-    summary.backpressure_pauses = progress.backpressure_pauses.load(Ordering::Relaxed);
-    summary.elapsed_seconds = elapsed;
-    summary.events_per_second = if elapsed > 0.0 {
-        summary.events_in as f64 / elapsed
-    } else {
-        0.0
-    };
-    for output in &state.outputs {
-        let entry = summary
-            .datasets
-            .entry(output.transform.name().to_owned())
-            .or_default();
-        entry.url = output.url.clone();
-        entry.partitions = output.dataset.partitions().len();
-        entry.open_window_groups = output.windows.as_ref().map(|w| w.open_groups());
-        entry.watermark_ms = output
-            .dataset
-            .log_state()
-            .and_then(|state| state.watermark_ms());
-    }
-    summary.dead_letter_target = dead_letter_target;
+    let summary = state.finish(opened, started);
     tracing::info!(
         events = summary.events_in,
-        elapsed_seconds = elapsed,
+        elapsed_seconds = summary.elapsed_seconds,
         "pipeline stopped"
     );
     Ok(summary)
+}
+
+/// Runs already-consumed batches through the pipeline exactly as the service would, without
+/// Kafka: `partitions` are assigned first (resuming wherever the datasets' logs say), and a
+/// checkpoint follows every batch. For trying transforms on a sample.
+pub async fn replay(
+    pipeline: Pipeline,
+    partitions: &[PartitionKey],
+    batches: impl IntoIterator<Item = SourceBatch>,
+    observer: Arc<Observer>,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let (mut state, opened) = State::open(pipeline, observer).await?;
+    state.assign(partitions).await?;
+    for batch in batches {
+        state.process(batch).await?;
+        state.checkpoint().await?;
+    }
+    Ok(state.finish(opened, started))
+}
+
+/// What [`State::open`] keeps aside of the state for the sessions and the summary.
+struct Opened {
+    name: String,
+    kafka: weir_ingest::SourceConfig,
+    schema: EventSchema,
+    config: crate::config::PipelineConfig,
+    dead_letter_target: String,
+    /// Unique to this process: it owns claims in the commit logs and names the files.
+    writer: String,
 }
 
 /// What one consumer session needs besides the state.
@@ -265,6 +217,108 @@ struct State {
 }
 
 impl State {
+    /// The state of a new run: dead letters wired, every dataset's log opened.
+    async fn open(pipeline: Pipeline, observer: Arc<Observer>) -> Result<(Self, Opened), RunError> {
+        let Pipeline {
+            name,
+            kafka,
+            schema,
+            engine,
+            rules,
+            outputs,
+            dead_letters,
+            config,
+        } = pipeline;
+        let dead_letter_target = match &dead_letters {
+            DeadLetterTarget::Dataset { url, .. } => url.clone(),
+            DeadLetterTarget::Topic(topic) => format!("kafka topic {topic}"),
+        };
+        let dead_letters = match dead_letters {
+            DeadLetterTarget::Dataset { dataset, .. } => DeadLetterSink::Dataset(dataset),
+            DeadLetterTarget::Topic(topic) => DeadLetterSink::Topic(DeadLetterTopic::new(
+                &kafka.bootstrap_servers,
+                &kafka.properties,
+                &topic,
+            )?),
+        };
+        let mut state = State {
+            engine,
+            rules,
+            outputs,
+            dead_letters,
+            source: None,
+            owned: HashSet::new(),
+            resumed_at: HashMap::new(),
+            watermarks: Watermarks::new(
+                config.watermarks.out_of_orderness,
+                config.watermarks.idle_timeout,
+            ),
+            event_time: config.source.event_time.clone(),
+            pending: OffsetRanges::default(),
+            pending_dead: DeadLetters::default(),
+            pending_timestamps: Vec::new(),
+            pending_late: BTreeMap::new(),
+            late_rows: BTreeMap::new(),
+            summary: Summary::default(),
+            observer,
+        };
+        let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let orphan_grace = (config.delivery.commit_interval * 10).max(Duration::from_secs(3600));
+        for dataset in state.datasets() {
+            dataset.open_log(&writer, orphan_grace).await?;
+        }
+        let mut opened: Vec<(String, String)> = state
+            .outputs
+            .iter()
+            .map(|o| (o.dataset.name().to_owned(), o.url.clone()))
+            .collect();
+        if let DeadLetterSink::Dataset(dataset) = &state.dead_letters {
+            opened.push((dataset.name().to_owned(), dead_letter_target.clone()));
+        }
+        state.observer.storage_checked(opened);
+        let opened = Opened {
+            name,
+            kafka,
+            schema,
+            config,
+            dead_letter_target,
+            writer,
+        };
+        Ok((state, opened))
+    }
+
+    /// What the run did.
+    fn finish(mut self, opened: Opened, started: Instant) -> Summary {
+        let elapsed = started.elapsed().as_secs_f64();
+        let progress = self.observer.source_stats();
+        let mut summary = self.summary;
+        summary.watermark_ms = self.watermarks.watermark(Instant::now());
+        summary.pipeline = opened.name;
+        summary.bytes_in = progress.bytes.load(Ordering::Relaxed);
+        summary.backpressure_pauses = progress.backpressure_pauses.load(Ordering::Relaxed);
+        summary.elapsed_seconds = elapsed;
+        summary.events_per_second = if elapsed > 0.0 {
+            summary.events_in as f64 / elapsed
+        } else {
+            0.0
+        };
+        for output in &self.outputs {
+            let entry = summary
+                .datasets
+                .entry(output.transform.name().to_owned())
+                .or_default();
+            entry.url = output.url.clone();
+            entry.partitions = output.dataset.partitions().len();
+            entry.open_window_groups = output.windows.as_ref().map(|w| w.open_groups());
+            entry.watermark_ms = output
+                .dataset
+                .log_state()
+                .and_then(|state| state.watermark_ms());
+        }
+        summary.dead_letter_target = opened.dead_letter_target;
+        summary
+    }
+
     /// Every dataset with a commit log: the outputs and the dead-letter dataset.
     fn datasets(&mut self) -> impl Iterator<Item = &mut Dataset> {
         let dead = match &mut self.dead_letters {

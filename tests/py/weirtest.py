@@ -541,6 +541,33 @@ def load_yaml(args):
     print(json.dumps(found))
 
 
+def same_as_sample(args):
+    """The rows the service wrote under --service equal the rows `weir sql run --format
+    parquet` wrote under --sample, dataset by dataset, with the same partition paths; the dead
+    letters have the same lines, reasons and details."""
+    con = duck()
+    for dataset in args.dataset:
+        root = f"{args.service}/{dataset}"
+        service = (f"SELECT * EXCLUDE (filename), regexp_extract(filename, '^{root}/(.*)/[^/]+$', 1) AS _partition_path "
+                   f"FROM read_parquet('{root}/**/*.parquet', filename = true, hive_partitioning = false)")
+        sample = f"SELECT * FROM read_parquet('{args.sample}/{dataset}.parquet')"
+        counts = con.execute(f"SELECT (SELECT count(*) FROM ({service})), (SELECT count(*) FROM ({sample}))").fetchone()
+        assert counts[0] == counts[1], f"{dataset}: the service wrote {counts[0]} rows, the sample run {counts[1]}"
+        assert counts[0] > 0, f"{dataset}: no rows to compare"
+        for a, b, what in ((service, sample, "only the service wrote"), (sample, service, "only the sample run wrote")):
+            differ = con.execute(f"SELECT * FROM (({a}) EXCEPT ALL ({b})) LIMIT 3").fetchall()
+            assert not differ, f"{dataset}: rows {what}: {differ}"
+    letters = con.execute(
+        f"SELECT \"offset\" + 1 AS line, reason, detail FROM read_parquet('{args.service}/dead_letters/**/*.parquet') "
+        f"EXCEPT ALL SELECT line, reason, detail FROM read_parquet('{args.sample}/dead_letters.parquet')"
+    ).fetchall()
+    assert not letters, f"dead letters only the service wrote: {letters[:3]}"
+    total = con.execute(f"SELECT count(*) FROM read_parquet('{args.sample}/dead_letters.parquet')").fetchone()[0]
+    service_total = con.execute(f"SELECT count(*) FROM read_parquet('{args.service}/dead_letters/**/*.parquet')").fetchone()[0]
+    assert total == service_total, (total, service_total)
+    print(json.dumps({"datasets": args.dataset, "dead_letters": total}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -582,13 +609,17 @@ def main():
     s = sub.add_parser("counts")
     s.add_argument("--out", required=True)
     s.add_argument("--dataset", action="append", required=True)
+    s = sub.add_parser("same-as-sample")
+    s.add_argument("--service", required=True)
+    s.add_argument("--sample", required=True)
+    s.add_argument("--dataset", action="append", required=True)
     s = sub.add_parser("load-yaml")
     s.add_argument("files", nargs="+")
     args = p.parse_args()
     {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
      "fault-proxy": fault_proxy, "counts": counts,
-     "load-yaml": load_yaml}[args.cmd](args)
+     "load-yaml": load_yaml, "same-as-sample": same_as_sample}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,8 @@ struct Layout {
     /// The other group expressions, in order.
     keys: Vec<usize>,
     key_fields: Vec<Field>,
+    /// The group expressions as SQL would show them (`page`, `lower(country)`).
+    key_names: Vec<String>,
     /// The aggregation's output: the group columns, then one column per aggregate.
     output: SchemaRef,
 }
@@ -195,11 +197,31 @@ impl Layout {
                 )
             })
             .collect();
+        // Physical expressions print columns with their index (`page@4`).
+        let key_names = keys
+            .iter()
+            .map(|&i| {
+                let shown = plan.group_exprs[i].0.to_string();
+                let mut name = String::with_capacity(shown.len());
+                let mut chars = shown.chars().peekable();
+                while let Some(c) = chars.next() {
+                    if c == '@' && chars.peek().is_some_and(char::is_ascii_digit) {
+                        while chars.peek().is_some_and(char::is_ascii_digit) {
+                            chars.next();
+                        }
+                    } else {
+                        name.push(c);
+                    }
+                }
+                name
+            })
+            .collect();
         Ok(Self {
             start,
             end,
             keys,
             key_fields,
+            key_names,
             output,
         })
     }
@@ -319,6 +341,41 @@ impl WindowState {
 
     pub fn kind(&self) -> WindowKind {
         self.kind
+    }
+
+    /// What the state holds and what makes it grow, in words: for analysts sizing a
+    /// transform before it runs.
+    pub fn describe_state(&self) -> String {
+        let keys = &self.layout.key_names;
+        let groups = if keys.is_empty() {
+            "one group per Kafka partition and open window (small)".to_owned()
+        } else {
+            format!(
+                "one group per Kafka partition, open window and distinct ({}): grows with the keys' cardinality",
+                keys.join(", ")
+            )
+        };
+        // Aggregates whose partial state is a list keep values, not a fixed-size summary.
+        let sets: Vec<String> = self
+            .aggregates
+            .iter()
+            .filter(|a| {
+                a.state_fields().is_ok_and(|fields| {
+                    fields.iter().any(|f| {
+                        matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_))
+                    })
+                })
+            })
+            .map(|a| a.name().to_owned())
+            .collect();
+        if sets.is_empty() {
+            format!("{groups}; fixed-size partial aggregates per group")
+        } else {
+            format!(
+                "{groups}; {} keep the distinct values of each group, so they grow with them",
+                sets.join(", ")
+            )
+        }
     }
 
     /// How many (partition, window, key) groups are open.
