@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod generate;
+mod golden;
 mod lag;
 mod pipeline;
 mod quickstart;
@@ -161,6 +162,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SqlCommand {
+    /// Run the golden tests (`*.test.toml` next to the SQL files): each a sample and the rows
+    /// a transform must produce from it. Exits non-zero when any fails.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Plan every transform against the declared schema, touching neither Kafka nor storage;
     /// print each one's output schema, and for windowed ones the window, the lateness and
     /// what their state grows with.
@@ -370,6 +377,19 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
                 }
             }
             println!("ok");
+            Ok(())
+        }
+        Command::Sql {
+            command: SqlCommand::Test { config },
+        } => {
+            let outcome = golden::run_all(&config).await?;
+            print!("{}", outcome.report);
+            anyhow::ensure!(
+                outcome.failed == 0,
+                "{} of {} golden tests failed",
+                outcome.failed,
+                outcome.failed + outcome.passed
+            );
             Ok(())
         }
         Command::Sql {

@@ -174,3 +174,80 @@ fn sql_run_emits_windows_as_the_watermark_passes_and_shows_late_events() {
     );
     assert_eq!(csv.lines().count(), 2, "{csv}");
 }
+
+#[test]
+fn the_examples_golden_tests_pass() {
+    let example = repo().join("examples/quickstart");
+    let goldens = std::fs::read_dir(example.join("sql"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".test.toml")
+        })
+        .count();
+    assert!(goldens >= 3);
+    let said = String::from_utf8(output_ok(
+        weir()
+            .args(["sql", "test", "--config"])
+            .arg(example.join("pipeline.toml")),
+    ))
+    .unwrap();
+    assert!(
+        said.ends_with(&format!("{goldens} passed, 0 failed\n")),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_failing_golden_test_shows_what_differs_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, env) = example(dir.path());
+    let sample = [
+        click(1, "2026-11-25T10:00:05Z", "/product/5"),
+        click(2, "2026-11-25T10:00:06Z", "/product/6"),
+    ]
+    .join("\n");
+    std::fs::write(
+        dir.path().join("sql/product_views.test.toml"),
+        format!(
+            "input = '''\n{sample}\n'''\n\n[[rows]]\nevent_id = \"e1\"\nproduct_id = 5\n\n\
+             [[rows]]\nevent_id = \"e2\"\nproduct_id = 7\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sql/clicks.test.toml"),
+        "input = \"{}\"\nexpected_rows = 3\n",
+    )
+    .unwrap();
+    let output = weir()
+        .args(["sql", "test", "--config"])
+        .arg(&config)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("FAIL  "), "{said}");
+    assert!(
+        said.contains("rows of `product_views`: 2 expected, 2 produced"),
+        "{said}"
+    );
+    assert!(
+        said.contains("- missing    {\"event_id\":\"e2\",\"product_id\":7}"),
+        "{said}"
+    );
+    assert!(
+        said.contains("+ unexpected {\"event_id\":\"e2\",\"product_id\":6}"),
+        "{said}"
+    );
+    // A test file with a mistake fails with the file and the key.
+    assert!(said.contains("clicks.test.toml"), "{said}");
+    assert!(said.contains("unknown field `expected_rows`"), "{said}");
+    assert!(said.ends_with("0 passed, 2 failed\n"), "{said}");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("2 of 2 golden tests failed"), "{error}");
+}
