@@ -50,6 +50,8 @@ pub struct PipelineConfig {
     pub watermarks: WatermarkConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub sql: SqlConfig,
     /// The directory of the config file: relative paths in it are relative to this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -176,6 +178,19 @@ pub struct WatermarkConfig {
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
 }
+
+/// What the transforms' SQL may use besides the source table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Secret keys for `keyed_hash(value, 'name')`, by name; give them as `${VAR}` or
+    /// `${file:PATH}`, never in the file itself.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+}
+
+/// Keys shorter than this would let a guessed value's hash be searched for.
+pub const MIN_HASH_KEY_BYTES: usize = 16;
 
 /// What the running service tells the people who run it: metrics, probes, the status page.
 #[derive(Debug, Clone, Deserialize)]
@@ -401,6 +416,18 @@ impl PipelineConfig {
                 "name",
                 "no [[transforms]]: a pipeline needs at least one".into(),
             ));
+        }
+        for (name, key) in &self.sql.keys {
+            if key.len() < MIN_HASH_KEY_BYTES {
+                return Err(fail(
+                    name,
+                    format!(
+                        "`sql.keys.{name}` is {} bytes long; a key for keyed_hash needs at least \
+                         {MIN_HASH_KEY_BYTES} (e.g. `openssl rand -hex 32`)",
+                        key.len()
+                    ),
+                ));
+            }
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !endpoint.starts_with("http://")

@@ -164,17 +164,10 @@ async fn run_one(config: PipelineConfig, path: &Path) -> anyhow::Result<String> 
 }
 
 fn json_rows(batches: &[arrow::array::RecordBatch]) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    for batch in batches {
-        writer.write(batch)?;
+    match crate::sample::json_rows(batches)? {
+        serde_json::Value::Array(rows) => Ok(rows),
+        other => anyhow::bail!("rows as JSON are an array, not {other}"),
     }
-    writer.finish()?;
-    let bytes = writer.into_inner();
-    Ok(if bytes.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_slice(&bytes)?
-    })
 }
 
 /// Compares `expected` rows with `actual` ones as multisets over the expected columns; adds

@@ -354,19 +354,30 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
         Command::Run { .. } => unreachable!("served by `serve`"),
         Command::Check { config } => {
             let config = PipelineConfig::load(&config, &Environment)?;
-            let pipeline = pipeline::Pipeline::build(config).await?;
-            for output in &pipeline.outputs {
+            // The URLs as configured, though the datasets are planned in a scratch directory:
+            // checking creates nothing.
+            let urls: Vec<String> = config
+                .transforms
+                .iter()
+                .map(|t| config.resolve_url(&t.sink.url))
+                .collect();
+            // Object-store URLs and their options are checked (building a client does no
+            // I/O); local directories would be created, so they are not opened.
+            for (t, url) in config.transforms.iter().zip(&urls) {
+                if url.contains("://") && !url.starts_with("file://") {
+                    weir_sink::open_store(url, &t.sink.storage)
+                        .with_context(|| format!("transform `{}`", t.name))?;
+                }
+            }
+            let (pipeline, _scratch) = sample::in_scratch(config).await?;
+            for (output, url) in pipeline.outputs.iter().zip(urls) {
                 let kind = match output.transform.kind() {
                     weir_transform::TransformKind::Stateless => "stateless".to_owned(),
                     weir_transform::TransformKind::Windowed(window) => {
                         format!("windowed: {}", window.describe())
                     }
                 };
-                println!(
-                    "transform `{}` ({kind}) → {}",
-                    output.transform.name(),
-                    output.url
-                );
+                println!("transform `{}` ({kind}) → {url}", output.transform.name());
                 for field in output.transform.schema().fields() {
                     println!(
                         "  {}: {}{}",

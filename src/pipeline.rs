@@ -65,8 +65,15 @@ impl Pipeline {
         let schema = EventSchema::load(&schema_path)?;
         check_event_time(&config, &schema)?;
 
+        let keys = config
+            .sql
+            .keys
+            .iter()
+            .map(|(name, key)| (name.clone(), key.as_bytes().to_vec()))
+            .collect();
         let engine = SqlEngine::new(&config.source.table, schema.table_schema())?
-            .with_event_time(&config.source.event_time);
+            .with_event_time(&config.source.event_time)
+            .with_hash_keys(&weir_transform::HashKeys::new(keys));
         let rules: Vec<(String, String)> = config
             .validation
             .iter()

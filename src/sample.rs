@@ -116,13 +116,25 @@ pub async fn run_sample(
     let dead_letters = read_dataset(&scratch.path().join(DEAD_LETTERS))?
         .iter()
         .map(dead_letter_view)
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let dead_letters = by_line(dead_letters)?;
     Ok(SampleRun {
         outputs,
         dead_letters,
         summary,
         messages,
     })
+}
+
+/// The dead letters in the sample's order (the service writes a batch's decoding failures
+/// before its rule failures).
+fn by_line(letters: Vec<RecordBatch>) -> anyhow::Result<Vec<RecordBatch>> {
+    let Some(first) = letters.first() else {
+        return Ok(letters);
+    };
+    let all = arrow::compute::concat_batches(&first.schema(), &letters)?;
+    let order = arrow::compute::sort_to_indices(all.column(0), None, None)?;
+    Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
 }
 
 fn decoded(decoder: &mut JsonDecoder, raw: RawMessages) -> SourceBatch {
@@ -248,7 +260,8 @@ struct JsonReport {
     dead_letters: serde_json::Value,
 }
 
-fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<serde_json::Value> {
+/// Rows as a JSON array of objects, values as Arrow's JSON writer renders them.
+pub fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<serde_json::Value> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for batch in batches {
         writer.write(batch)?;

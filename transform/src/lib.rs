@@ -10,6 +10,7 @@
 
 mod current;
 mod error;
+pub mod functions;
 pub mod partition;
 pub mod rules;
 mod transform;
@@ -18,6 +19,7 @@ mod windowed;
 
 pub use datafusion::error::DataFusionError;
 pub use error::{TransformError, locate};
+pub use functions::HashKeys;
 pub use partition::{PartitionSpec, Partitioner};
 pub use rules::{RuleOutcome, ValidationRules};
 pub use transform::{SqlEngine, Transform, TransformKind, Window};

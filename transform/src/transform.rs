@@ -105,6 +105,10 @@ impl SqlEngine {
         windowed
             .register_table(table, windowed_current.clone())
             .map_err(|e| TransformError::sql(table, &e))?;
+        for function in crate::functions::all(&crate::HashKeys::default()) {
+            ctx.register_udf(function.clone());
+            windowed.register_udf(function);
+        }
         Ok(Self {
             ctx,
             current,
@@ -114,6 +118,15 @@ impl SqlEngine {
             windowed_current,
             event_time: None,
         })
+    }
+
+    /// The secret keys `keyed_hash(value, 'name')` may use.
+    pub fn with_hash_keys(self, keys: &crate::HashKeys) -> Self {
+        for function in crate::functions::all(keys) {
+            self.ctx.register_udf(function.clone());
+            self.windowed.register_udf(function);
+        }
+        self
     }
 
     /// Names the event-time column, which windows are defined over.

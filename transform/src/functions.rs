@@ -1,0 +1,241 @@
+//! Functions analysts need that DataFusion lacks: privacy helpers for what may not land in a
+//! data lake as it arrived.
+//!
+//! - `keyed_hash(value, 'key name')`: the hex HMAC-SHA256 of the value's text under a secret
+//!   key from the pipeline file. Equal values give equal pseudonyms (joins and distinct counts
+//!   still work), and without the key nobody can hash a guessed value to match one.
+//! - `mask_email(text)`: the first character of the local part and the domain.
+//! - `mask_ip(text)`: IPv4 to its /24, IPv6 to its /48; NULL for what is not an address.
+//! - `redact(text)`: e-mail addresses, IPv4 addresses and long digit runs (card and phone
+//!   numbers) in free text become `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use regex::Regex;
+
+/// Every function of this module, with `keys` for `keyed_hash`.
+pub fn all(keys: &HashKeys) -> Vec<ScalarUDF> {
+    let mut functions = vec![ScalarUDF::from(KeyedHash {
+        keys: keys.clone(),
+        signature: Signature::any(2, Volatility::Immutable),
+    })];
+    for text in [Text::MaskEmail, Text::MaskIp, Text::Redact] {
+        functions.push(ScalarUDF::from(TextFunction {
+            text,
+            signature: Signature::string(1, Volatility::Immutable),
+        }));
+    }
+    functions
+}
+
+/// Secret keys for `keyed_hash`, by the name SQL uses. Never printed.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct HashKeys(Arc<BTreeMap<String, Vec<u8>>>);
+
+impl HashKeys {
+    pub fn new(keys: BTreeMap<String, Vec<u8>>) -> Self {
+        Self(Arc::new(keys))
+    }
+}
+
+impl std::fmt::Debug for HashKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyedHash {
+    keys: HashKeys,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for KeyedHash {
+    fn name(&self) -> &str {
+        "keyed_hash"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = &args.args[1] else {
+            return plan_err!(
+                "keyed_hash takes the key's name as a string literal, e.g. keyed_hash(user_id, 'users')"
+            );
+        };
+        let Some(key) = self.keys.0.get(name) else {
+            let known: Vec<&String> = self.keys.0.keys().collect();
+            return exec_err!(
+                "keyed_hash: no key named '{name}' in the pipeline's [sql.keys] (it has {known:?})"
+            );
+        };
+        let values = args.args[0].to_array(args.number_rows)?;
+        let text = arrow::compute::cast(&values, &DataType::Utf8)?;
+        let hashed: StringArray = text
+            .as_string::<i32>()
+            .iter()
+            .map(|value| value.map(|v| hmac_hex(key, v.as_bytes())))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(hashed)))
+    }
+}
+
+fn hmac_hex(key: &[u8], value: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(value);
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Text {
+    MaskEmail,
+    MaskIp,
+    Redact,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextFunction {
+    text: Text,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TextFunction {
+    fn name(&self) -> &str {
+        match self.text {
+            Text::MaskEmail => "mask_email",
+            Text::MaskIp => "mask_ip",
+            Text::Redact => "redact",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let values = args.args[0].to_array(args.number_rows)?;
+        let text: ArrayRef = arrow::compute::cast(&values, &DataType::Utf8)?;
+        let f = match self.text {
+            Text::MaskEmail => mask_email,
+            Text::MaskIp => mask_ip,
+            Text::Redact => redact,
+        };
+        let out: StringArray = text
+            .as_string::<i32>()
+            .iter()
+            .map(|value| value.and_then(f))
+            .collect();
+        debug_assert_eq!(out.len(), text.len());
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `jane.doe@example.com` → `j***@example.com`; text without an `@` → `***`.
+fn mask_email(text: &str) -> Option<String> {
+    match text.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() => {
+            let first = local.chars().next().expect("not empty");
+            Some(format!("{first}***@{domain}"))
+        }
+        _ => Some("***".to_owned()),
+    }
+}
+
+/// `192.168.1.77` → `192.168.1.0`, `2001:db8:85a3:8d3::7348` → `2001:db8:85a3::`.
+fn mask_ip(text: &str) -> Option<String> {
+    match text.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(std::net::Ipv4Addr::new(a, b, c, 0).to_string())
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
+        }
+    }
+}
+
+static SENSITIVE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        // e-mail addresses
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+        // IPv4 addresses
+        r"|\b(?:\d{1,3}\.){3}\d{1,3}\b",
+        // nine or more digits, maybe split by spaces or dashes: cards, phones, accounts
+        r"|\+?\d(?:[ -]?\d){8,}",
+    ))
+    .expect("a valid pattern")
+});
+
+fn redact(text: &str) -> Option<String> {
+    Some(SENSITIVE.replace_all(text, "[redacted]").into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_redacts() {
+        assert_eq!(
+            mask_email("jane.doe@example.com").unwrap(),
+            "j***@example.com"
+        );
+        assert_eq!(mask_email("no address").unwrap(), "***");
+        assert_eq!(mask_ip("192.168.1.77").unwrap(), "192.168.1.0");
+        assert_eq!(
+            mask_ip("2001:db8:85a3:8d3:1319:8a2e:370:7348").unwrap(),
+            "2001:db8:85a3::"
+        );
+        assert_eq!(mask_ip("not an address"), None);
+        assert_eq!(
+            redact("mail jane@example.com from 10.1.2.3, card 4111 1111 1111 1111, order 1234")
+                .unwrap(),
+            "mail [redacted] from [redacted], card [redacted], order 1234"
+        );
+    }
+
+    #[test]
+    fn keyed_hash_is_hmac_sha256() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hmac_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let keys = HashKeys::new(BTreeMap::from([(
+            "users".to_owned(),
+            b"a secret key of 32 bytes or more".to_vec(),
+        )]));
+        let shown = format!("{:?}", all(&keys)[0]);
+        assert!(shown.contains("users"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
