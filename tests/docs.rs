@@ -34,6 +34,18 @@ fn the_readme_pipeline_checks() {
     assert!(stdout.contains("kafka_offset: Int64"), "{stdout}");
 }
 
+/// The SQL guide shows the example pipeline's golden test as it is.
+#[test]
+fn the_guides_golden_test_is_the_examples() {
+    let guide = std::fs::read_to_string(repo().join("docs/sql.md")).unwrap();
+    let path = "examples/quickstart/sql/page_views_per_minute.test.toml";
+    let file = std::fs::read_to_string(repo().join(path)).unwrap();
+    assert!(
+        guide.contains(&format!("`{path}`:\n\n```toml\n{file}```\n")),
+        "docs/sql.md does not show {path} as it is"
+    );
+}
+
 /// The fenced blocks of a Markdown text: (info string, body).
 fn fenced_blocks(text: &str) -> Vec<(String, String)> {
     let mut blocks = Vec::new();

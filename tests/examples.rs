@@ -37,7 +37,8 @@ fn every_example_plans_passes_its_golden_tests_and_runs_its_sample() {
             example.display()
         );
         let sample = example.join("sample.jsonl");
-        if sample.exists() {
+        assert!(sample.exists(), "{} has no sample.jsonl", example.display());
+        {
             let report: serde_json::Value = serde_json::from_slice(&output_ok(
                 weir()
                     .args(["sql", "run", "--format", "json", "--config"])
