@@ -180,13 +180,22 @@ pub struct WatermarkConfig {
 }
 
 /// What the transforms' SQL may use besides the source table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     /// Secret keys for `keyed_hash(value, 'name')`, by name; give them as `${VAR}` or
     /// `${file:PATH}`, never in the file itself.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SqlConfig {
+    // The keys are secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlConfig")
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Keys shorter than this would let a guessed value's hash be searched for.
@@ -419,14 +428,15 @@ impl PipelineConfig {
         }
         for (name, key) in &self.sql.keys {
             if key.len() < MIN_HASH_KEY_BYTES {
-                return Err(fail(
-                    name,
-                    format!(
+                // No line is quoted: it could hold the key itself.
+                return Err(ConfigError::Check {
+                    path: self.path.clone(),
+                    message: format!(
                         "`sql.keys.{name}` is {} bytes long; a key for keyed_hash needs at least \
                          {MIN_HASH_KEY_BYTES} (e.g. `openssl rand -hex 32`)",
                         key.len()
                     ),
-                ));
+                });
             }
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint

@@ -363,10 +363,24 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
                 .collect();
             // Object-store URLs and their options are checked (building a client does no
             // I/O); local directories would be created, so they are not opened.
-            for (t, url) in config.transforms.iter().zip(&urls) {
+            let mut stores: Vec<(String, &String, &std::collections::BTreeMap<String, String>)> =
+                config
+                    .transforms
+                    .iter()
+                    .zip(&urls)
+                    .map(|(t, url)| (format!("transform `{}`", t.name), url, &t.sink.storage))
+                    .collect();
+            let dead_letter_url = config
+                .dead_letters
+                .url
+                .as_ref()
+                .map(|u| config.resolve_url(u));
+            if let Some(url) = &dead_letter_url {
+                stores.push(("the dead letters".into(), url, &config.dead_letters.storage));
+            }
+            for (what, url, options) in stores {
                 if url.contains("://") && !url.starts_with("file://") {
-                    weir_sink::open_store(url, &t.sink.storage)
-                        .with_context(|| format!("transform `{}`", t.name))?;
+                    weir_sink::open_store(url, options).with_context(|| what.clone())?;
                 }
             }
             let (pipeline, _scratch) = sample::in_scratch(config).await?;

@@ -9,6 +9,16 @@ use std::process::Command;
 
 use common::*;
 
+/// The key the orders example's golden test was written for (a test's, not a secret).
+const ORDERS_TEST_KEY: &str = "example-only-key-do-not-use-in-production";
+
+/// weir with the orders example's key.
+fn weir_keyed() -> Command {
+    let mut command = weir();
+    command.env("ORDERS_HASH_KEY", ORDERS_TEST_KEY);
+    command
+}
+
 fn examples() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
         .unwrap()
@@ -25,10 +35,10 @@ fn every_example_plans_passes_its_golden_tests_and_runs_its_sample() {
     for example in examples() {
         let config = example.join("pipeline.toml");
         let checked =
-            String::from_utf8(output_ok(weir().args(["sql", "check"]).arg(&config))).unwrap();
+            String::from_utf8(output_ok(weir_keyed().args(["sql", "check"]).arg(&config))).unwrap();
         assert!(checked.ends_with("ok\n"), "{checked}");
         let tested = String::from_utf8(output_ok(
-            weir().args(["sql", "test", "--config"]).arg(&config),
+            weir_keyed().args(["sql", "test", "--config"]).arg(&config),
         ))
         .unwrap();
         assert!(
@@ -40,7 +50,7 @@ fn every_example_plans_passes_its_golden_tests_and_runs_its_sample() {
         assert!(sample.exists(), "{} has no sample.jsonl", example.display());
         {
             let report: serde_json::Value = serde_json::from_slice(&output_ok(
-                weir()
+                weir_keyed()
                     .args(["sql", "run", "--format", "json", "--config"])
                     .arg(&config)
                     .arg("--input")
@@ -120,4 +130,36 @@ fn pseudonyms_are_hmac_sha256_under_the_key_from_the_environment() {
         "{error}"
     );
     assert!(!error.contains("short-secret"), "{error}");
+
+    // A wrong key name, or a value that is not text or an integer, fails when the SQL is
+    // planned, not on every batch in production.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["pipeline.toml", "schema.toml", "sample.jsonl"] {
+        std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    let sql = std::fs::read_to_string(example.join("sql/orders.sql")).unwrap();
+    for (mistake, said) in [
+        (
+            "keyed_hash(customer_email, 'custmers')",
+            "no key named 'custmers' in the pipeline's [sql.keys] (it has [\"customers\"])",
+        ),
+        (
+            "keyed_hash(ts, 'customers')",
+            "keyed_hash hashes text or integers",
+        ),
+    ] {
+        let broken = sql.replace("keyed_hash(customer_email, 'customers')", mistake);
+        assert_ne!(broken, sql);
+        std::fs::write(dir.path().join("sql/orders.sql"), broken).unwrap();
+        let output = weir_keyed()
+            .args(["sql", "check"])
+            .arg(dir.path().join("pipeline.toml"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains("sql/orders.sql:"), "{error}");
+        assert!(error.contains(said), "{error}");
+    }
 }

@@ -14,10 +14,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use hmac::{Hmac, KeyInit, Mac};
 use regex::Regex;
@@ -72,18 +73,31 @@ impl ScalarUDFImpl for KeyedHash {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = &args.args[1] else {
+    // Checked when the SQL is planned, so that a wrong key name or argument fails
+    // `weir sql check` instead of dead-lettering every batch in production.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let value = args.arg_fields[0].data_type();
+        if !(value.is_integer()
+            || matches!(
+                value,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+            ))
+        {
             return plan_err!(
-                "keyed_hash takes the key's name as a string literal, e.g. keyed_hash(user_id, 'users')"
+                "keyed_hash hashes text or integers, not {value}: cast it to the text you mean to \
+                 hash, e.g. keyed_hash(CAST(x AS VARCHAR), 'name')"
             );
+        }
+        self.key(args.scalar_arguments.get(1).copied().flatten())?;
+        Ok(Arc::new(Field::new(self.name(), DataType::Utf8, true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = match &args.args[1] {
+            ColumnarValue::Scalar(name) => Some(name),
+            ColumnarValue::Array(_) => None,
         };
-        let Some(key) = self.keys.0.get(name) else {
-            let known: Vec<&String> = self.keys.0.keys().collect();
-            return exec_err!(
-                "keyed_hash: no key named '{name}' in the pipeline's [sql.keys] (it has {known:?})"
-            );
-        };
+        let key = self.key(name)?;
         let values = args.args[0].to_array(args.number_rows)?;
         let text = arrow::compute::cast(&values, &DataType::Utf8)?;
         let hashed: StringArray = text
@@ -92,6 +106,29 @@ impl ScalarUDFImpl for KeyedHash {
             .map(|value| value.map(|v| hmac_hex(key, v.as_bytes())))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(hashed)))
+    }
+}
+
+impl KeyedHash {
+    /// The key a literal `name` argument names.
+    fn key(&self, name: Option<&ScalarValue>) -> Result<&[u8]> {
+        let name = match name {
+            Some(ScalarValue::Utf8(Some(n)) | ScalarValue::Utf8View(Some(n))) => n,
+            _ => {
+                return plan_err!(
+                    "keyed_hash takes the key's name as a string literal, e.g. keyed_hash(user_id, 'users')"
+                );
+            }
+        };
+        match self.keys.0.get(name) {
+            Some(key) => Ok(key),
+            None => {
+                let known: Vec<&String> = self.keys.0.keys().collect();
+                plan_err!(
+                    "keyed_hash: no key named '{name}' in the pipeline's [sql.keys] (it has {known:?})"
+                )
+            }
+        }
     }
 }
 
@@ -172,6 +209,11 @@ fn mask_ip(text: &str) -> Option<String> {
             let [a, b, c, _] = v4.octets();
             Some(std::net::Ipv4Addr::new(a, b, c, 0).to_string())
         }
+        // A dual-stack server's IPv4 clients: mask them as IPv4.
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            let [a, b, c, _] = v6.to_ipv4_mapped().expect("checked").octets();
+            Some(std::net::Ipv4Addr::new(a, b, c, 0).to_string())
+        }
         IpAddr::V6(v6) => {
             let s = v6.segments();
             Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
@@ -191,8 +233,20 @@ static SENSITIVE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
+/// A date (`2026-11-25`, maybe with a time after it) is not a number to hide.
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}").expect("a valid pattern"));
+
 fn redact(text: &str) -> Option<String> {
-    Some(SENSITIVE.replace_all(text, "[redacted]").into_owned())
+    let redacted = SENSITIVE.replace_all(text, |found: &regex::Captures| {
+        let found = &found[0];
+        if DATE.is_match(found) {
+            found.to_owned()
+        } else {
+            "[redacted]".to_owned()
+        }
+    });
+    Some(redacted.into_owned())
 }
 
 #[cfg(test)]
@@ -212,6 +266,11 @@ mod tests {
             "2001:db8:85a3::"
         );
         assert_eq!(mask_ip("not an address"), None);
+        assert_eq!(mask_ip("::ffff:203.0.113.77").unwrap(), "203.0.113.0");
+        assert_eq!(
+            redact("seen 2026-11-25 10:00, call 0612345678").unwrap(),
+            "seen 2026-11-25 10:00, call [redacted]"
+        );
         assert_eq!(
             redact("mail jane@example.com from 10.1.2.3, card 4111 1111 1111 1111, order 1234")
                 .unwrap(),
@@ -234,8 +293,8 @@ mod tests {
             "users".to_owned(),
             b"a secret key of 32 bytes or more".to_vec(),
         )]));
+        assert_eq!(format!("{keys:?}"), r#"["users"]"#);
         let shown = format!("{:?}", all(&keys)[0]);
-        assert!(shown.contains("users"), "{shown}");
-        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains(r#"keys: ["users"]"#), "{shown}");
     }
 }

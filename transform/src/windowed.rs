@@ -372,7 +372,7 @@ impl WindowState {
             format!("{groups}; fixed-size partial aggregates per group")
         } else {
             format!(
-                "{groups}; {} keep the distinct values of each group, so they grow with them",
+                "{groups}; {} keep lists of values per group, so they grow with the values",
                 sets.join(", ")
             )
         }
