@@ -555,7 +555,10 @@ pub fn expand(
 ) -> Result<(String, Vec<String>), ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut substituted = Vec::new();
-    for (index, line) in text.split_inclusive('\n').enumerate() {
+    let mut strings = StringState::Outside;
+    for (index, whole) in text.split_inclusive('\n').enumerate() {
+        // Comments are left as written: a `${...}` in one is prose, not a reference.
+        let (line, comment) = whole.split_at(comment_start(whole, &mut strings));
         let mut rest = line;
         while let Some(start) = rest.find("${") {
             if rest[..start].ends_with('$') {
@@ -577,8 +580,69 @@ pub fn expand(
             rest = &after[end + 1..];
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     Ok((out, substituted))
+}
+
+/// Which TOML string the text is inside, carried from line to line for multi-line strings.
+#[derive(Clone, Copy, PartialEq)]
+enum StringState {
+    Outside,
+    Basic,
+    Literal,
+    MultiBasic,
+    MultiLiteral,
+}
+
+/// Where `line`'s comment starts (its length when it has none), following `state` through
+/// the line's strings.
+fn comment_start(line: &str, state: &mut StringState) -> usize {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &line[i..];
+        match *state {
+            StringState::Outside => {
+                if rest.starts_with("\"\"\"") {
+                    *state = StringState::MultiBasic;
+                    i += 3;
+                    continue;
+                }
+                if rest.starts_with("'''") {
+                    *state = StringState::MultiLiteral;
+                    i += 3;
+                    continue;
+                }
+                match bytes[i] {
+                    b'#' => return i,
+                    b'"' => *state = StringState::Basic,
+                    b'\'' => *state = StringState::Literal,
+                    _ => {}
+                }
+            }
+            StringState::Basic | StringState::MultiBasic if bytes[i] == b'\\' => i += 1,
+            StringState::Basic if bytes[i] == b'"' || bytes[i] == b'\n' => {
+                *state = StringState::Outside;
+            }
+            StringState::Literal if bytes[i] == b'\'' || bytes[i] == b'\n' => {
+                *state = StringState::Outside;
+            }
+            StringState::MultiBasic if rest.starts_with("\"\"\"") => {
+                *state = StringState::Outside;
+                i += 3;
+                continue;
+            }
+            StringState::MultiLiteral if rest.starts_with("'''") => {
+                *state = StringState::Outside;
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    line.len()
 }
 
 fn resolve(reference: &str, path: &Path, vars: &dyn Vars) -> Result<String, String> {
@@ -668,6 +732,23 @@ url = "out/dlq"
         assert_eq!(config.source.table, "events");
         assert!(config.resolve_url("out/all").ends_with("out/all"));
         assert!(config.resolve_url("out/all").starts_with('/'));
+    }
+
+    #[test]
+    fn references_in_comments_stay_as_written() {
+        let text = "# set ${UNSET} or use ${file:/no/such/file}\n\
+                    a = \"#${X}\" # ${UNSET}\n\
+                    b = '#' # '${UNSET}'\n\
+                    c = \"\"\"\nline # ${X}\n\"\"\"\n";
+        let vars = BTreeMap::from([("X".to_owned(), "x".to_owned())]);
+        let (expanded, _) = expand(text, Path::new("p.toml"), &vars).unwrap();
+        assert_eq!(
+            expanded,
+            "# set ${UNSET} or use ${file:/no/such/file}\n\
+             a = \"#x\" # ${UNSET}\n\
+             b = '#' # '${UNSET}'\n\
+             c = \"\"\"\nline # x\n\"\"\"\n"
+        );
     }
 
     #[test]

@@ -140,7 +140,27 @@ fn counts(out: &Path) -> serde_json::Value {
 
 /// Every exported metric agrees with the broker, the commit logs (through `weir lag`) and
 /// DuckDB's reading of the datasets, once everything produced is committed.
-fn check_settled(metrics: &Scrape, out: &Path, bootstrap: &str, lag: &serde_json::Value) {
+/// Rows the service's log says it wrote to time partitions already marked complete, by
+/// dataset (such rows are kept, and said).
+fn late_rows_logged(log: &str, dataset: &str) -> f64 {
+    log.lines()
+        .filter(|l| l.contains("late rows written to a time partition already marked complete"))
+        .filter(|l| l.contains(&format!("dataset={dataset} ")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|word| word.strip_prefix("rows="))
+                .and_then(|n| n.parse::<f64>().ok())
+        })
+        .sum()
+}
+
+fn check_settled(
+    metrics: &Scrape,
+    out: &Path,
+    bootstrap: &str,
+    lag: &serde_json::Value,
+    log: &str,
+) {
     let counted = counts(out);
     let log_end = broker_log_end(bootstrap, TOPIC, PARTITIONS);
     let total: i64 = log_end.iter().sum();
@@ -252,7 +272,8 @@ fn check_settled(metrics: &Scrape, out: &Path, bootstrap: &str, lag: &serde_json
                 "weir_late_records_total",
                 &[("dataset", dataset), ("action", "written")]
             ),
-            0.0
+            late_rows_logged(log, dataset),
+            "{dataset}"
         );
     }
     // The pipeline's event-time watermark of each partition: its latest valid event time
@@ -425,7 +446,7 @@ fn metrics_probes_status_page_and_prometheus_follow_a_running_pipeline() {
         assert!(output.status.success());
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    check_settled(&metrics, &out, &bootstrap, &lag(env));
+    check_settled(&metrics, &out, &bootstrap, &lag(env), &service.log_text());
     let (status, body) = http_get(port, "/readyz");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("3 partitions assigned"), "{body}");
@@ -440,7 +461,7 @@ fn metrics_probes_status_page_and_prometheus_follow_a_running_pipeline() {
         metrics = scrape(port);
         settled(9_000.0)(&metrics)
     });
-    check_settled(&metrics, &out, &bootstrap, &lag(env));
+    check_settled(&metrics, &out, &bootstrap, &lag(env), &service.log_text());
     for name in ["weir_checkpoints_total", "weir_freshness_seconds_count"] {
         assert!(metrics.sum(name, &[]) > first.sum(name, &[]), "{name}");
     }
