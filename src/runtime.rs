@@ -210,8 +210,6 @@ struct State {
     pending_timestamps: Vec<i64>,
     /// Late events dead-lettered since the last checkpoint, by windowed dataset.
     pending_late: BTreeMap<String, u64>,
-    /// Late rows each dataset reported so far, to count the new ones.
-    late_rows: BTreeMap<String, u64>,
     summary: Summary,
     observer: Arc<Observer>,
 }
@@ -258,7 +256,6 @@ impl State {
             pending_dead: DeadLetters::default(),
             pending_timestamps: Vec::new(),
             pending_late: BTreeMap::new(),
-            late_rows: BTreeMap::new(),
             summary: Summary::default(),
             observer,
         };
@@ -1058,14 +1055,6 @@ impl State {
         for (dataset, late) in std::mem::take(&mut self.pending_late) {
             self.observer.late(&dataset, "dead_lettered", late);
         }
-        let late_rows: Vec<(String, u64)> = self
-            .datasets()
-            .map(|d| (d.name().to_owned(), d.late_rows()))
-            .collect();
-        for (dataset, rows) in late_rows {
-            let before = self.late_rows.insert(dataset.clone(), rows).unwrap_or(0);
-            self.observer.late(&dataset, "written", rows - before);
-        }
         self.observer.visible(
             &std::mem::take(&mut self.pending_timestamps),
             chrono::Utc::now().timestamp_millis(),
@@ -1110,6 +1099,7 @@ fn report_commit(observer: &Observer, dataset: &Dataset, committed: &Committed, 
         began.elapsed(),
         partitions,
     );
+    observer.late(dataset.name(), "written", committed.late_rows);
 }
 
 fn rfc3339(ms: i64) -> String {

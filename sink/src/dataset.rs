@@ -94,6 +94,9 @@ pub struct Committed {
     /// Sequence number of the commit entry, `None` when there was nothing to commit.
     pub seq: Option<u64>,
     pub files: Vec<WrittenFile>,
+    /// Rows of these files that went to time partitions already marked complete (written,
+    /// not dropped, and logged as late).
+    pub late_rows: u64,
 }
 
 /// A dataset that files are written to.
@@ -216,12 +219,6 @@ impl Dataset {
         self.log.as_ref().map(CommitLog::state)
     }
 
-    /// Rows committed by this process to time partitions already marked complete (written,
-    /// not dropped, and logged as late).
-    pub fn late_rows(&self) -> u64 {
-        self.log.as_ref().map_or(0, CommitLog::late_rows)
-    }
-
     /// Where the dataset continues in `partition`, if it ever committed it.
     pub fn next_offset(&self, partition: &PartitionKey) -> Option<i64> {
         self.log.as_ref().and_then(|l| l.next_offset(partition))
@@ -244,6 +241,7 @@ impl Dataset {
             .log
             .as_mut()
             .expect("the commit log is opened before the dataset is used");
+        let late_before = log.late_rows();
         match log
             .commit(ranges, files.clone(), watermarks, window_state)
             .await
@@ -251,6 +249,7 @@ impl Dataset {
             Ok(seq) => Ok(Committed {
                 seq: Some(seq),
                 files,
+                late_rows: log.late_rows() - late_before,
             }),
             Err(error) => {
                 if matches!(error, LogError::Fenced { .. }) {
