@@ -917,8 +917,16 @@ impl State {
         self.observer.checkpoint_started();
         let result = self.checkpoint_now(closing).instrument(span).await;
         let error = result.as_ref().err().map(ToString::to_string);
-        self.observer.checkpoint_finished(error, messages > 0);
-        self.observer.buffered(self.buffered_bytes());
+        self.observer
+            .checkpoint_finished(error, messages > 0, self.buffered_bytes());
+        // Freshness is told last: once a scrape counts a message as visible, the scrapes
+        // after it see all the rest of the checkpoint that made it so.
+        if result.is_ok() {
+            self.observer.visible(
+                &std::mem::take(&mut self.pending_timestamps),
+                chrono::Utc::now().timestamp_millis(),
+            );
+        }
         result
     }
 
@@ -1055,10 +1063,6 @@ impl State {
         for (dataset, late) in std::mem::take(&mut self.pending_late) {
             self.observer.late(&dataset, "dead_lettered", late);
         }
-        self.observer.visible(
-            &std::mem::take(&mut self.pending_timestamps),
-            chrono::Utc::now().timestamp_millis(),
-        );
         let ranges = std::mem::take(&mut self.pending);
         self.summary.events_in += ranges.messages();
         self.summary.checkpoints += 1;

@@ -33,7 +33,9 @@ fn broker_failures_mid_stream_lose_nothing_and_duplicate_nothing() {
     ];
     let events = 16_000;
     let generated = dir.path().join("generated.json");
-    let mut generator = generate(&bootstrap, TOPIC, events, 1_500, 23, &generated);
+    // About 27 seconds of events: the stream outlasts the faults below, so that each step
+    // has new events to make progress with.
+    let mut generator = generate(&bootstrap, TOPIC, events, 600, 23, &generated);
     let mut command = weir();
     command.args(["run", "--config"]).arg(&config).envs(env);
     let mut weir = Process::start("weir", command, dir.path().join("weir.log"));
@@ -41,6 +43,10 @@ fn broker_failures_mid_stream_lose_nothing_and_duplicate_nothing() {
     // Waits until the clicks dataset has committed more than it had.
     let mut progress = |what: &str| {
         let before = committed_in_logs(&out, &QUICKSTART_DATASETS)[0];
+        assert!(
+            before < events as i64,
+            "the stream was all committed before {what}: lengthen it"
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         while committed_in_logs(&out, &QUICKSTART_DATASETS)[0] <= before {
             weir.assert_running();

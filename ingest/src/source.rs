@@ -228,17 +228,11 @@ impl SourceContext {
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let partitions = partition_keys(tpl);
         let lost = consumer.assignment_lost();
-        {
-            let mut offsets = self.group_offsets.lock().expect("not poisoned");
-            for partition in &partitions {
-                offsets.remove(partition);
-            }
-        }
         tracing::info!(partitions = %list(&partitions), lost, "partitions revoked");
         self.hand_on_building();
         let (done, answer) = oneshot::channel();
         let event = SourceEvent::Revoked {
-            partitions,
+            partitions: partitions.clone(),
             lost,
             done,
         };
@@ -246,6 +240,13 @@ impl SourceContext {
             // An error means the pipeline stopped: nothing more can be committed anyway.
             let _ = answer.blocking_recv();
         }
+        // Forgotten only now: the pipeline's last checkpoint of these partitions puts their
+        // offsets back, and every later commit would send them again over the new owner's.
+        let mut offsets = self.group_offsets.lock().expect("not poisoned");
+        for partition in &partitions {
+            offsets.remove(partition);
+        }
+        drop(offsets);
         let unassigned = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
             _ => consumer.unassign(),

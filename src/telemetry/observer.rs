@@ -322,9 +322,16 @@ impl Observer {
         self.view().checkpoint_running_since = Some(Instant::now());
     }
 
-    pub fn checkpoint_finished(&self, error: Option<String>, committed_anything: bool) {
+    /// A checkpoint ended, with its error if it failed, and the bytes still buffered after it.
+    pub fn checkpoint_finished(
+        &self,
+        error: Option<String>,
+        committed_anything: bool,
+        buffered_bytes: usize,
+    ) {
         let mut view = self.view();
         view.checkpoint_running_since = None;
+        view.buffered_bytes = buffered_bytes as u64;
         if error.is_none() {
             view.last_checkpoint = Some(Instant::now());
         }
@@ -915,12 +922,12 @@ mod tests {
         o.storage_checked([]);
         o.assigned(&[PartitionKey::new("t", 0)]);
         o.checkpoint_started();
-        o.checkpoint_finished(Some("storage said no".into()), true);
+        o.checkpoint_finished(Some("storage said no".into()), true, 0);
         let ready = o.status().ready;
         assert!(!ready.ok);
         assert!(reasons(&ready).contains("the last checkpoint failed: storage said no"));
         o.checkpoint_started();
-        o.checkpoint_finished(None, true);
+        o.checkpoint_finished(None, true, 0);
         assert!(o.status().ready.ok);
     }
 

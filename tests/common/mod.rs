@@ -141,10 +141,16 @@ impl Drop for Process {
 
 /// A port on loopback that nothing listens on now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding a loopback port")
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` different ports on loopback that nothing listens on now: each is held until all are
+/// picked, so none is handed out twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("binding a loopback port"));
+    listeners.map(|l| l.local_addr().expect("a bound address").port())
 }
 
 /// An HTTP GET on loopback: the status code and the body.
@@ -182,6 +188,30 @@ pub fn wait_for_listener(process: &mut Process, port: u16) {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         },
     );
+}
+
+/// The port a weir service serves its status page on, from its log: with `listen` at port 0
+/// it is the one the system picked.
+pub fn serving_port(process: &mut Process) -> u16 {
+    const SAID: &str = "status_page=http://127.0.0.1:";
+    let mut port = None;
+    wait_until(
+        &format!("{} to say where it serves", process.name),
+        Duration::from_secs(60),
+        || {
+            process.assert_running();
+            let log = process.log_text();
+            port = log.find(SAID).map(|at| {
+                let digits: String = log[at + SAID.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().expect("a port number")
+            });
+            port.is_some()
+        },
+    );
+    port.expect("waited for")
 }
 
 /// The sum over the topic's partitions of the group's committed offsets.
