@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use opentelemetry::metrics::MeterProvider;
 use serde::Serialize;
 use weir_ingest::{JsonDecoder, RawMessages, SourceBatch};
@@ -33,13 +33,22 @@ pub const PARTITION_COLUMN: &str = "_partition_path";
 
 /// What a sample run wrote.
 pub struct SampleRun {
-    /// Per transform, in the pipeline's order: its rows, each with its partition path.
-    pub outputs: Vec<(String, Vec<RecordBatch>)>,
+    /// Per transform, in the pipeline's order.
+    pub outputs: Vec<SampleOutput>,
     /// The sample's dead letters, with `line` instead of Kafka coordinates.
     pub dead_letters: Vec<RecordBatch>,
     pub summary: Summary,
     /// Lines read (blank lines are skipped).
     pub messages: u64,
+}
+
+/// What one transform made of a sample.
+pub struct SampleOutput {
+    pub name: String,
+    /// The transform's output columns (without the partition path), also when no row came.
+    pub schema: SchemaRef,
+    /// Its rows, each with its partition path as a last column.
+    pub rows: Vec<RecordBatch>,
 }
 
 /// The pipeline of `config` with every dataset (dead letters included) in a scratch
@@ -68,8 +77,12 @@ pub async fn run_sample(
     let text = std::fs::read_to_string(sample)
         .with_context(|| format!("cannot read the sample {}", sample.display()))?;
     let topic = config.source.topics[0].clone();
-    let names: Vec<String> = config.transforms.iter().map(|t| t.name.clone()).collect();
     let (pipeline, scratch) = in_scratch(config).await?;
+    let transforms: Vec<(String, SchemaRef)> = pipeline
+        .outputs
+        .iter()
+        .map(|o| (o.transform.name().to_owned(), o.transform.schema()))
+        .collect();
     let mut decoder = JsonDecoder::new(&pipeline.schema, batch.max(1))?;
 
     let mut batches = Vec::new();
@@ -108,10 +121,10 @@ pub async fn run_sample(
     let summary = replay(pipeline, &[PartitionKey::new(&topic, 0)], batches, observer).await?;
 
     let mut outputs = Vec::new();
-    for name in names {
+    for (name, schema) in transforms {
         let rows = read_dataset(&scratch.path().join(&name))
             .with_context(|| format!("reading back the rows of `{name}`"))?;
-        outputs.push((name, rows));
+        outputs.push(SampleOutput { name, schema, rows });
     }
     let dead_letters = read_dataset(&scratch.path().join(DEAD_LETTERS))?
         .iter()
@@ -278,8 +291,8 @@ pub fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<serde_json::Value> {
 impl SampleRun {
     /// Keeps only the transform called `name`.
     pub fn only(&mut self, name: &str) -> anyhow::Result<()> {
-        let known: Vec<String> = self.outputs.iter().map(|(n, _)| n.clone()).collect();
-        self.outputs.retain(|(n, _)| n == name);
+        let known: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        self.outputs.retain(|o| o.name == name);
         if self.outputs.is_empty() {
             bail!(
                 "no transform `{name}` in the pipeline; it has {}",
@@ -300,7 +313,7 @@ impl SampleRun {
                     datasets: self
                         .outputs
                         .iter()
-                        .map(|(name, rows)| Ok((name.clone(), json_rows(rows)?)))
+                        .map(|o| Ok((o.name.clone(), json_rows(&o.rows)?)))
                         .collect::<anyhow::Result<_>>()?,
                     open_window_groups: self
                         .summary
@@ -313,7 +326,7 @@ impl SampleRun {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             Format::Csv => {
-                let [(_, rows)] = self.outputs.as_slice() else {
+                let [SampleOutput { rows, .. }] = self.outputs.as_slice() else {
                     bail!("--format csv prints one transform: choose it with --transform");
                 };
                 let mut writer = arrow::csv::Writer::new(std::io::stdout());
@@ -327,7 +340,7 @@ impl SampleRun {
                 let mut files: Vec<(&str, &[RecordBatch])> = self
                     .outputs
                     .iter()
-                    .map(|(n, r)| (n.as_str(), r.as_slice()))
+                    .map(|o| (o.name.as_str(), o.rows.as_slice()))
                     .collect();
                 files.push((DEAD_LETTERS, &self.dead_letters));
                 for (name, rows) in files {
@@ -365,7 +378,7 @@ impl SampleRun {
             "{} messages; watermark at the end {watermark}",
             self.messages
         )?;
-        for (name, rows) in &self.outputs {
+        for SampleOutput { name, rows, .. } in &self.outputs {
             let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
             writeln!(text, "\ntransform `{name}`: {count} rows")?;
             if count > 0 {

@@ -223,6 +223,11 @@ fn a_failing_golden_test_shows_what_differs_and_fails() {
         "input = \"{}\"\nexpected_rows = 3\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("sql/page_views_per_minute.test.toml"),
+        format!("input = '''\n{sample}\n'''\n\n[[rows]]\nview = 1\n"),
+    )
+    .unwrap();
     let output = weir()
         .args(["sql", "test", "--config"])
         .arg(&config)
@@ -247,7 +252,15 @@ fn a_failing_golden_test_shows_what_differs_and_fails() {
     // A test file with a mistake fails with the file and the key.
     assert!(said.contains("clicks.test.toml"), "{said}");
     assert!(said.contains("unknown field `expected_rows`"), "{said}");
-    assert!(said.ends_with("0 passed, 2 failed\n"), "{said}");
+    // A column the transform does not have is named, with the ones it has.
+    assert!(
+        said.contains(
+            "rows of `page_views_per_minute`: no column `view`; the columns are window_start, \
+             window_end, page, views, visitors, avg_duration_ms"
+        ),
+        "{said}"
+    );
+    assert!(said.ends_with("0 passed, 3 failed\n"), "{said}");
     let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("2 of 2 golden tests failed"), "{error}");
+    assert!(error.contains("3 of 3 golden tests failed"), "{error}");
 }
