@@ -6,8 +6,8 @@
 //!   still work), and without the key nobody can hash a guessed value to match one.
 //! - `mask_email(text)`: the first character of the local part and the domain.
 //! - `mask_ip(text)`: IPv4 to its /24, IPv6 to its /48; NULL for what is not an address.
-//! - `redact(text)`: e-mail addresses, IPv4 addresses and long digit runs (card and phone
-//!   numbers) in free text become `[redacted]`.
+//! - `redact(text)`: e-mail addresses, IPv4 and IPv6 addresses and long digit runs (card and
+//!   phone numbers, however punctuated) in free text become `[redacted]`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -225,28 +225,52 @@ static SENSITIVE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         // e-mail addresses
         r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+        // nine or more digits, maybe punctuated: cards, phones (`+1 (555) 123-4567`,
+        // `06.12.34.56.78`, not only its first four numbers as an IPv4 address), accounts
+        r"|\+?\(?\d(?:[ .()-]{0,3}\d){8,}",
         // IPv4 addresses
         r"|\b(?:\d{1,3}\.){3}\d{1,3}\b",
-        // nine or more digits, maybe split by spaces or dashes: cards, phones, accounts
-        r"|\+?\d(?:[ -]?\d){8,}",
     ))
     .expect("a valid pattern")
 });
 
-/// A date (`2026-11-25`, maybe with a time after it) is not a number to hide.
-static DATE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}").expect("a valid pattern"));
+/// What is not a number to hide: a date (`2026-11-25`, maybe with a time after it) or a
+/// decimal number (`1234567.89`).
+static NOT_SENSITIVE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:\d{4}-\d{2}-\d{2}|\d+\.\d+$)").expect("a valid pattern"));
+
+/// What may be an IPv6 address: hex digits, colons (two at least) and dots (an IPv4 tail).
+/// Parsing decides; a time such as `10:00:05` is not one.
+static IPV6_CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*").expect("a valid pattern")
+});
 
 fn redact(text: &str) -> Option<String> {
-    let redacted = SENSITIVE.replace_all(text, |found: &regex::Captures| {
+    let mut redacted = String::with_capacity(text.len());
+    let mut from = 0;
+    for candidate in IPV6_CANDIDATE.find_iter(text) {
+        // A sentence may end right after the address.
+        let address = candidate.as_str().trim_end_matches('.');
+        if address.parse::<std::net::Ipv6Addr>().is_ok() {
+            redacted.push_str(&redact_others(&text[from..candidate.start()]));
+            redacted.push_str("[redacted]");
+            from = candidate.start() + address.len();
+        }
+    }
+    redacted.push_str(&redact_others(&text[from..]));
+    Some(redacted)
+}
+
+/// [`redact`] of what holds no IPv6 address.
+fn redact_others(text: &str) -> std::borrow::Cow<'_, str> {
+    SENSITIVE.replace_all(text, |found: &regex::Captures| {
         let found = &found[0];
-        if DATE.is_match(found) {
+        if NOT_SENSITIVE.is_match(found) {
             found.to_owned()
         } else {
             "[redacted]".to_owned()
         }
-    });
-    Some(redacted.into_owned())
+    })
 }
 
 #[cfg(test)]
@@ -276,6 +300,31 @@ mod tests {
                 .unwrap(),
             "mail [redacted] from [redacted], card [redacted], order 1234"
         );
+    }
+
+    #[test]
+    fn redacts_phones_however_punctuated_and_ipv6_addresses() {
+        for (text, redacted) in [
+            ("call +1 (555) 123-4567 now", "call [redacted] now"),
+            ("call (555) 123-4567", "call [redacted]"),
+            ("tel 06.12.34.56.78.", "tel [redacted]."),
+            ("tel 555.123.4567", "tel [redacted]"),
+            ("from 2001:db8:85a3::8a2e:370:7348.", "from [redacted]."),
+            ("from [fe80::1%eth0]:8080", "from [[redacted]%eth0]:8080"),
+            ("mapped ::ffff:203.0.113.77 here", "mapped [redacted] here"),
+            (
+                "at 10:00:05, 10:00 and 2026-11-25T10:00:05Z",
+                "at 10:00:05, 10:00 and 2026-11-25T10:00:05Z",
+            ),
+            (
+                "paid 1234567.89 EUR, ref 12345678",
+                "paid 1234567.89 EUR, ref 12345678",
+            ),
+            ("note: cafe:beef is fine", "note: cafe:beef is fine"),
+            ("2001:db8::1 and 0612345678", "[redacted] and [redacted]"),
+        ] {
+            assert_eq!(redact(text).unwrap(), redacted, "{text}");
+        }
     }
 
     #[test]
