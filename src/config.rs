@@ -164,6 +164,9 @@ pub struct DeliveryConfig {
     /// Memory for buffered rows; when reached, files are flushed and consumption waits.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: ByteSize,
+    /// How long each dataset's commit log keeps entries a newer snapshot replaces.
+    #[serde(default = "default_log_retention", deserialize_with = "duration")]
+    pub log_retention: Duration,
 }
 
 /// How event time turns into watermarks.
@@ -280,6 +283,7 @@ impl Default for DeliveryConfig {
         Self {
             commit_interval: default_commit_interval(),
             max_buffered: default_max_buffered(),
+            log_retention: default_log_retention(),
         }
     }
 }
@@ -317,6 +321,13 @@ fn default_open_files() -> usize {
 fn default_commit_interval() -> Duration {
     Duration::from_secs(10)
 }
+fn default_log_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+/// Shorter, and an instance paused for a fraction of it would have to start over too often.
+const MIN_LOG_RETENTION: Duration = Duration::from_secs(3600);
+
 fn default_max_buffered() -> ByteSize {
     ByteSize::mib(256)
 }
@@ -424,6 +435,16 @@ impl PipelineConfig {
             return Err(fail(
                 "name",
                 "no [[transforms]]: a pipeline needs at least one".into(),
+            ));
+        }
+        if self.delivery.log_retention < MIN_LOG_RETENTION {
+            return Err(fail(
+                "log_retention",
+                format!(
+                    "`delivery.log_retention` must be at least {}, found {}",
+                    humantime::format_duration(MIN_LOG_RETENTION),
+                    humantime::format_duration(self.delivery.log_retention)
+                ),
             ));
         }
         for (name, key) in &self.sql.keys {
@@ -764,6 +785,27 @@ url = "out/dlq"
         assert_eq!(
             config.telemetry.otlp_endpoint.as_deref(),
             Some("http://collector:4318")
+        );
+    }
+
+    #[test]
+    fn a_log_retention_under_an_hour_is_refused_at_its_line() {
+        let text = format!("{MINIMAL}\n[delivery]\nlog_retention = \"10m\"\n");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("log_retention"))
+            .unwrap()
+            + 1;
+        assert!(err.contains(&format!("pipeline.toml:{line}:")), "{err}");
+        assert!(
+            err.contains("`delivery.log_retention` must be at least 1h, found 10m"),
+            "{err}"
+        );
+        let config = load(&text.replace("10m", "30d"), &[("SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.delivery.log_retention,
+            Duration::from_secs(30 * 24 * 3600)
         );
     }
 

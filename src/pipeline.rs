@@ -130,6 +130,7 @@ impl Pipeline {
                 upload_buffer_bytes: upload_buffer(t.sink.target_file_size.as_u64()),
                 time_partitions: t.sink.time_partitions,
                 max_open_files: t.sink.max_open_files,
+                log_retention: Some(config.delivery.log_retention),
             };
             let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
             let windows = match transform.kind() {
@@ -167,6 +168,7 @@ impl Pipeline {
                     max_open_files: 1,
                     // By the day they were dead-lettered, not by event time.
                     time_partitions: None,
+                    log_retention: Some(config.delivery.log_retention),
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 DeadLetterTarget::Dataset {

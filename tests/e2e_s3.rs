@@ -204,6 +204,65 @@ fn orders_on_embedded_cluster(
     (cluster, bootstrap, expected, messages)
 }
 
+/// On S3 as on disk, a commit log deletes the entries past their retention (in batches, by
+/// S3's DeleteObjects), and a reader starts from the snapshot that replaces them.
+#[test]
+fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
+    use futures::TryStreamExt;
+    use weir_sink::commit_log::SNAPSHOT_EVERY;
+    use weir_sink::{CommitLog, OffsetRange};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
+    let options: std::collections::BTreeMap<String, String> = [
+        ("aws_endpoint", endpoint.as_str()),
+        ("aws_allow_http", "true"),
+        ("aws_region", "us-east-1"),
+        ("aws_access_key_id", "weir-test"),
+        ("aws_secret_access_key", "weir-test-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let (store, root) = weir_sink::open_store("s3://weir-test/pruned", &options).unwrap();
+    let partition = weir_schemas::PartitionKey::new("t", 0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let retention = Some(Duration::ZERO);
+        let mut log = CommitLog::open("pruned", store.clone(), root.clone(), "w", None, retention)
+            .await
+            .unwrap();
+        log.claim(std::slice::from_ref(&partition)).await.unwrap();
+        // Entries 1..=SNAPSHOT_EVERY + 3 after the claim; the snapshot after entry
+        // SNAPSHOT_EVERY prunes it and everything before.
+        let commits = SNAPSHOT_EVERY as i64 + 3;
+        for offset in 0..commits {
+            let range = OffsetRange {
+                partition: partition.clone(),
+                from: offset,
+                to: offset + 1,
+            };
+            log.commit(vec![range], vec![], vec![], None).await.unwrap();
+        }
+        let log_dir = root.clone().join("_weir").join("log");
+        let mut kept: Vec<String> = store
+            .list(Some(&log_dir))
+            .map_ok(|meta| meta.location.filename().unwrap().to_owned())
+            .try_collect()
+            .await
+            .unwrap();
+        kept.sort();
+        let expected: Vec<String> = (SNAPSHOT_EVERY + 1..=SNAPSHOT_EVERY + 3)
+            .map(|seq| format!("{seq:020}.json"))
+            .collect();
+        assert_eq!(kept, expected);
+        let state = CommitLog::read_state("pruned", store.clone(), root.clone())
+            .await
+            .unwrap();
+        assert_eq!(state.partitions[&partition].next_offset, Some(commits));
+    });
+}
+
 /// A moto S3 server on a free loopback port, and its endpoint URL.
 fn start_moto(dir: &Path) -> (Process, String) {
     let port = free_port();

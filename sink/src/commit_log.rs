@@ -29,6 +29,16 @@
 //! server-side copy and a delete; a copy repeated after a crash writes the same bytes again, so
 //! a glob reader can see a committed file early or twice-written, but never an uncommitted one
 //! and never two copies under two names.
+//!
+//! **Old entries go after a retention period.** A service that commits every few seconds for
+//! months would keep millions of entries. When a writer writes a snapshot it deletes the
+//! entries up to the newest snapshot older than the retention (a bounded number at a time),
+//! and the snapshots before that one: nobody starts before the latest snapshot, so snapshots
+//! are part of the log, not a cache. Before a writer creates entry `n` it checks that no
+//! snapshot at or after `n` exists: one would mean `n` was pruned while the writer was not
+//! looking (paused, say), and the writer starts again from the latest snapshot instead of
+//! reusing the number. No clock is trusted for it; only a pause longer than the retention
+//! between that check and the create could still reuse a number, which `weir verify` reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -48,7 +58,10 @@ use crate::time_partitions::TimeGranularity;
 pub const WEIR_DIR: &str = "_weir";
 const FORMAT_VERSION: u32 = 1;
 /// A snapshot of the state is written after every this many entries.
-const SNAPSHOT_EVERY: u64 = 100;
+pub const SNAPSHOT_EVERY: u64 = 100;
+/// Entries one pruning deletes at most, so that a log with a long history (kept by an earlier
+/// version, or a retention just shortened) is trimmed over many commits, none of them slow.
+const PRUNE_AT_MOST: usize = 1000;
 /// Files moved (or checked) at once when publishing.
 const PUBLISH_CONCURRENCY: usize = 16;
 /// Attempts at one storage call of the log before its error is returned. HTTP stores retry
@@ -437,6 +450,8 @@ pub struct CommitLog {
     published_watermark: Option<i64>,
     /// Rows this writer committed to time partitions already marked complete.
     late_rows: u64,
+    /// How long entries are kept once a newer snapshot replaces them; `None`: for ever.
+    retention: Option<Duration>,
 }
 
 impl CommitLog {
@@ -448,29 +463,23 @@ impl CommitLog {
 
     /// Opens the log of the dataset at `root` for `writer`, a name unique to this process,
     /// and finishes publishing the files of commits whose writer stopped half-way.
+    /// Entries older than `retention` that a snapshot replaces are deleted as snapshots are
+    /// written (`None`: never).
     pub async fn open(
         dataset: &str,
         store: Arc<dyn ObjectStore>,
         root: Path,
         writer: &str,
         time_partitions: Option<TimeGranularity>,
+        retention: Option<Duration>,
     ) -> Result<Self, LogError> {
-        let mut log = Self {
-            dataset: dataset.to_owned(),
-            store,
-            root,
-            writer: writer.to_owned(),
-            state: LogState::default(),
-            claims: HashMap::new(),
-            unpublished: Vec::new(),
-            time_partitions,
-            incomplete: Default::default(),
-            published_watermark: None,
-            late_rows: 0,
-        };
+        let mut log = Self::unread(dataset, store, root, writer);
+        log.time_partitions = time_partitions;
+        log.retention = retention;
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
+        log.check_start().await?;
         log.publish_unpublished().await?;
         log.mark_complete().await;
         Ok(log)
@@ -508,17 +517,13 @@ impl CommitLog {
         }
     }
 
-    /// Reads the state of a dataset's log without writing anything (for lag and tests).
-    pub async fn read_state(
-        dataset: &str,
-        store: Arc<dyn ObjectStore>,
-        root: Path,
-    ) -> Result<LogState, LogError> {
-        let mut log = Self {
+    /// A log of which nothing is read yet.
+    fn unread(dataset: &str, store: Arc<dyn ObjectStore>, root: Path, writer: &str) -> Self {
+        Self {
             dataset: dataset.to_owned(),
             store,
             root,
-            writer: String::new(),
+            writer: writer.to_owned(),
             state: LogState::default(),
             claims: HashMap::new(),
             unpublished: Vec::new(),
@@ -526,9 +531,20 @@ impl CommitLog {
             incomplete: Default::default(),
             published_watermark: None,
             late_rows: 0,
-        };
+            retention: None,
+        }
+    }
+
+    /// Reads the state of a dataset's log without writing anything (for lag and tests).
+    pub async fn read_state(
+        dataset: &str,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+    ) -> Result<LogState, LogError> {
+        let mut log = Self::unread(dataset, store, root, "");
         log.load_snapshot().await?;
         log.refresh().await?;
+        log.check_start().await?;
         Ok(log.state)
     }
 
@@ -820,6 +836,22 @@ impl CommitLog {
                     return Ok(seq);
                 }
             }
+            if self.pruned_past(self.state.next_seq).await? {
+                // The entries after what this writer read were pruned while it was not
+                // looking: their numbers only look free.
+                let behind = self.state.next_seq;
+                self.load_snapshot().await?;
+                if self.state.next_seq == behind {
+                    return Err(LogError::Corrupt {
+                        dataset: self.dataset.clone(),
+                        path: snapshot_dir(&self.root).to_string(),
+                        reason: format!(
+                            "a snapshot after entry {behind} is listed but not the latest"
+                        ),
+                    });
+                }
+                continue;
+            }
             let entry = Entry {
                 version: FORMAT_VERSION,
                 seq: self.state.next_seq,
@@ -962,54 +994,189 @@ impl CommitLog {
         Ok(())
     }
 
-    async fn load_snapshot(&mut self) -> Result<(), LogError> {
-        let dir = self.root.clone().join(WEIR_DIR).join("snapshots");
-        let listing: Vec<Path> = self
-            .store
+    /// The snapshots, by the last entry each includes.
+    async fn snapshots(&self) -> Result<BTreeMap<u64, object_store::ObjectMeta>, LogError> {
+        let dir = snapshot_dir(&self.root);
+        self.store
             .list(Some(&dir))
-            .map_ok(|meta| meta.location)
+            .try_filter_map(|meta| async move { Ok(seq_of(&meta.location).map(|seq| (seq, meta))) })
             .try_collect()
             .await
-            .map_err(|source| self.store_error("list", &dir, source))?;
-        // Names are zero-padded sequence numbers: the greatest name is the latest snapshot.
-        let Some(latest) = listing
-            .into_iter()
-            .filter(|p| p.extension() == Some("json"))
-            .max()
-        else {
+            .map_err(|source| self.store_error("list", &dir, source))
+    }
+
+    /// Whether a snapshot at or after entry `seq` exists, which means that `seq` was pruned.
+    async fn pruned_past(&self, seq: u64) -> Result<bool, LogError> {
+        let dir = snapshot_dir(&self.root);
+        let mut failures = 0;
+        loop {
+            let listed = match seq.checked_sub(1) {
+                Some(before) => self
+                    .store
+                    .list_with_offset(Some(&dir), &snapshot_path(&self.root, before)),
+                None => self.store.list(Some(&dir)),
+            };
+            let found: Result<Vec<u64>, _> = listed
+                .try_filter_map(|meta| async move { Ok(seq_of(&meta.location)) })
+                .try_collect()
+                .await;
+            match found {
+                Ok(found) => return Ok(found.into_iter().any(|s| s >= seq)),
+                Err(source) => {
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return Err(self.store_error("list", &dir, source));
+                    }
+                    backoff(failures).await;
+                }
+            }
+        }
+    }
+
+    /// Fails when the log has entries but neither its first entry nor a snapshot: its start
+    /// was deleted (by hand, or a lifecycle rule), and nothing says what it held.
+    async fn check_start(&mut self) -> Result<(), LogError> {
+        if self.state.next_seq > 0 {
+            return Ok(());
+        }
+        let dir = self.root.clone().join(WEIR_DIR).join("log");
+        if let Some(found) = self.store.list(Some(&dir)).next().await {
+            let found = found.map_err(|source| self.store_error("list", &dir, source))?;
+            // Another instance may have just written the first entry of a new log.
+            self.load_snapshot().await?;
+            self.refresh().await?;
+            if self.state.next_seq > 0 {
+                return Ok(());
+            }
+            return Err(LogError::Corrupt {
+                dataset: self.dataset.clone(),
+                path: found.location.to_string(),
+                reason: "the log's first entry and every snapshot are missing; entries and \
+                         snapshots under _weir/ must not be deleted by hand or by lifecycle rules"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts from the latest snapshot, if it is ahead of what this writer has read.
+    async fn load_snapshot(&mut self) -> Result<(), LogError> {
+        let Some(latest) = self.snapshots().await?.into_keys().next_back() else {
             return Ok(());
         };
-        let Some(bytes) = self.get(&latest).await? else {
+        if latest < self.state.next_seq {
             return Ok(());
+        }
+        let path = snapshot_path(&self.root, latest);
+        // Pruning never deletes the latest snapshot.
+        let Some(bytes) = self.get(&path).await? else {
+            return Err(LogError::Corrupt {
+                dataset: self.dataset.clone(),
+                path: path.to_string(),
+                reason: "it was listed, then it was gone".into(),
+            });
         };
-        let snapshot: Snapshot = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
-            dataset: self.dataset.clone(),
-            path: latest.to_string(),
-            reason: e.to_string(),
-        })?;
-        self.incomplete = snapshot.incomplete.into_iter().collect();
-        self.state = LogState {
-            next_seq: snapshot.seq + 1,
-            partitions: snapshot
-                .partitions
-                .into_iter()
-                .map(|p| (p.partition, p.state))
-                .collect(),
-        };
+        let (state, incomplete) = parse_snapshot(&self.dataset, &path, &bytes)?;
+        self.state = state;
+        self.incomplete = incomplete.into_iter().collect();
         Ok(())
     }
 
     /// Writes the state after entry `seq`, this writer's latest, every `SNAPSHOT_EVERY`
     /// entries. Every file committed up to it must be published first (this writer's own
     /// included), since a reader starting from the snapshot does not look at older entries.
-    /// A snapshot is an optimisation: failing to write one is only logged.
+    /// Failing to write one is only logged: the entries it would replace stay until a later
+    /// snapshot does.
     async fn snapshot_if_due(&mut self, seq: u64) {
         if seq == 0 || !seq.is_multiple_of(SNAPSHOT_EVERY) || self.state.next_seq != seq + 1 {
             return;
         }
         if let Err(e) = self.write_snapshot(seq).await {
             tracing::warn!(dataset = %self.dataset, error = %e, "could not write a commit log snapshot");
+            return;
         }
+        if let Some(retention) = self.retention
+            && let Err(e) = self.prune(retention).await
+        {
+            tracing::warn!(dataset = %self.dataset, error = %e, "could not prune the commit log");
+        }
+    }
+
+    /// Deletes the entries up to the newest snapshot older than `retention` (measured on the
+    /// store's clock, against the snapshot just written), at most [`PRUNE_AT_MOST`] of them,
+    /// up to a snapshot; then the snapshots before it. Entries first: a crash half-way leaves
+    /// a snapshot to start from, and the next pruning lists what is left.
+    async fn prune(&self, retention: Duration) -> Result<(), LogError> {
+        let snapshots = self.snapshots().await?;
+        let Some(cutoff) = snapshots.values().next_back().and_then(|latest| {
+            let retention = chrono::TimeDelta::from_std(retention).ok()?;
+            latest.last_modified.checked_sub_signed(retention)
+        }) else {
+            return Ok(());
+        };
+        let candidates: Vec<u64> = snapshots
+            .iter()
+            .filter(|(_, meta)| meta.last_modified <= cutoff)
+            .map(|(seq, _)| *seq)
+            .collect();
+        let Some(&first_candidate) = candidates.first() else {
+            return Ok(());
+        };
+        let dir = self.root.clone().join(WEIR_DIR).join("log");
+        let mut entries: Vec<(u64, Path)> = self
+            .store
+            .list(Some(&dir))
+            .try_filter_map(|meta| async move {
+                Ok(seq_of(&meta.location).map(|seq| (seq, meta.location)))
+            })
+            .try_collect()
+            .await
+            .map_err(|source| self.store_error("list", &dir, source))?;
+        entries.sort_unstable_by_key(|(seq, _)| *seq);
+        let up_to = |cut: u64| entries.partition_point(|(seq, _)| *seq <= cut);
+        // Up to the latest snapshot within the bound; when even the first is beyond it, the
+        // oldest entries within the bound, and no snapshot yet.
+        let cut = candidates
+            .iter()
+            .rev()
+            .find(|cut| up_to(**cut) <= PRUNE_AT_MOST)
+            .copied();
+        let count = match cut {
+            Some(cut) => up_to(cut),
+            None => up_to(first_candidate).min(PRUNE_AT_MOST),
+        };
+        let pruned: Vec<Path> = entries[..count]
+            .iter()
+            .map(|(_, path)| path.clone())
+            .collect();
+        self.delete_many(pruned).await?;
+        if let Some(cut) = cut {
+            let replaced: Vec<Path> = snapshots
+                .range(..cut)
+                .map(|(_, meta)| meta.location.clone())
+                .collect();
+            self.delete_many(replaced).await?;
+        }
+        if count > 0 {
+            tracing::debug!(dataset = %self.dataset, entries = count, "pruned the commit log");
+        }
+        Ok(())
+    }
+
+    /// Deletes `paths`, in batches where the store has them (S3's DeleteObjects).
+    async fn delete_many(&self, paths: Vec<Path>) -> Result<(), LogError> {
+        let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    let dir = self.root.clone().join(WEIR_DIR);
+                    return Err(self.store_error("delete under", &dir, source));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn write_snapshot(&mut self, seq: u64) -> Result<(), LogError> {
@@ -1028,18 +1195,19 @@ impl CommitLog {
                 .collect(),
             incomplete: self.incomplete.iter().cloned().collect(),
         };
-        let path = self
-            .root
-            .clone()
-            .join(WEIR_DIR)
-            .join("snapshots")
-            .join(format!("{seq:020}.json"));
+        let path = snapshot_path(&self.root, seq);
         let body = serde_json::to_vec(&snapshot).expect("snapshots serialize");
-        self.store
-            .put(&path, PutPayload::from(body))
+        // Created, never replaced: a snapshot describes the entries it follows, and one
+        // written already (by a retry whose answer was lost) says the same.
+        let create = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(body), create)
             .await
-            .map_err(|source| self.store_error("write", &path, source))?;
-        Ok(())
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(source) => Err(self.store_error("write", &path, source)),
+        }
     }
 
     /// Reads an object, retrying transient errors; `None` if it does not exist.
@@ -1077,6 +1245,72 @@ impl CommitLog {
             source: Box::new(source),
         }
     }
+}
+
+/// The entry number a log entry or a snapshot is named after (`<20 digits>.json`).
+pub(crate) fn seq_of(path: &Path) -> Option<u64> {
+    let digits = path.filename()?.strip_suffix(".json")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+pub(crate) fn snapshot_dir(root: &Path) -> Path {
+    root.clone().join(WEIR_DIR).join("snapshots")
+}
+
+fn snapshot_path(root: &Path, seq: u64) -> Path {
+    snapshot_dir(root).join(format!("{seq:020}.json"))
+}
+
+/// A snapshot's state, and its time partitions not marked complete yet.
+fn parse_snapshot(
+    dataset: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(LogState, Vec<String>), LogError> {
+    let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| LogError::Corrupt {
+        dataset: dataset.to_owned(),
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    let state = LogState {
+        next_seq: snapshot.seq + 1,
+        partitions: snapshot
+            .partitions
+            .into_iter()
+            .map(|p| (p.partition, p.state))
+            .collect(),
+    };
+    Ok((state, snapshot.incomplete))
+}
+
+/// The state the snapshot that includes entry `seq` holds, if there is one.
+pub(crate) async fn snapshot_state(
+    dataset: &str,
+    store: &dyn ObjectStore,
+    root: &Path,
+    seq: u64,
+) -> Result<Option<LogState>, LogError> {
+    let path = snapshot_path(root, seq);
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(LogError::Store {
+                dataset: dataset.to_owned(),
+                action: "read",
+                path: path.to_string(),
+                source: Box::new(source),
+            });
+        }
+    };
+    Ok(Some(parse_snapshot(dataset, &path, &bytes)?.0))
 }
 
 /// The path of entry `seq` under a dataset root.
@@ -1133,7 +1367,7 @@ mod tests {
     }
 
     async fn open(store: &Arc<dyn ObjectStore>, writer: &str) -> CommitLog {
-        CommitLog::open("t", store.clone(), Path::default(), writer, None)
+        CommitLog::open("t", store.clone(), Path::default(), writer, None, None)
             .await
             .unwrap()
     }
@@ -1251,7 +1485,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = local(&dir);
         let hour = Some(TimeGranularity::Hour);
-        let mut log = CommitLog::open("t", store.clone(), Path::default(), "w", hour)
+        let mut log = CommitLog::open("t", store.clone(), Path::default(), "w", hour, None)
             .await
             .unwrap();
         log.claim(&[p(0)]).await.unwrap();
@@ -1290,7 +1524,7 @@ mod tests {
         assert_eq!(record["watermark_ms"], at(11, 0));
         assert_eq!(record["watermark"], "2026-11-25T11:00:00.000Z");
         // A new writer finds hour 11 still to be marked in the log and marks it when due.
-        let mut next = CommitLog::open("t", store, Path::default(), "next", hour)
+        let mut next = CommitLog::open("t", store, Path::default(), "next", hour, None)
             .await
             .unwrap();
         next.claim(&[p(0)]).await.unwrap();
@@ -1369,7 +1603,7 @@ mod tests {
         let faulty = Arc::new(FaultyStore::new(local(&dir)));
         faulty.ignore_conditional_puts();
         let store: Arc<dyn ObjectStore> = faulty;
-        let error = CommitLog::open("t", store, Path::default(), "w", None)
+        let error = CommitLog::open("t", store, Path::default(), "w", None, None)
             .await
             .err()
             .expect("refused");
@@ -1548,5 +1782,170 @@ mod tests {
         );
         assert_eq!(next.remove_orphans(Duration::ZERO).await.unwrap(), 1);
         assert!(!dir.path().join(orphan.as_ref()).exists());
+    }
+
+    /// The names of the objects under `dir` (relative to the store's root), in order.
+    fn names(dir: &tempfile::TempDir, under: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join(under))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn open_pruning(store: &Arc<dyn ObjectStore>, writer: &str) -> CommitLog {
+        let retention = Some(Duration::ZERO);
+        CommitLog::open("t", store.clone(), Path::default(), writer, None, retention)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn entries_past_their_retention_go_and_the_log_still_reads_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut log = open_pruning(&store, "w").await;
+        log.claim(&[p(0)]).await.unwrap();
+        // A file committed by an entry that is pruned later.
+        let staged = Path::from("_weir/staging/w-000001.parquet.pending");
+        store
+            .put(&staged, PutPayload::from_static(b"data"))
+            .await
+            .unwrap();
+        let file = WrittenFile {
+            path: "part-w-000001.parquet".into(),
+            staging: staged.to_string(),
+            partition: String::new(),
+            rows: 1,
+            bytes: 4,
+        };
+        log.commit(vec![range(0, 0, 1)], vec![file], vec![], None)
+            .await
+            .unwrap();
+        // Entries 2..=204; snapshots after 100 and 200 each prune up to themselves.
+        let last = 2 * SNAPSHOT_EVERY + 4;
+        for offset in 1..last as i64 {
+            log.commit(vec![range(0, offset, offset + 1)], vec![], vec![], None)
+                .await
+                .unwrap();
+        }
+        let kept: Vec<String> = (2 * SNAPSHOT_EVERY + 1..=last)
+            .map(|seq| format!("{seq:020}.json"))
+            .collect();
+        assert_eq!(names(&dir, "_weir/log"), kept);
+        assert_eq!(
+            names(&dir, "_weir/snapshots"),
+            [format!("{:020}.json", 2 * SNAPSHOT_EVERY)]
+        );
+        let reader = open(&store, "reader").await;
+        assert_eq!(reader.next_offset(&p(0)), Some(last as i64));
+        // The writer goes on.
+        log.commit(
+            vec![range(0, last as i64, last as i64 + 1)],
+            vec![],
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+
+        let report = crate::verify::verify("t", store.clone(), &Path::default())
+            .await
+            .unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.pruned_entries, 2 * SNAPSHOT_EVERY + 1);
+        assert_eq!(report.entries, 5);
+        assert_eq!(report.files_of_pruned_entries, 1);
+        assert_eq!(report.partitions[0].to, last as i64 + 1);
+
+        // An entry an interrupted pruning left behind (older than the snapshot including it)
+        // is skipped; a visible file newer than the snapshot the replay starts from is not
+        // taken for a pruned entry's.
+        let kept = entry_path(&Path::default(), last);
+        let leftover = store.get(&kept).await.unwrap().bytes().await.unwrap();
+        let leftover_path = entry_path(&Path::default(), 5);
+        store.put(&leftover_path, leftover.into()).await.unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(leftover_path.as_ref()))
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let stray = Path::from("part-stray.parquet");
+        store
+            .put(&stray, PutPayload::from_static(b"data"))
+            .await
+            .unwrap();
+        let root = Path::default();
+        let verified = || crate::verify::verify("t", store.clone(), &root);
+        let report = verified().await.unwrap();
+        assert_eq!(report.pruned_entries, 2 * SNAPSHOT_EVERY + 1);
+        assert_eq!(
+            report.problems,
+            ["part-stray.parquet is visible to readers but no commit lists it"]
+        );
+        // One newer than that snapshot took a number pruning had freed.
+        let leftover = store.get(&kept).await.unwrap().bytes().await.unwrap();
+        store.put(&leftover_path, leftover.into()).await.unwrap();
+        let report = verified().await.unwrap();
+        assert!(
+            report.problems[0].starts_with("log entry 5 was written after snapshot 200"),
+            "{report}"
+        );
+
+        // Without its snapshots, the log's start is gone: nothing may open it as empty.
+        std::fs::remove_dir_all(dir.path().join("_weir/snapshots")).unwrap();
+        store.delete(&leftover_path).await.unwrap();
+        let error = CommitLog::open("t", store.clone(), Path::default(), "late", None, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("the log's first entry and every snapshot are missing"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_behind_a_pruned_log_starts_from_the_snapshot_and_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(&dir);
+        let mut paused = open_pruning(&store, "paused").await;
+        paused.claim(&[p(0)]).await.unwrap();
+        paused
+            .commit(vec![range(0, 0, 1)], vec![], vec![], None)
+            .await
+            .unwrap();
+        // Another writer takes the partition and commits past a snapshot, which prunes
+        // every entry the paused writer has not read, entry 2 (the owner's claim) included.
+        let mut owner = open_pruning(&store, "owner").await;
+        owner.claim(&[p(0)]).await.unwrap();
+        for offset in 1..SNAPSHOT_EVERY as i64 + 2 {
+            owner
+                .commit(vec![range(0, offset, offset + 1)], vec![], vec![], None)
+                .await
+                .unwrap();
+        }
+        assert!(
+            !dir.path()
+                .join("_weir/log")
+                .join(format!("{:020}.json", 2))
+                .exists()
+        );
+        // Entry 2 is free again, but the paused writer reads from the snapshot on.
+        let error = paused
+            .commit(vec![range(0, 1, 2)], vec![], vec![], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LogError::Fenced { .. }), "{error}");
+        assert!(
+            !dir.path()
+                .join("_weir/log")
+                .join(format!("{:020}.json", 2))
+                .exists()
+        );
     }
 }

@@ -62,6 +62,8 @@ pub struct DatasetOptions {
     /// The span of event time the leading partition directories hold, if they do: such
     /// partitions get a `_SUCCESS` marker once the committed watermark passes their end.
     pub time_partitions: Option<TimeGranularity>,
+    /// How long commit log entries are kept once a snapshot replaces them (`None`: for ever).
+    pub log_retention: Option<Duration>,
 }
 
 /// A complete file: durable under its staged name, visible under `path` once committed.
@@ -170,6 +172,7 @@ impl Dataset {
             self.root.clone(),
             writer,
             self.options.time_partitions,
+            self.options.log_retention,
         )
         .await?;
         log.remove_orphans(orphan_grace).await?;
@@ -603,6 +606,7 @@ mod tests {
             },
             upload_buffer_bytes: 1 << 20,
             time_partitions: None,
+            log_retention: None,
         }
     }
 

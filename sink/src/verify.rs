@@ -5,6 +5,13 @@
 //! offset ranges follow each other with no gap and no overlap; every committed file exists
 //! with the recorded size and row count and is committed once; no visible Parquet file is
 //! outside the log.
+//!
+//! A log whose oldest entries were pruned (`delivery.log_retention`) is replayed from the
+//! snapshot just before the entries kept (entries an interrupted pruning left below it are
+//! skipped). Files the pruned entries committed were all published before that snapshot was
+//! written, so a visible file no kept entry lists is taken as theirs when it is older than
+//! the snapshot, and reported when it is newer. A pruning that runs while the log is read
+//! makes the check start over.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,10 +24,15 @@ use serde::Serialize;
 use weir_schemas::PartitionKey;
 
 use crate::WrittenFile;
-use crate::commit_log::{Action, Entry, LogError, LogState, WEIR_DIR, entry_path, under};
+use crate::commit_log::{
+    Action, Entry, LogError, LogState, WEIR_DIR, entry_path, seq_of, snapshot_dir, snapshot_state,
+    under,
+};
 
 /// Files checked at once.
 const CONCURRENCY: usize = 16;
+/// Times the check starts over when a pruning deletes what it was reading.
+const ATTEMPTS: usize = 3;
 
 /// What verification found in one dataset.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,6 +51,12 @@ pub struct Report {
     pub orphaned_staged_files: u64,
     /// The committed event-time watermark, epoch milliseconds.
     pub watermark_ms: Option<i64>,
+    /// Entries before the first one replayed: pruned after their retention (or left by an
+    /// interrupted pruning), covered by the snapshot the replay starts from.
+    pub pruned_entries: u64,
+    /// Visible files no kept entry lists that are older than that snapshot: committed by the
+    /// pruned entries, not checked.
+    pub files_of_pruned_entries: u64,
     /// Every invariant that does not hold; empty when the dataset is sound.
     pub problems: Vec<String>,
 }
@@ -80,6 +98,15 @@ impl std::fmt::Display for Report {
                 p.topic, p.partition, p.from, p.to, p.commits
             )?;
         }
+        if self.pruned_entries > 0 {
+            writeln!(
+                f,
+                "  entries 0..{} pruned after their retention: the replay starts from the \
+                 snapshot that includes them; {} visible files no kept entry lists are \
+                 taken as theirs (not checked)",
+                self.pruned_entries, self.files_of_pruned_entries
+            )?;
+        }
         if self.orphaned_staged_files > 0 {
             writeln!(
                 f,
@@ -100,6 +127,33 @@ pub async fn verify(
     store: Arc<dyn ObjectStore>,
     root: &Path,
 ) -> Result<Report, LogError> {
+    let mut attempt = 1;
+    loop {
+        match verify_once(name, store.clone(), root).await? {
+            Checked::Done(report) => return Ok(report),
+            Checked::Pruned(mut report) if attempt == ATTEMPTS => {
+                report.problems.push(format!(
+                    "the log was pruned while being read, {ATTEMPTS} times: its files were not \
+                     checked; run weir verify again"
+                ));
+                return Ok(report);
+            }
+            Checked::Pruned(_) => attempt += 1,
+        }
+    }
+}
+
+enum Checked {
+    Done(Report),
+    /// A pruning deleted an entry or snapshot while it was being read.
+    Pruned(Report),
+}
+
+async fn verify_once(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+    root: &Path,
+) -> Result<Checked, LogError> {
     let store_error = |action, path: &Path, source| LogError::Store {
         dataset: name.to_owned(),
         action,
@@ -112,39 +166,85 @@ pub async fn verify(
     };
     let weir_dir = root.clone().join(WEIR_DIR);
     let log_dir = weir_dir.clone().join("log");
-    let mut entry_names: Vec<Path> = store
+    let listed: BTreeMap<u64, object_store::ObjectMeta> = store
         .list(Some(&log_dir))
-        .map_ok(|o| o.location)
-        .try_filter(|p| futures::future::ready(p.extension() == Some("json")))
+        .try_filter_map(|o| futures::future::ready(Ok(seq_of(&o.location).map(|seq| (seq, o)))))
         .try_collect()
         .await
         .map_err(|e| store_error("list", &log_dir, e))?;
-    entry_names.sort();
-    if entry_names.is_empty() {
+    let entries: Vec<u64> = listed.keys().copied().collect();
+    if entries.is_empty() {
         report
             .problems
             .push(format!("no commit log under {log_dir}"));
     }
+    let snapshot_dir = snapshot_dir(root);
+    let snapshots: BTreeMap<u64, object_store::ObjectMeta> = store
+        .list(Some(&snapshot_dir))
+        .try_filter_map(|o| futures::future::ready(Ok(seq_of(&o.location).map(|seq| (seq, o)))))
+        .try_collect()
+        .await
+        .map_err(|e| store_error("list", &snapshot_dir, e))?;
 
-    // Replay the log, checking each entry against the state before it.
-    let mut replay = Replay::default();
-    for (seq, found) in entry_names.iter().enumerate() {
-        let seq = seq as u64;
-        let expected = entry_path(root, seq);
-        if *found != expected {
+    // The replay starts at the first entry of the last run without a gap, or after the first
+    // snapshot within that run when nothing covers the entries before it; before it,
+    // everything must be covered by the snapshot it starts from.
+    let dense_from = entries
+        .iter()
+        .rev()
+        .zip(entries.iter().rev().skip(1))
+        .find(|(later, earlier)| **later != **earlier + 1)
+        .map_or(entries.first().copied().unwrap_or(0), |(later, _)| *later);
+    let last = entries.last().copied().unwrap_or(0);
+    let first = if dense_from == 0 || snapshots.contains_key(&(dense_from - 1)) {
+        Some(dense_from)
+    } else {
+        snapshots
+            .range(dense_from..=last)
+            .next()
+            .map(|(seq, _)| seq + 1)
+    };
+    // An entry is always older than the snapshots that include it; one below the start that
+    // is newer took a number pruning had freed, and no reader will ever see it.
+    for (seq, entry) in listed.range(..first.unwrap_or(0)) {
+        if let Some((covering, snapshot)) = snapshots.range(seq..).next()
+            && entry.last_modified > snapshot.last_modified
+        {
             report.problems.push(format!(
-                "log entry {seq} is missing (found {found} in its place)"
+                "log entry {seq} was written after snapshot {covering}, which includes it: a \
+                 writer reused a number pruning had freed, and its commit is lost to readers"
             ));
+        }
+    }
+    let mut replay = Replay::default();
+    let mut pruned_before = None;
+    let first = match first {
+        Some(0) => 0,
+        Some(first) => match snapshot_state(name, store.as_ref(), root, first - 1).await? {
+            Some(state) => {
+                replay.state = state;
+                report.pruned_entries = first;
+                pruned_before = snapshots.get(&(first - 1)).map(|s| s.last_modified);
+                first
+            }
+            None => return Ok(Checked::Pruned(report)),
+        },
+        None => {
+            report.problems.push(format!(
+                "log entry {} is missing, and no snapshot covers the entries before {dense_from}",
+                dense_from - 1
+            ));
+            // What can be checked: the entries from 0 up to the gap.
+            0
+        }
+    };
+    for seq in entries.iter().copied().filter(|seq| *seq >= first) {
+        if seq != replay.state.next_seq {
             break;
         }
-        match read_entry(store.as_ref(), &expected).await {
+        match read_entry(store.as_ref(), &entry_path(root, seq)).await {
             Ok(Some(entry)) => replay.entry(&entry, &mut report),
-            Ok(None) => {
-                report
-                    .problems
-                    .push(format!("log entry {seq} disappeared while being read"));
-                break;
-            }
+            Ok(None) => return Ok(Checked::Pruned(report)),
             Err(problem) => {
                 report.problems.push(format!("log entry {seq} {problem}"));
                 break;
@@ -160,7 +260,7 @@ pub async fn verify(
         .await
         .map_err(|e| store_error("list", root, e))?;
     let listed_up_to = replay.state.next_seq;
-    if replay.state.next_seq == entry_names.len() as u64 {
+    if replay.state.next_seq == last + 1 {
         while let Ok(Some(entry)) =
             read_entry(store.as_ref(), &entry_path(root, replay.state.next_seq)).await
         {
@@ -227,14 +327,19 @@ pub async fn verify(
             continue;
         }
         let relative: Path = location.prefix_match(root).into_iter().flatten().collect();
-        if !committed.contains_key(relative.as_ref()) {
+        if committed.contains_key(relative.as_ref()) {
+            continue;
+        }
+        if pruned_before.is_some_and(|snapshot| object.last_modified <= snapshot) {
+            report.files_of_pruned_entries += 1;
+        } else {
             report.problems.push(format!(
                 "{relative} is visible to readers but no commit lists it"
             ));
         }
     }
     report.problems.sort();
-    Ok(report)
+    Ok(Checked::Done(report))
 }
 
 /// A problem with one committed file, if any.

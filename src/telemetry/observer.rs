@@ -292,7 +292,6 @@ impl Observer {
         }
     }
 
-    /// Log-end offsets just read from the brokers.
     /// Log start and end offsets just read from the brokers.
     pub fn log_ends(&self, ends: &[(PartitionKey, i64, i64)]) {
         let mut view = self.view();
