@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{Environment, PipelineConfig};
-use crate::sample::{DEAD_LETTERS, run_sample};
+use crate::sample::{DEAD_LETTERS, PARTITION_COLUMN, read_sample, run_sample};
 
 /// One `*.test.toml`.
 #[derive(Debug, Deserialize)]
@@ -142,18 +142,15 @@ async fn run_one(config: PipelineConfig, path: &Path) -> anyhow::Result<String> 
             .unwrap_or_default()
             .to_owned(),
     };
-    let sample = tempfile::NamedTempFile::new()?;
-    let input = match (&test.input, &test.input_file) {
-        (Some(text), None) => text.clone(),
+    let (input, origin) = match (&test.input, &test.input_file) {
+        (Some(text), None) => (text.clone(), path.to_owned()),
         (None, Some(file)) => {
             let file = path.parent().unwrap_or(Path::new(".")).join(file);
-            std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read the sample {}", file.display()))?
+            (read_sample(&file)?, file)
         }
         _ => anyhow::bail!("give the sample as either `input` or `input_file`"),
     };
-    std::fs::write(sample.path(), input)?;
-    let mut run = run_sample(config, sample.path(), test.batch).await?;
+    let mut run = run_sample(config, &input, &origin, test.batch).await?;
     run.only(&name)?;
     let mut differences = String::new();
     let output = &run.outputs[0];
@@ -189,9 +186,6 @@ struct Produced<'a> {
     all_columns: bool,
 }
 
-/// A column every output row has besides the transform's own: where it was written.
-const PARTITION_PATH: &str = "_partition_path";
-
 /// Compares `expected` rows with the `produced` ones as multisets over the expected columns;
 /// adds what differs to `out`.
 fn compare(
@@ -208,7 +202,7 @@ fn compare(
     if let Some(schema) = produced.schema {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         for column in &columns {
-            if *column != PARTITION_PATH && !names.contains(column) {
+            if *column != PARTITION_COLUMN && !names.contains(column) {
                 out.push_str(&format!(
                     "  {what}: no column `{column}`; the columns are {}\n",
                     names.join(", ")

@@ -248,20 +248,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr as text or JSON lines, filtered by `WEIR_LOG`; spans also go to `tracer`
-/// when there is one.
+/// The log level when `WEIR_LOG` does not say: the quickstart and bench print a report on
+/// stdout, so their logs stay at warnings.
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Run { .. } | Command::Generate { .. } => "info",
+        _ => "warn",
+    }
+}
+
+/// Logs to stderr as text or JSON lines, filtered by `WEIR_LOG` (else `default`); spans also
+/// go to `tracer` when there is one.
 fn init_logging(
     format: LogFormat,
-    command: &Command,
+    default: &str,
     tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
 ) {
     use opentelemetry::trace::TracerProvider;
     use tracing_subscriber::Layer;
-    // The quickstart and bench print a report on stdout; keep their logs to warnings.
-    let default = match command {
-        Command::Run { .. } | Command::Generate { .. } => "info",
-        _ => "warn",
-    };
     let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, not in journald or files.
     let lines = tracing_subscriber::fmt::layer()
@@ -296,8 +300,9 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
 }
 
 async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
+    let default_level = default_log_level(&command);
     let Command::Run { config, listen } = command else {
-        init_logging(log_format, &command, None);
+        init_logging(log_format, default_level, None);
         return execute_tool(command).await;
     };
     let config = PipelineConfig::load(&config, &Environment)?;
@@ -305,14 +310,7 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
         Some(endpoint) => Some(telemetry::otlp_tracer(&config.name, endpoint)?),
         None => None,
     };
-    init_logging(
-        log_format,
-        &Command::Run {
-            config: config.path.clone(),
-            listen: None,
-        },
-        tracer.as_ref(),
-    );
+    init_logging(log_format, default_level, tracer.as_ref());
     let result = serve(config, listen).await;
     if let Some(tracer) = tracer {
         let flushed = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
@@ -392,14 +390,7 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
                     }
                 };
                 println!("transform `{}` ({kind}) → {url}", output.transform.name());
-                for field in output.transform.schema().fields() {
-                    println!(
-                        "  {}: {}{}",
-                        field.name(),
-                        field.data_type(),
-                        if field.is_nullable() { "" } else { " NOT NULL" }
-                    );
-                }
+                print!("{}", sample::fields(&output.transform.schema(), "  "));
             }
             println!("ok");
             Ok(())
@@ -437,7 +428,8 @@ async fn execute_tool(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             let config = PipelineConfig::load(&config, &Environment)?;
-            let mut run = sample::run_sample(config, &input, batch).await?;
+            let text = sample::read_sample(&input)?;
+            let mut run = sample::run_sample(config, &text, &input, batch).await?;
             if let Some(name) = &transform {
                 run.only(name)?;
             }

@@ -30,7 +30,7 @@ use weir_sink::{
     Committed, Dataset, EmittedWatermark, OffsetRange, PartitionWatermark, WindowStateRef,
 };
 
-use crate::telemetry::Observer;
+use crate::telemetry::{Observer, Timestamps};
 use crate::watermark::Watermarks;
 use weir_transform::DataFusionError;
 use weir_transform::{SqlEngine, Transform, TransformError, ValidationRules};
@@ -207,7 +207,7 @@ struct State {
     pending: OffsetRanges,
     pending_dead: DeadLetters,
     /// Kafka timestamps of the messages consumed since the last checkpoint.
-    pending_timestamps: Vec<i64>,
+    pending_timestamps: Timestamps,
     /// Late events dead-lettered since the last checkpoint, by windowed dataset.
     pending_late: BTreeMap<String, u64>,
     summary: Summary,
@@ -254,7 +254,7 @@ impl State {
             event_time: config.source.event_time.clone(),
             pending: OffsetRanges::default(),
             pending_dead: DeadLetters::default(),
-            pending_timestamps: Vec::new(),
+            pending_timestamps: Timestamps::default(),
             pending_late: BTreeMap::new(),
             summary: Summary::default(),
             observer,
@@ -365,7 +365,9 @@ impl State {
                     event = rx.recv() => match event {
                         Some(event) => {
                             self.handle(event).await?;
-                            if self.buffered_bytes() >= session.max_buffered {
+                            let buffered = self.buffered_bytes();
+                            self.observer.buffered(buffered);
+                            if buffered >= session.max_buffered {
                                 tracing::debug!("buffers full, checkpointing early");
                                 self.checkpoint().await?;
                                 next_checkpoint = tokio::time::Instant::now() + session.interval;
@@ -668,7 +670,6 @@ impl State {
                 }
             }
         }
-        self.observer.buffered(self.buffered_bytes());
         Ok(())
     }
 

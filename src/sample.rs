@@ -68,14 +68,20 @@ pub async fn in_scratch(
     Ok((Pipeline::build(config).await?, scratch))
 }
 
-/// Runs `sample` through the pipeline of `config`, `batch` messages between checkpoints.
+/// Reads the JSON Lines sample at `path`.
+pub fn read_sample(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the sample {}", path.display()))
+}
+
+/// Runs the JSON Lines `text` (the sample of `origin`) through the pipeline of `config`,
+/// `batch` messages between checkpoints.
 pub async fn run_sample(
     config: PipelineConfig,
-    sample: &Path,
+    text: &str,
+    origin: &Path,
     batch: usize,
 ) -> anyhow::Result<SampleRun> {
-    let text = std::fs::read_to_string(sample)
-        .with_context(|| format!("cannot read the sample {}", sample.display()))?;
     let topic = config.source.topics[0].clone();
     let (pipeline, scratch) = in_scratch(config).await?;
     let transforms: Vec<(String, SchemaRef)> = pipeline
@@ -103,7 +109,7 @@ pub async fn run_sample(
         batches.push(decoded(&mut decoder, raw));
     }
     if messages == 0 {
-        bail!("the sample {} holds no message", sample.display());
+        bail!("the sample {} holds no message", origin.display());
     }
 
     // Metrics are recorded nowhere: a meter without readers.
@@ -415,6 +421,18 @@ impl SampleRun {
     }
 }
 
+/// A schema's columns, a line each: `name: type`, and `NOT NULL` where it applies.
+pub fn fields(schema: &Schema, indent: &str) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let null = if field.is_nullable() { "" } else { " NOT NULL" };
+            format!("{indent}{}: {}{null}\n", field.name(), field.data_type())
+        })
+        .collect()
+}
+
 /// What `weir sql check` prints: each transform's kind, window, lateness, state and schema.
 pub fn describe(pipeline: &Pipeline) -> String {
     use std::fmt::Write;
@@ -446,15 +464,7 @@ pub fn describe(pipeline: &Pipeline) -> String {
             }
         }
         let _ = writeln!(text, "  output:");
-        for field in transform.schema().fields() {
-            let _ = writeln!(
-                text,
-                "    {}: {}{}",
-                field.name(),
-                field.data_type(),
-                if field.is_nullable() { "" } else { " NOT NULL" }
-            );
-        }
+        text.push_str(&fields(&transform.schema(), "    "));
     }
     text.push_str("ok\n");
     text

@@ -940,30 +940,27 @@ impl CommitLog {
         };
         let staging = under(&self.root, &file.staging).map_err(corrupt)?;
         let target = under(&self.root, &file.path).map_err(corrupt)?;
-        let mut failures = 0;
-        loop {
-            match self.store.rename(&staging, &target).await {
-                Ok(()) => return Ok(()),
-                Err(object_store::Error::NotFound { .. }) => {
-                    // Moved already, by an earlier attempt or another instance recovering.
-                    return match self.store.head(&target).await {
-                        Ok(_) => Ok(()),
-                        Err(object_store::Error::NotFound { .. }) => Err(LogError::MissingFile {
-                            dataset: self.dataset.clone(),
-                            path: file.path.clone(),
-                            staging: file.staging.clone(),
-                        }),
-                        Err(source) => Err(self.store_error("check", &target, source)),
-                    };
+        let moved = self
+            .retrying("publish", &target, || async {
+                match self.store.rename(&staging, &target).await {
+                    Ok(()) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(e),
                 }
-                Err(source) => {
-                    failures += 1;
-                    if failures >= ATTEMPTS {
-                        return Err(self.store_error("publish", &target, source));
-                    }
-                    backoff(failures).await;
-                }
-            }
+            })
+            .await?;
+        if moved {
+            return Ok(());
+        }
+        // Moved already, by an earlier attempt or another instance recovering.
+        match self.store.head(&target).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(LogError::MissingFile {
+                dataset: self.dataset.clone(),
+                path: file.path.clone(),
+                staging: file.staging.clone(),
+            }),
+            Err(source) => Err(self.store_error("check", &target, source)),
         }
     }
 
@@ -997,10 +994,7 @@ impl CommitLog {
     /// The snapshots, by the last entry each includes.
     async fn snapshots(&self) -> Result<BTreeMap<u64, object_store::ObjectMeta>, LogError> {
         let dir = snapshot_dir(&self.root);
-        self.store
-            .list(Some(&dir))
-            .try_filter_map(|meta| async move { Ok(seq_of(&meta.location).map(|seq| (seq, meta))) })
-            .try_collect()
+        list_numbered(self.store.as_ref(), &dir)
             .await
             .map_err(|source| self.store_error("list", &dir, source))
     }
@@ -1008,29 +1002,20 @@ impl CommitLog {
     /// Whether a snapshot at or after entry `seq` exists, which means that `seq` was pruned.
     async fn pruned_past(&self, seq: u64) -> Result<bool, LogError> {
         let dir = snapshot_dir(&self.root);
-        let mut failures = 0;
-        loop {
-            let listed = match seq.checked_sub(1) {
-                Some(before) => self
-                    .store
-                    .list_with_offset(Some(&dir), &snapshot_path(&self.root, before)),
-                None => self.store.list(Some(&dir)),
-            };
-            let found: Result<Vec<u64>, _> = listed
-                .try_filter_map(|meta| async move { Ok(seq_of(&meta.location)) })
-                .try_collect()
-                .await;
-            match found {
-                Ok(found) => return Ok(found.into_iter().any(|s| s >= seq)),
-                Err(source) => {
-                    failures += 1;
-                    if failures >= ATTEMPTS {
-                        return Err(self.store_error("list", &dir, source));
-                    }
-                    backoff(failures).await;
-                }
-            }
-        }
+        let found: Vec<u64> = self
+            .retrying("list", &dir, || {
+                let listed = match seq.checked_sub(1) {
+                    Some(before) => self
+                        .store
+                        .list_with_offset(Some(&dir), &snapshot_path(&self.root, before)),
+                    None => self.store.list(Some(&dir)),
+                };
+                listed
+                    .try_filter_map(|meta| async move { Ok(seq_of(&meta.location)) })
+                    .try_collect()
+            })
+            .await?;
+        Ok(found.into_iter().any(|s| s >= seq))
     }
 
     /// Fails when the log has entries but neither its first entry nor a snapshot: its start
@@ -1123,17 +1108,10 @@ impl CommitLog {
             return Ok(());
         };
         let dir = self.root.clone().join(WEIR_DIR).join("log");
-        let mut entries: Vec<(u64, Path)> = self
-            .store
-            .list(Some(&dir))
-            .try_filter_map(|meta| async move {
-                Ok(seq_of(&meta.location).map(|seq| (seq, meta.location)))
-            })
-            .try_collect()
+        let entries = list_numbered(self.store.as_ref(), &dir)
             .await
             .map_err(|source| self.store_error("list", &dir, source))?;
-        entries.sort_unstable_by_key(|(seq, _)| *seq);
-        let up_to = |cut: u64| entries.partition_point(|(seq, _)| *seq <= cut);
+        let up_to = |cut: u64| entries.range(..=cut).count();
         // Up to the latest snapshot within the bound; when even the first is beyond it, the
         // oldest entries within the bound, and no snapshot yet.
         let cut = candidates
@@ -1145,9 +1123,10 @@ impl CommitLog {
             Some(cut) => up_to(cut),
             None => up_to(first_candidate).min(PRUNE_AT_MOST),
         };
-        let pruned: Vec<Path> = entries[..count]
-            .iter()
-            .map(|(_, path)| path.clone())
+        let pruned: Vec<Path> = entries
+            .values()
+            .take(count)
+            .map(|meta| meta.location.clone())
             .collect();
         self.delete_many(pruned).await?;
         if let Some(cut) = cut {
@@ -1212,19 +1191,38 @@ impl CommitLog {
 
     /// Reads an object, retrying transient errors; `None` if it does not exist.
     async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, LogError> {
-        let mut failures = 0;
-        loop {
-            let result = match self.store.get(path).await {
+        self.retrying("read", path, || async {
+            let read = match self.store.get(path).await {
                 Ok(got) => got.bytes().await,
                 Err(e) => Err(e),
             };
-            match result {
-                Ok(bytes) => return Ok(Some(bytes)),
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            match read {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Runs a storage call, again after a transient error, [`ATTEMPTS`] times at most.
+    async fn retrying<T, Call>(
+        &self,
+        action: &'static str,
+        path: &Path,
+        mut call: impl FnMut() -> Call,
+    ) -> Result<T, LogError>
+    where
+        Call: std::future::Future<Output = Result<T, object_store::Error>>,
+    {
+        let mut failures = 0;
+        loop {
+            match call().await {
+                Ok(done) => return Ok(done),
                 Err(source) => {
                     failures += 1;
                     if failures >= ATTEMPTS {
-                        return Err(self.store_error("read", path, source));
+                        return Err(self.store_error(action, path, source));
                     }
                     backoff(failures).await;
                 }
@@ -1248,7 +1246,7 @@ impl CommitLog {
 }
 
 /// The entry number a log entry or a snapshot is named after (`<20 digits>.json`).
-pub(crate) fn seq_of(path: &Path) -> Option<u64> {
+fn seq_of(path: &Path) -> Option<u64> {
     let digits = path.filename()?.strip_suffix(".json")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1289,28 +1287,28 @@ fn parse_snapshot(
 /// The state the snapshot that includes entry `seq` holds, if there is one.
 pub(crate) async fn snapshot_state(
     dataset: &str,
-    store: &dyn ObjectStore,
+    store: Arc<dyn ObjectStore>,
     root: &Path,
     seq: u64,
 ) -> Result<Option<LogState>, LogError> {
     let path = snapshot_path(root, seq);
-    let bytes = match store.get(&path).await {
-        Ok(got) => got.bytes().await,
-        Err(e) => Err(e),
-    };
-    let bytes = match bytes {
-        Ok(bytes) => bytes,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => {
-            return Err(LogError::Store {
-                dataset: dataset.to_owned(),
-                action: "read",
-                path: path.to_string(),
-                source: Box::new(source),
-            });
-        }
+    let reader = CommitLog::unread(dataset, store, root.clone(), "");
+    let Some(bytes) = reader.get(&path).await? else {
+        return Ok(None);
     };
     Ok(Some(parse_snapshot(dataset, &path, &bytes)?.0))
+}
+
+/// The objects under `dir` named after an entry number (log entries, snapshots), by number.
+pub(crate) async fn list_numbered(
+    store: &dyn ObjectStore,
+    dir: &Path,
+) -> Result<BTreeMap<u64, object_store::ObjectMeta>, object_store::Error> {
+    store
+        .list(Some(dir))
+        .try_filter_map(|meta| async move { Ok(seq_of(&meta.location).map(|seq| (seq, meta))) })
+        .try_collect()
+        .await
 }
 
 /// The path of entry `seq` under a dataset root.

@@ -25,8 +25,8 @@ use weir_schemas::PartitionKey;
 
 use crate::WrittenFile;
 use crate::commit_log::{
-    Action, Entry, LogError, LogState, WEIR_DIR, entry_path, seq_of, snapshot_dir, snapshot_state,
-    under,
+    Action, Entry, LogError, LogState, WEIR_DIR, entry_path, list_numbered, snapshot_dir,
+    snapshot_state, under,
 };
 
 /// Files checked at once.
@@ -166,10 +166,7 @@ async fn verify_once(
     };
     let weir_dir = root.clone().join(WEIR_DIR);
     let log_dir = weir_dir.clone().join("log");
-    let listed: BTreeMap<u64, object_store::ObjectMeta> = store
-        .list(Some(&log_dir))
-        .try_filter_map(|o| futures::future::ready(Ok(seq_of(&o.location).map(|seq| (seq, o)))))
-        .try_collect()
+    let listed = list_numbered(store.as_ref(), &log_dir)
         .await
         .map_err(|e| store_error("list", &log_dir, e))?;
     let entries: Vec<u64> = listed.keys().copied().collect();
@@ -179,10 +176,7 @@ async fn verify_once(
             .push(format!("no commit log under {log_dir}"));
     }
     let snapshot_dir = snapshot_dir(root);
-    let snapshots: BTreeMap<u64, object_store::ObjectMeta> = store
-        .list(Some(&snapshot_dir))
-        .try_filter_map(|o| futures::future::ready(Ok(seq_of(&o.location).map(|seq| (seq, o)))))
-        .try_collect()
+    let snapshots = list_numbered(store.as_ref(), &snapshot_dir)
         .await
         .map_err(|e| store_error("list", &snapshot_dir, e))?;
 
@@ -220,7 +214,7 @@ async fn verify_once(
     let mut pruned_before = None;
     let first = match first {
         Some(0) => 0,
-        Some(first) => match snapshot_state(name, store.as_ref(), root, first - 1).await? {
+        Some(first) => match snapshot_state(name, store.clone(), root, first - 1).await? {
             Some(state) => {
                 replay.state = state;
                 report.pruned_entries = first;

@@ -21,7 +21,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::sync::watch;
 
-pub use observer::{HealthLimits, Observer};
+pub use observer::{HealthLimits, Observer, Timestamps};
 
 use crate::config::TelemetryConfig;
 

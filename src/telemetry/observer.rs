@@ -363,14 +363,18 @@ impl Observer {
         i.files.add(count, &attributes);
         i.commit_duration.record(took.as_secs_f64(), &attributes);
         let mut view = self.view();
-        let owned: Vec<PartitionKey> = view.partitions.keys().cloned().collect();
-        let entry = view.datasets.entry(dataset.to_owned()).or_default();
+        let View {
+            partitions: owned,
+            datasets,
+            ..
+        } = &mut *view;
+        let entry = datasets.entry(dataset.to_owned()).or_default();
         entry.rows += rows;
         entry.bytes += bytes;
         entry.files += count;
         entry.last_commit = Some(chrono::Utc::now());
         for (partition, state) in partitions {
-            if owned.contains(partition) {
+            if owned.contains_key(partition) {
                 entry.partitions.insert(
                     partition.clone(),
                     DatasetPartition {
@@ -424,13 +428,13 @@ impl Observer {
     }
 
     /// The messages with these Kafka timestamps became visible in the datasets at `now_ms`.
-    pub fn visible(&self, timestamps_ms: &[i64], now_ms: i64) {
+    pub fn visible(&self, timestamps: &Timestamps, now_ms: i64) {
         let histogram = &self.instruments.freshness;
-        for &timestamp in timestamps_ms {
-            histogram.record(
-                (now_ms - timestamp).max(0) as f64 / 1000.0,
-                &self.attributes,
-            );
+        for &(timestamp, messages) in &timestamps.runs {
+            let freshness = (now_ms - timestamp).max(0) as f64 / 1000.0;
+            for _ in 0..messages {
+                histogram.record(freshness, &self.attributes);
+            }
         }
     }
 
@@ -472,12 +476,9 @@ impl Observer {
             .collect()
     }
 
-    pub fn status(&self) -> Status {
-        let now = Instant::now();
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let view = self.view();
-        let datasets = view
-            .datasets
+    /// Where each dataset stands, per partition this instance owns.
+    fn dataset_statuses(&self, view: &View, now_ms: i64) -> Vec<DatasetStatus> {
+        view.datasets
             .iter()
             .map(|(name, d)| DatasetStatus {
                 dataset: name.clone(),
@@ -524,7 +525,29 @@ impl Observer {
                     })
                     .collect(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The datasets' part of [`Observer::status`], for the gauges that read only it.
+    fn datasets(&self) -> Vec<DatasetStatus> {
+        self.dataset_statuses(&self.view(), chrono::Utc::now().timestamp_millis())
+    }
+
+    /// `/healthz`'s verdict.
+    pub fn healthy(&self) -> Verdict {
+        self.health(&self.view(), Instant::now())
+    }
+
+    /// `/readyz`'s verdict.
+    pub fn ready(&self) -> Verdict {
+        self.readiness(&self.view(), Instant::now())
+    }
+
+    pub fn status(&self) -> Status {
+        let now = Instant::now();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let view = self.view();
+        let datasets = self.dataset_statuses(&view, now_ms);
         let healthy = self.health(&view, now);
         let ready = self.readiness(&view, now);
         Status {
@@ -668,6 +691,31 @@ impl Instruments {
     }
 }
 
+/// Kafka timestamps of messages, one per message, kept as runs of equal ones: messages
+/// produced together share a timestamp, so a backlog costs a few bytes per run, not per
+/// message.
+#[derive(Debug, Default)]
+pub struct Timestamps {
+    runs: Vec<(i64, u32)>,
+}
+
+impl Timestamps {
+    pub fn extend(&mut self, timestamps: impl IntoIterator<Item = i64>) {
+        for timestamp in timestamps {
+            match self.runs.last_mut() {
+                Some((last, messages)) if *last == timestamp && *messages < u32::MAX => {
+                    *messages += 1;
+                }
+                _ => self.runs.push((timestamp, 1)),
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.runs.clear();
+    }
+}
+
 /// The gauges and observable counters, read from the observer at each collection.
 fn register_gauges(meter: &Meter, observer: Weak<Observer>) {
     type Reading = Vec<(f64, Vec<KeyValue>)>;
@@ -784,8 +832,7 @@ fn register_gauges(meter: &Meter, observer: Weak<Observer>) {
         "s",
         "Seconds since this instance last committed the dataset (since start before that).",
         |o| {
-            o.status()
-                .datasets
+            o.datasets()
                 .into_iter()
                 .filter_map(|d| {
                     let age = d.commit_age_seconds?;
@@ -842,8 +889,7 @@ impl Observer {
         &self,
         value: impl Fn(&PartitionStatus) -> Option<f64>,
     ) -> Vec<(f64, Vec<KeyValue>)> {
-        self.status()
-            .datasets
+        self.datasets()
             .into_iter()
             .flat_map(|d| {
                 d.partitions
@@ -870,6 +916,16 @@ mod tests {
     use opentelemetry_sdk::metrics::SdkMeterProvider;
 
     use super::*;
+
+    #[test]
+    fn timestamps_keep_one_per_message_in_runs() {
+        let mut timestamps = Timestamps::default();
+        timestamps.extend([5, 5, 5, 7, 5]);
+        timestamps.extend([5]);
+        assert_eq!(timestamps.runs, [(5, 3), (7, 1), (5, 2)]);
+        timestamps.clear();
+        assert!(timestamps.runs.is_empty());
+    }
 
     fn observer(wedged_after: Duration, max_checkpoint_age: Duration) -> Arc<Observer> {
         let meters = SdkMeterProvider::builder().build();

@@ -70,14 +70,14 @@ async fn metrics(State(shared): State<Shared>) -> Response {
 
 /// Alive and not wedged.
 async fn healthz(State(shared): State<Shared>) -> Response {
-    let status = shared.observer.status();
-    verdict(status.healthy.ok, &status.healthy.reasons)
+    let healthy = shared.observer.healthy();
+    verdict(healthy.ok, &healthy.reasons)
 }
 
 /// Partitions assigned, storage writable, checkpoints recent.
 async fn readyz(State(shared): State<Shared>) -> Response {
-    let status = shared.observer.status();
-    verdict(status.ready.ok, &status.ready.reasons)
+    let ready = shared.observer.ready();
+    verdict(ready.ok, &ready.reasons)
 }
 
 fn verdict(ok: bool, reasons: &[String]) -> Response {

@@ -97,13 +97,14 @@ impl ScalarUDFImpl for KeyedHash {
             ColumnarValue::Scalar(name) => Some(name),
             ColumnarValue::Array(_) => None,
         };
-        let key = self.key(name)?;
+        // The key's setup once per batch; each row hashes from a copy of it.
+        let keyed = keyed_mac(self.key(name)?);
         let values = args.args[0].to_array(args.number_rows)?;
         let text = arrow::compute::cast(&values, &DataType::Utf8)?;
         let hashed: StringArray = text
             .as_string::<i32>()
             .iter()
-            .map(|value| value.map(|v| hmac_hex(key, v.as_bytes())))
+            .map(|value| value.map(|v| mac_hex(keyed.clone(), v.as_bytes())))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(hashed)))
     }
@@ -132,13 +133,18 @@ impl KeyedHash {
     }
 }
 
-fn hmac_hex(key: &[u8], value: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+fn keyed_mac(key: &[u8]) -> Hmac<sha2::Sha256> {
+    Hmac::new_from_slice(key).expect("HMAC takes any key length")
+}
+
+/// The hex HMAC of `value` under the key `mac` was set up with.
+fn mac_hex(mut mac: Hmac<sha2::Sha256>, value: &[u8]) -> String {
+    use std::fmt::Write;
     mac.update(value);
     let digest = mac.finalize().into_bytes();
     let mut hex = String::with_capacity(digest.len() * 2);
     for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+        let _ = write!(hex, "{byte:02x}");
     }
     hex
 }
@@ -325,6 +331,10 @@ mod tests {
         ] {
             assert_eq!(redact(text).unwrap(), redacted, "{text}");
         }
+    }
+
+    fn hmac_hex(key: &[u8], value: &[u8]) -> String {
+        mac_hex(keyed_mac(key), value)
     }
 
     #[test]
