@@ -254,6 +254,7 @@ pub async fn bench_windows(events: u64, groups: u64) -> anyhow::Result<WindowBen
     use arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use rand::{Rng, SeedableRng};
+    use weir_schemas::PartitionKey;
     use weir_transform::{SqlEngine, WindowState};
 
     const BATCH: u64 = 8192;
@@ -315,7 +316,7 @@ pub async fn bench_windows(events: u64, groups: u64) -> anyhow::Result<WindowBen
             )?;
             let started = Instant::now();
             state
-                .add(&engine, &transform, "bench", partition as i32, batch)
+                .add(&PartitionKey::new("bench", partition as i32), batch)
                 .await?;
             adding += started.elapsed();
         }
@@ -325,7 +326,7 @@ pub async fn bench_windows(events: u64, groups: u64) -> anyhow::Result<WindowBen
     let state_bytes = state.memory_bytes();
 
     let started = Instant::now();
-    let checkpoint = state.checkpoint(&transform, &engine, |_, _| None).await?;
+    let checkpoint = state.checkpoint(|_| None).await?;
     let checkpoint_seconds = started.elapsed().as_secs_f64();
     let snapshot_bytes = checkpoint
         .snapshot
@@ -333,9 +334,7 @@ pub async fn bench_windows(events: u64, groups: u64) -> anyhow::Result<WindowBen
         .map_or(0, |s| s.get_array_memory_size());
 
     let started = Instant::now();
-    let emitted = state
-        .checkpoint(&transform, &engine, |_, _| Some(i64::MAX))
-        .await?;
+    let emitted = state.checkpoint(|_| Some(i64::MAX)).await?;
     let emit_seconds = started.elapsed().as_secs_f64();
     Ok(WindowBenchReport {
         sql: sql.to_owned(),

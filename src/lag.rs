@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
+use weir_ingest::offsets::{LogBounds, OffsetClient};
 use weir_schemas::PartitionKey;
-use weir_sink::{Dataset, LogState};
+use weir_sink::LogState;
 
-use crate::pipeline::{DeadLetterTarget, Pipeline};
+use crate::pipeline::Pipeline;
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,8 +65,7 @@ pub struct Thresholds {
 
 /// One partition of a topic as the brokers see it.
 struct BrokerPartition {
-    log_start: i64,
-    log_end: i64,
+    log: LogBounds,
     group_offset: Option<i64>,
 }
 
@@ -76,10 +74,6 @@ pub async fn lag(pipeline: &Pipeline, thresholds: Thresholds) -> anyhow::Result<
     let broker = tokio::task::spawn_blocking(move || read_brokers(&kafka))
         .await
         .context("the broker query panicked")??;
-    let mut datasets: Vec<&Dataset> = pipeline.outputs.iter().map(|o| &o.dataset).collect();
-    if let DeadLetterTarget::Dataset { dataset, .. } = &pipeline.dead_letters {
-        datasets.push(dataset);
-    }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut report = LagReport {
         pipeline: pipeline.name.clone(),
@@ -87,7 +81,7 @@ pub async fn lag(pipeline: &Pipeline, thresholds: Thresholds) -> anyhow::Result<
         datasets: Vec::new(),
         breaches: Vec::new(),
     };
-    for dataset in datasets {
+    for dataset in pipeline.datasets() {
         let state = dataset
             .read_log_state()
             .await
@@ -119,9 +113,9 @@ fn dataset_lag(
             PartitionLag {
                 topic: key.topic.to_string(),
                 partition: key.partition,
-                log_end_offset: b.log_end,
+                log_end_offset: b.log.end,
                 committed_offset: committed,
-                offset_lag: (b.log_end - committed.unwrap_or(b.log_start).max(b.log_start)).max(0),
+                offset_lag: (b.log.end - committed.unwrap_or(b.log.start).max(b.log.start)).max(0),
                 group_offset: b.group_offset,
                 committed_watermark_ms: watermark,
                 watermark_lag_seconds: watermark.map(seconds_since),
@@ -178,52 +172,18 @@ fn breaches(lag: &DatasetLag, thresholds: Thresholds) -> Vec<String> {
 
 /// Every partition of the pipeline's topics: log start and end, and the group's offset.
 fn read_brokers(
-    kafka: &weir_ingest::SourceConfig,
+    kafka: &weir_ingest::ConsumerConfig,
 ) -> anyhow::Result<BTreeMap<PartitionKey, BrokerPartition>> {
-    let consumer: BaseConsumer =
-        weir_ingest::client_config(&kafka.bootstrap_servers, &kafka.properties)
-            .set("group.id", &kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .create()
-            .context("creating a Kafka client")?;
-    let mut partitions = BTreeMap::new();
-    let mut assigned = TopicPartitionList::new();
-    for topic in &kafka.topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), BROKER_TIMEOUT)
-            .with_context(|| format!("reading the metadata of topic `{topic}`"))?;
-        let found = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .with_context(|| format!("topic `{topic}` does not exist"))?;
-        for partition in found.partitions() {
-            let (log_start, log_end) = consumer
-                .fetch_watermarks(topic, partition.id(), BROKER_TIMEOUT)
-                .with_context(|| format!("reading the offsets of {topic}/{}", partition.id()))?;
-            assigned.add_partition(topic, partition.id());
-            partitions.insert(
-                PartitionKey::new(topic, partition.id()),
-                BrokerPartition {
-                    log_start,
-                    log_end,
-                    group_offset: None,
-                },
-            );
-        }
-    }
-    let committed = consumer
-        .committed_offsets(assigned, BROKER_TIMEOUT)
-        .context("reading the group's committed offsets")?;
-    for element in committed.elements() {
-        if let Offset::Offset(offset) = element.offset()
-            && let Some(p) =
-                partitions.get_mut(&PartitionKey::new(element.topic(), element.partition()))
-        {
-            p.group_offset = Some(offset);
-        }
-    }
-    Ok(partitions)
+    let client = OffsetClient::new(kafka, true)?;
+    let logs = client.partitions(&kafka.topics, BROKER_TIMEOUT)?;
+    let group = client.group_offsets(&logs.keys().collect(), BROKER_TIMEOUT)?;
+    Ok(logs
+        .into_iter()
+        .map(|(partition, log)| {
+            let group_offset = group.get(&partition).copied();
+            (partition, BrokerPartition { log, group_offset })
+        })
+        .collect())
 }
 
 impl std::fmt::Display for LagReport {
@@ -234,11 +194,7 @@ impl std::fmt::Display for LagReport {
         for d in &self.datasets {
             let watermark = d
                 .committed_watermark_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map_or_else(
-                    || "-".to_owned(),
-                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                );
+                .map_or_else(|| "-".to_owned(), weir_schemas::rfc3339_ms);
             writeln!(
                 f,
                 "dataset {}: offset lag {}, committed watermark {watermark} (lag {})",

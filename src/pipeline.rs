@@ -1,42 +1,44 @@
 //! A pipeline ready to run: the config loaded, the schema read, every SQL text planned and
-//! every dataset opened. Building one touches no Kafka broker, so all configuration and SQL
-//! errors surface before anything starts.
+//! every dataset located. Building one touches no Kafka broker and writes nothing, so all
+//! configuration and SQL errors surface before anything starts.
 
-use weir_ingest::{JsonDecoder, SourceConfig as KafkaConfig};
+use std::sync::Arc;
+
+use weir_ingest::{ConsumerConfig, Decoding, JsonDecoder, SourceTable};
 use weir_schemas::EventSchema;
-use weir_schemas::schema::FieldType;
-use weir_sink::{Dataset, DatasetOptions, RollPolicy};
+use weir_sink::{Dataset, DatasetOptions, ParquetDataset, RollPolicy};
 use weir_transform::{
-    PartitionSpec, Partitioner, SqlEngine, Transform, TransformKind, ValidationRules, WindowKind,
-    WindowState,
+    Output, PartitionSpec, Partitioner, SqlEngine, TransformKind, Transforms, ValidationRules,
+    time_partition_specs,
 };
 
-use crate::config::{ConfigError, PipelineConfig};
+use crate::config::{
+    ConfigError, PipelineConfig, check_event_time, check_time_column, check_windowed,
+};
 
-/// One transform and the dataset it feeds.
-pub struct Output {
-    pub transform: Transform,
-    pub partitioner: Partitioner,
-    pub dataset: Dataset,
+/// Where one transform's rows go.
+pub struct OutputDataset {
+    pub dataset: Arc<dyn Dataset>,
     pub url: String,
-    /// The open windows of a windowed transform.
-    pub windows: Option<WindowState>,
 }
 
 /// Where dead letters go.
 pub enum DeadLetterTarget {
-    Dataset { dataset: Box<Dataset>, url: String },
+    Dataset {
+        dataset: Arc<dyn Dataset>,
+        url: String,
+    },
     Topic(String),
 }
 
 pub struct Pipeline {
     pub name: String,
-    pub kafka: KafkaConfig,
-    /// The events' schema, for the JSON decoder of each consumer session.
-    pub schema: EventSchema,
-    pub engine: SqlEngine,
-    pub rules: ValidationRules,
-    pub outputs: Vec<Output>,
+    pub kafka: ConsumerConfig,
+    /// How consumed messages become batches: the events' format and the source table.
+    pub decoding: Decoding,
+    pub transforms: Transforms,
+    /// Where each transform output's rows go, in the order of `transforms.outputs()`.
+    pub outputs: Vec<OutputDataset>,
     pub dead_letters: DeadLetterTarget,
     pub config: PipelineConfig,
 }
@@ -51,8 +53,8 @@ pub enum BuildError {
     Sql(#[from] weir_transform::TransformError),
     #[error(transparent)]
     Store(#[from] weir_sink::StoreError),
-    #[error("{0}")]
-    Decoder(#[from] weir_ingest::decode::DecoderError),
+    #[error(transparent)]
+    Decoder(#[from] weir_ingest::DecoderError),
 }
 
 impl Pipeline {
@@ -81,6 +83,7 @@ impl Pipeline {
             .collect();
         let rules = ValidationRules::new(&engine, &rules, &config_name)?;
 
+        let mut transform_outputs = Vec::with_capacity(config.transforms.len());
         let mut outputs = Vec::with_capacity(config.transforms.len());
         for t in &config.transforms {
             let sql_path = config.resolve(&t.sql);
@@ -95,25 +98,22 @@ impl Pipeline {
                 TransformKind::Stateless => config.source.event_time.as_str(),
                 TransformKind::Windowed(kind) => {
                     check_windowed(&config, &schema, &t.name, kind, t.sink.time_partitions)?;
-                    weir_transform::window::WINDOW_START
+                    weir_transform::windows::WINDOW_START
                 }
             };
             let time_specs = match t.sink.time_partitions {
                 Some(granularity) => {
                     check_time_column(&config, &t.name, &transform.schema(), time_column)?;
-                    granularity.partition_specs(time_column)
+                    time_partition_specs(granularity, time_column)
                 }
                 None => Vec::new(),
             };
             let specs: Vec<PartitionSpec> = time_specs
                 .into_iter()
-                .chain(
-                    t.sink
-                        .partition_by
-                        .iter()
-                        .map(|p| (p.name.clone(), p.expr.clone())),
-                )
-                .map(|(name, expr)| PartitionSpec { name, expr })
+                .chain(t.sink.partition_by.iter().map(|p| PartitionSpec {
+                    name: p.name.clone(),
+                    expr: p.expr.clone(),
+                }))
                 .collect();
             let where_ = format!("{config_name}: transform `{}`", t.name);
             let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?;
@@ -132,24 +132,17 @@ impl Pipeline {
                 max_open_files: t.sink.max_open_files,
                 log_retention: Some(config.delivery.log_retention),
             };
-            let dataset = Dataset::new(&t.name, store, root, &transform.schema(), options);
-            let windows = match transform.kind() {
-                TransformKind::Windowed(_) => Some(
-                    WindowState::new(&engine, &transform, t.allowed_lateness.as_millis() as i64)
-                        .map_err(|e| weir_transform::TransformError::Execute {
-                            transform: t.name.clone(),
-                            error: e,
-                        })?,
-                ),
-                TransformKind::Stateless => None,
-            };
-            outputs.push(Output {
+            let dataset = ParquetDataset::new(&t.name, store, root, &transform.schema(), options);
+            outputs.push(OutputDataset {
+                dataset: Arc::new(dataset),
+                url,
+            });
+            transform_outputs.push(Output::new(
+                &engine,
                 transform,
                 partitioner,
-                dataset,
-                url,
-                windows,
-            });
+                t.allowed_lateness,
+            )?);
         }
 
         let dead_letters = match (&config.dead_letters.url, &config.dead_letters.topic) {
@@ -171,8 +164,9 @@ impl Pipeline {
                     log_retention: Some(config.delivery.log_retention),
                 };
                 let schema = weir_schemas::DeadLetters::schema();
+                let dataset = ParquetDataset::new("dead_letters", store, root, &schema, options);
                 DeadLetterTarget::Dataset {
-                    dataset: Box::new(Dataset::new("dead_letters", store, root, &schema, options)),
+                    dataset: Arc::new(dataset),
                     url,
                 }
             }
@@ -180,7 +174,7 @@ impl Pipeline {
             (None, None) => unreachable!("checked when the config was loaded"),
         };
 
-        let kafka = KafkaConfig {
+        let kafka = ConsumerConfig {
             bootstrap_servers: config.source.bootstrap_servers.clone(),
             topics: config.source.topics.clone(),
             group_id: config.source.group_id.clone(),
@@ -190,18 +184,29 @@ impl Pipeline {
             max_batch_bytes: config.source.max_batch_bytes.as_u64() as usize,
             max_batch_wait: config.source.max_batch_wait,
         };
-        // Fail now, not when the first consumer starts.
-        JsonDecoder::new(&schema, config.source.max_batch_messages)?;
+        let decoding = Decoding {
+            decoder: Box::new(JsonDecoder::new(&schema, config.source.max_batch_messages)?),
+            table: SourceTable::new(&schema, &config.source.event_time)?,
+        };
         Ok(Self {
             name: config.name.clone(),
             kafka,
-            schema,
-            engine,
-            rules,
+            decoding,
+            transforms: Transforms::new(engine, rules, transform_outputs),
             outputs,
             dead_letters,
             config,
         })
+    }
+
+    /// Every dataset the pipeline commits to: the outputs', then the dead letters' if they
+    /// go to a dataset.
+    pub fn datasets(&self) -> impl Iterator<Item = &dyn Dataset> {
+        let dead = match &self.dead_letters {
+            DeadLetterTarget::Dataset { dataset, .. } => Some(dataset.as_ref()),
+            DeadLetterTarget::Topic(_) => None,
+        };
+        self.outputs.iter().map(|o| o.dataset.as_ref()).chain(dead)
     }
 }
 
@@ -219,80 +224,4 @@ fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> 
 /// Uploads switch to multipart past this size; smaller files go up in one request.
 fn upload_buffer(target_file_bytes: u64) -> usize {
     target_file_bytes.clamp(5 << 20, 16 << 20) as usize
-}
-
-/// A window places each event by its event time, which must therefore be there; session
-/// windows have no bounded start, so their datasets cannot be marked complete by it.
-fn check_windowed(
-    config: &PipelineConfig,
-    schema: &EventSchema,
-    transform: &str,
-    kind: WindowKind,
-    time_partitions: Option<weir_sink::TimeGranularity>,
-) -> Result<(), ConfigError> {
-    let event_time = &config.source.event_time;
-    if schema.field(event_time).is_some_and(|f| !f.required) {
-        return Err(config.error_at(
-            "event_time",
-            format!(
-                "transform `{transform}` is windowed, so every event needs its event time: \
-                 declare `{event_time}` required in the schema"
-            ),
-        ));
-    }
-    if matches!(kind, WindowKind::Session { .. }) && time_partitions.is_some() {
-        return Err(config.error_in_transform(
-            transform,
-            "time_partitions",
-            format!(
-                "transform `{transform}` has session windows, whose start is not bounded by the \
-                 watermark: partition it with `partition_by` instead of `time_partitions`"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Time partitions come from the event time (a window's start for windowed transforms), so
-/// the transform must pass it through.
-fn check_time_column(
-    config: &PipelineConfig,
-    transform: &str,
-    output: &arrow::datatypes::Schema,
-    event_time: &str,
-) -> Result<(), ConfigError> {
-    match output.field_with_name(event_time).map(|f| f.data_type()) {
-        Ok(arrow::datatypes::DataType::Timestamp(..)) => Ok(()),
-        Ok(other) => Err(config.error_in_transform(
-            transform,
-            "time_partitions",
-            format!(
-                "`time_partitions` of transform `{transform}` needs the event-time column \
-                 `{event_time}` as a timestamp in its output, but it is {other}"
-            ),
-        )),
-        Err(_) => Err(config.error_in_transform(
-            transform,
-            "time_partitions",
-            format!(
-                "`time_partitions` of transform `{transform}` needs the event-time column \
-                 `{event_time}` in its output; select it in the SQL"
-            ),
-        )),
-    }
-}
-
-fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {
-    let name = &config.source.event_time;
-    let message = match schema.field(name).map(|f| &f.ty) {
-        Some(FieldType::Timestamp) => return Ok(()),
-        Some(other) => format!(
-            "`event_time`: the field `{name}` is {other:?} in the schema, expected a timestamp"
-        ),
-        None => format!(
-            "`event_time`: the schema {} has no field `{name}`",
-            config.resolve(&config.source.schema).display()
-        ),
-    };
-    Err(config.error_at("event_time", message))
 }

@@ -18,8 +18,9 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use opentelemetry::metrics::MeterProvider;
 use serde::Serialize;
-use weir_ingest::{JsonDecoder, RawMessages, SourceBatch};
-use weir_schemas::PartitionKey;
+use weir_ingest::Decoding;
+use weir_schemas::{PartitionKey, RawMessages, SourceBatch};
+use weir_sink::Dataset;
 
 use crate::config::PipelineConfig;
 use crate::pipeline::Pipeline;
@@ -77,19 +78,35 @@ pub fn read_sample(path: &Path) -> anyhow::Result<String> {
 /// Runs the JSON Lines `text` (the sample of `origin`) through the pipeline of `config`,
 /// `batch` messages between checkpoints.
 pub async fn run_sample(
-    config: PipelineConfig,
+    mut config: PipelineConfig,
     text: &str,
     origin: &Path,
     batch: usize,
 ) -> anyhow::Result<SampleRun> {
     let topic = config.source.topics[0].clone();
-    let (pipeline, scratch) = in_scratch(config).await?;
-    let transforms: Vec<(String, SchemaRef)> = pipeline
-        .outputs
+    // The sample is decoded in batches of its own size, by the pipeline's decoder.
+    config.source.max_batch_messages = batch.max(1);
+    let (mut pipeline, _scratch) = in_scratch(config).await?;
+    // The datasets, kept to read back once the run has committed into them.
+    let transforms: Vec<(String, SchemaRef, std::sync::Arc<dyn Dataset>)> = pipeline
+        .transforms
+        .outputs()
         .iter()
-        .map(|o| (o.transform.name().to_owned(), o.transform.schema()))
+        .zip(&pipeline.outputs)
+        .map(|(o, d)| {
+            (
+                o.name().to_owned(),
+                o.transform().schema(),
+                d.dataset.clone(),
+            )
+        })
         .collect();
-    let mut decoder = JsonDecoder::new(&pipeline.schema, batch.max(1))?;
+    let dead_letters = match &pipeline.dead_letters {
+        crate::pipeline::DeadLetterTarget::Dataset { dataset, .. } => dataset.clone(),
+        crate::pipeline::DeadLetterTarget::Topic(_) => {
+            unreachable!("a sample's dead letters go to a scratch dataset")
+        }
+    };
 
     let mut batches = Vec::new();
     let mut raw = RawMessages::with_capacity(batch.max(1));
@@ -102,11 +119,11 @@ pub async fn run_sample(
         messages += 1;
         if raw.len() >= batch.max(1) {
             let full = std::mem::replace(&mut raw, RawMessages::with_capacity(batch.max(1)));
-            batches.push(decoded(&mut decoder, full));
+            batches.push(decoded(&mut pipeline.decoding, full));
         }
     }
     if !raw.is_empty() {
-        batches.push(decoded(&mut decoder, raw));
+        batches.push(decoded(&mut pipeline.decoding, raw));
     }
     if messages == 0 {
         bail!("the sample {} holds no message", origin.display());
@@ -127,12 +144,14 @@ pub async fn run_sample(
     let summary = replay(pipeline, &[PartitionKey::new(&topic, 0)], batches, observer).await?;
 
     let mut outputs = Vec::new();
-    for (name, schema) in transforms {
-        let rows = read_dataset(&scratch.path().join(&name))
+    for (name, schema, dataset) in transforms {
+        let rows = read_committed(dataset.as_ref())
+            .await
             .with_context(|| format!("reading back the rows of `{name}`"))?;
         outputs.push(SampleOutput { name, schema, rows });
     }
-    let dead_letters = read_dataset(&scratch.path().join(DEAD_LETTERS))?
+    let dead_letters = read_committed(dead_letters.as_ref())
+        .await?
         .iter()
         .map(dead_letter_view)
         .collect::<Result<Vec<_>, _>>()?;
@@ -156,66 +175,34 @@ fn by_line(letters: Vec<RecordBatch>) -> anyhow::Result<Vec<RecordBatch>> {
     Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
 }
 
-fn decoded(decoder: &mut JsonDecoder, raw: RawMessages) -> SourceBatch {
-    let messages = raw.finish();
-    SourceBatch {
-        decoded: decoder.decode(&messages),
-        messages,
-    }
+fn decoded(decoding: &mut Decoding, raw: RawMessages) -> SourceBatch {
+    decoding
+        .table
+        .decode(decoding.decoder.as_mut(), raw.finish())
 }
 
-/// The committed Parquet files under `dir` (not `_weir/`), in path order, each batch with its
+/// The committed rows of `dataset`, in the order of their files' paths, each batch with its
 /// partition path as a last column.
-fn read_dataset(dir: &Path) -> anyhow::Result<Vec<RecordBatch>> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "_weir") {
-                    dirs.push(path);
-                }
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
+async fn read_committed(dataset: &dyn Dataset) -> anyhow::Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
-    for file in files {
-        let partition = file
-            .parent()
-            .and_then(|p| p.strip_prefix(dir).ok())
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&file)?,
-        )?
-        .build()?;
-        for batch in reader {
-            let batch = batch?;
-            let paths: ArrayRef = std::sync::Arc::new(StringArray::from(vec![
-                partition.as_str();
-                batch.num_rows()
-            ]));
-            let mut fields: Vec<Field> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
-            let mut columns = batch.columns().to_vec();
-            columns.push(paths);
-            batches.push(RecordBatch::try_new(
-                std::sync::Arc::new(Schema::new(fields)),
-                columns,
-            )?);
-        }
+    for (partition, batch) in dataset.read_committed().await? {
+        let paths: ArrayRef = std::sync::Arc::new(StringArray::from(vec![
+            partition.as_str();
+            batch.num_rows()
+        ]));
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
+        let mut columns = batch.columns().to_vec();
+        columns.push(paths);
+        batches.push(RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(fields)),
+            columns,
+        )?);
     }
     Ok(batches)
 }
@@ -371,14 +358,10 @@ impl SampleRun {
     fn tables(&self) -> anyhow::Result<String> {
         use std::fmt::Write;
         let mut text = String::new();
-        let watermark = self
-            .summary
-            .watermark_ms
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map_or_else(
-                || "none (no valid event time)".to_owned(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            );
+        let watermark = self.summary.watermark_ms.map_or_else(
+            || "none (no valid event time)".to_owned(),
+            weir_schemas::rfc3339_ms,
+        );
         writeln!(
             text,
             "{} messages; watermark at the end {watermark}",
@@ -438,11 +421,11 @@ pub fn describe(pipeline: &Pipeline) -> String {
     use std::fmt::Write;
     let mut text = String::new();
     let config = &pipeline.config;
-    for (output, settings) in pipeline.outputs.iter().zip(&config.transforms) {
-        let transform = &output.transform;
+    for (output, settings) in pipeline.transforms.outputs().iter().zip(&config.transforms) {
+        let transform = output.transform();
         let sql = config.resolve(&settings.sql);
         let _ = writeln!(text, "transform `{}` ({})", transform.name(), sql.display());
-        match (&output.windows, transform.kind()) {
+        match (output.windows(), transform.kind()) {
             (Some(windows), weir_transform::TransformKind::Windowed(window)) => {
                 let lateness = humantime::format_duration(settings.allowed_lateness);
                 let disorder = humantime::format_duration(config.watermarks.out_of_orderness);

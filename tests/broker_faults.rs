@@ -6,7 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::cli::generate;
+use common::datasets::{Writers, check_exactly_once, committed_in_logs};
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::net::wait_until;
+use common::process::{Process, weir};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 

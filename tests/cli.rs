@@ -4,7 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::*;
+use common::fixtures::QUICKSTART_FILES;
+use common::process::{output_ok, weir};
+use common::repo;
 
 /// A copy of the quickstart example in `dir`, with `edit` applied to one of its files.
 fn example_with(dir: &Path, file: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {

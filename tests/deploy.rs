@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use common::fixtures::QUICKSTART_FILES;
+use common::process::{output_ok, weir, weirtest};
+use common::{repo, tool};
 
 fn deploy(path: &str) -> PathBuf {
     repo().join("deploy").join(path)

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::*;
+use common::process::{output_ok, weir};
+use common::repo;
 
 /// The code block that follows the line "`name`:" in the README.
 fn block_after(readme: &str, name: &str) -> String {

@@ -6,7 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::cli::{Committed, run_until_committed};
+use common::fixtures::{orders_config_with, orders_env};
+use common::kafka::produce_orders;
+use common::process::weir;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -40,11 +43,13 @@ fn rejected_messages_reach_the_dead_letter_topic_unchanged() {
     run_until_committed(
         cmd,
         dir.path().join("weir.log"),
-        &bootstrap,
-        topic,
-        2,
-        messages,
-        &[],
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
     );
 
     let want: serde_json::Value =

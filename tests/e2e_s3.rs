@@ -6,7 +6,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::cli::{Committed, run_until_committed};
+use common::fixtures::orders_env;
+use common::kafka::{committed_total, produce_orders};
+use common::net::{free_port, wait_for_listener};
+use common::process::{Process, output_ok, weir, weirtest};
+use common::{repo, tool};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -22,11 +27,13 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
     let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
-        &bootstrap,
-        topic,
-        2,
-        messages,
-        &[],
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
     );
     assert!(
         !log.contains("weir-test-secret"),
@@ -67,11 +74,13 @@ fn transient_storage_faults_lose_nothing_and_duplicate_nothing() {
     run_until_committed(
         cmd,
         dir.path().join("weir.log"),
-        &bootstrap,
-        topic,
-        2,
-        messages,
-        &[],
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
     );
     let injected = proxy.log_text().matches("injected").count();
     eprintln!("the proxy injected {injected} faults");
@@ -209,8 +218,9 @@ fn orders_on_embedded_cluster(
 #[test]
 fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
     use futures::TryStreamExt;
+    use weir_schemas::OffsetRange;
+    use weir_sink::CommitLog;
     use weir_sink::commit_log::SNAPSHOT_EVERY;
-    use weir_sink::{CommitLog, OffsetRange};
 
     let dir = tempfile::tempdir().unwrap();
     let (_moto, endpoint) = start_moto_with_bucket(dir.path());

@@ -3,7 +3,13 @@
 
 mod common;
 
-use common::*;
+use common::cli::{Committed, run_until_committed};
+use common::datasets::verify_orders;
+use common::fixtures::{orders_config_with, orders_env};
+use common::kafka::{produce_orders_with, start_tansu};
+use common::net::free_port;
+use common::process::weir;
+use common::tool;
 
 const PASSWORD: &str = "weir-sasl-s3cret";
 
@@ -70,11 +76,13 @@ fn consumes_with_scram_credentials_from_the_environment() {
     let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
-        &bootstrap,
-        topic,
-        2,
-        messages,
-        &sasl,
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &sasl,
+        },
     );
     broker.assert_running();
     assert!(!log.contains(PASSWORD), "the password leaked into the log");

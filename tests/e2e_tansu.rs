@@ -4,7 +4,13 @@
 
 mod common;
 
-use common::*;
+use common::cli::{Committed, lag_column, run_until_committed, weir_lag};
+use common::datasets::verify_orders;
+use common::fixtures::orders_env;
+use common::kafka::{broker_log_end, produce_orders, start_tansu};
+use common::net::free_port;
+use common::process::weir;
+use common::repo;
 
 #[test]
 fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
@@ -32,11 +38,13 @@ fn tansu_events_land_exactly_once_in_parquet_and_dead_letters() {
     let log = run_until_committed(
         cmd,
         dir.path().join("weir.log"),
-        &bootstrap,
-        topic,
-        3,
-        messages,
-        &[],
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 3,
+            messages,
+            properties: &[],
+        },
     );
     broker.assert_running();
 

@@ -6,7 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::cli::generate;
+use common::datasets::{Writers, check_exactly_once, committed_in_logs, owners_in_log};
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::net::wait_until;
+use common::process::{Process, signal, weir};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;

@@ -7,7 +7,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use common::process::{output_ok, weir};
+use common::{repo, tool};
 
 /// The key the orders example's golden test was written for (a test's, not a secret).
 const ORDERS_TEST_KEY: &str = "example-only-key-do-not-use-in-production";

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::process::{output_ok, weir};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;

@@ -6,7 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::cli::{generate, lag_column, weir_lag};
+use common::datasets::committed_in_logs;
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::kafka::broker_log_end;
+use common::net::wait_until;
+use common::process::{Process, weir};
 use rdkafka::mocking::MockCluster;
 
 const TOPIC: &str = "clickstream";

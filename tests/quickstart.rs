@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::*;
+use common::net::{http_get, wait_until};
+use common::process::{Process, weir, weirtest};
 
 #[test]
 fn quickstart_writes_every_valid_event_and_dead_letters_the_rest() {

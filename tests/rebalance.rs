@@ -7,7 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::cli::generate;
+use common::datasets::committed_in_logs;
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::kafka::committed_total;
+use common::net::wait_until;
+use common::process::{Process, weir, weirtest};
 use rdkafka::mocking::MockCluster;
 
 #[test]

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::*;
+use common::fixtures::quickstart_config;
+use common::process::{output_ok, weir};
+use common::repo;
 
 /// A copy of the example pipeline whose datasets would go under `dir/out`.
 fn example(dir: &Path) -> (PathBuf, [(&'static str, String); 3]) {

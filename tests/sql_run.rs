@@ -5,7 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
+use common::datasets::committed_in_logs;
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::net::wait_until;
+use common::process::{Process, output_ok, weir, weirtest};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 

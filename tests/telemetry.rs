@@ -2,6 +2,9 @@
 //! logs and an independent reader of the datasets), the health probes, the status page in a
 //! real browser, a real Prometheus scraping it with the dashboard's and the alert rules'
 //! queries, and OTLP export to a real collector.
+//!
+//! One file past 600 lines: the first test follows one running pipeline through all of it
+//! (starting one per aspect would multiply the slowest part), and its checks live here.
 
 mod common;
 
@@ -10,7 +13,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::cli::{generate, weir_lag};
+use common::datasets::committed_in_logs;
+use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::kafka::broker_log_end;
+use common::net::{free_port, free_ports, http_get, serving_port, wait_for_listener, wait_until};
+use common::process::{Process, weir, weirtest};
+use common::{repo, tool};
 use rdkafka::mocking::MockCluster;
 
 const TOPIC: &str = "clickstream";

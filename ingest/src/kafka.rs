@@ -1,4 +1,5 @@
-//! Client configuration shared by the consumer and the dead-letter producer.
+//! Client configuration shared by the consumer, the offset client and the dead-letter
+//! producer, and their errors.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,20 @@ pub enum KafkaError {
         attempts: u32,
         source: rdkafka::error::KafkaError,
     },
+    #[error("reading the metadata of topic `{topic}`: {source}")]
+    Metadata {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic `{0}` does not exist")]
+    NoTopic(String),
+    #[error("reading the offsets of {partition}: {source}")]
+    Offsets {
+        partition: weir_schemas::PartitionKey,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("reading the group's committed offsets: {0}")]
+    GroupOffsets(rdkafka::error::KafkaError),
     #[error("dead letter to topic {topic} not delivered: {source}")]
     Deliver {
         topic: String,
@@ -55,37 +70,4 @@ pub fn client_config(
         config.set(key, value);
     }
     config
-}
-
-/// Whether a librdkafka property holds a secret and must never be printed.
-pub fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "private.key",
-        "token",
-        "sasl.jaas.config",
-        "sasl.oauthbearer.config",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
-}
-
-/// The value as it may appear in logs and errors.
-pub fn redact<'a>(key: &str, value: &'a str) -> &'a str {
-    if is_secret(key) { "<redacted>" } else { value }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted() {
-        assert_eq!(redact("sasl.password", "hunter2"), "<redacted>");
-        assert_eq!(redact("ssl.key.password", "x"), "<redacted>");
-        assert_eq!(redact("sasl.oauthbearer.client.secret", "x"), "<redacted>");
-        assert_eq!(redact("security.protocol", "SASL_SSL"), "SASL_SSL");
-    }
 }

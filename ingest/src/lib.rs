@@ -1,22 +1,24 @@
-//! Kafka ingest for weir: consume in batches, decode JSON into Arrow, dead-letter the rest.
+//! Kafka ingest for weir: consume in batches, decode payloads into Arrow, dead-letter the rest.
 //!
-//! Messages are copied out of librdkafka into columnar [`RawMessages`] as they are polled;
-//! [`JsonDecoder`] checks each payload against the declared schema without building any
-//! per-record value tree, then hands the accepted payloads to arrow-json, which fills Arrow
-//! builders directly. A message that cannot become a row becomes a
-//! [`weir_schemas::DeadLetter`] with the reason; nothing is dropped and nothing stops the
-//! service.
+//! Messages are copied out of librdkafka into columnar [`RawMessages`] as they are polled.
+//! A [`Decode`] implementation (today [`JsonDecoder`]) turns their payloads into the declared
+//! columns without building any per-record value tree, and [`SourceTable`] makes the result
+//! the batch every later stage takes ([`weir_schemas::SourceBatch`]): the rows with their
+//! Kafka metadata, the offsets they cover, the latest event time per partition. A message
+//! that cannot become a row becomes a [`weir_schemas::DeadLetter`] with the reason; nothing
+//! is dropped and nothing stops the service. [`offsets`] asks the brokers where partitions
+//! begin and end, for lag.
 
-mod check;
 pub mod dead_letter_topic;
 pub mod decode;
+pub mod json;
 pub mod kafka;
-pub mod raw;
+pub mod offsets;
 pub mod source;
 
-pub use decode::{Decoded, JsonDecoder};
-pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config, is_secret, redact};
-pub use raw::RawMessages;
+pub use decode::{Decode, Decoded, DecoderError, SourceTable};
+pub use json::JsonDecoder;
+pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};
 pub use source::{
-    KafkaSource, SourceBatch, SourceConfig, SourceEvent, SourceStats, StartPosition, spawn_reader,
+    ConsumerConfig, Decoding, KafkaSource, SourceEvent, SourceStats, StartPosition, spawn_reader,
 };

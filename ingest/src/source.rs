@@ -13,19 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
-use weir_schemas::{OffsetRanges, PartitionKey};
+use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, SourceBatch};
 
-use crate::decode::{Decoded, JsonDecoder};
+use crate::decode::{Decode, SourceTable};
 use crate::kafka::{KafkaError, client_config};
-use crate::raw::{Messages, RawMessages};
 
 /// Where a consumer group without committed offsets starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -35,8 +32,9 @@ pub enum StartPosition {
     Latest,
 }
 
+/// How the pipeline's consumer connects, which topics it reads and how it batches them.
 #[derive(Debug, Clone)]
-pub struct SourceConfig {
+pub struct ConsumerConfig {
     pub bootstrap_servers: String,
     pub topics: Vec<String>,
     pub group_id: String,
@@ -46,55 +44,6 @@ pub struct SourceConfig {
     pub max_batch_messages: usize,
     pub max_batch_bytes: usize,
     pub max_batch_wait: Duration,
-}
-
-/// A decoded batch with the messages it came from.
-pub struct SourceBatch {
-    pub decoded: Decoded,
-    pub messages: Messages,
-}
-
-impl SourceBatch {
-    pub fn ranges(&self) -> &OffsetRanges {
-        &self.messages.ranges
-    }
-
-    /// Keeps only what came from partitions `keep` accepts: rows, dead letters and ranges.
-    pub fn retain(&mut self, keep: impl Fn(&PartitionKey) -> bool) {
-        let messages = &self.messages;
-        let kept: Vec<bool> = (0..messages.len())
-            .map(|i| {
-                keep(&PartitionKey {
-                    topic: messages.topic(i).clone(),
-                    partition: messages.partitions[i],
-                })
-            })
-            .collect();
-        let mut ranges = OffsetRanges::default();
-        for (i, _) in kept.iter().enumerate().filter(|(_, k)| **k) {
-            let key = PartitionKey {
-                topic: messages.topic(i).clone(),
-                partition: messages.partitions[i],
-            };
-            ranges.record(&key, messages.offsets[i]);
-        }
-        self.messages.ranges = ranges;
-        let decoded = &mut self.decoded;
-        let mask: BooleanArray = decoded
-            .rows
-            .iter()
-            .map(|&m| Some(kept[m as usize]))
-            .collect();
-        decoded.batch = filter_record_batch(&decoded.batch, &mask)
-            .expect("a mask as long as the batch filters it");
-        decoded.rows.retain(|&m| kept[m as usize]);
-        decoded.dead_letters.retain(|letter| {
-            keep(&PartitionKey {
-                topic: letter.topic.clone(),
-                partition: letter.partition,
-            })
-        });
-    }
 }
 
 /// What the reader hands to the pipeline, in the order it happened.
@@ -113,6 +62,13 @@ pub enum SourceEvent {
         lost: bool,
         done: oneshot::Sender<()>,
     },
+}
+
+/// How the reader turns polled messages into batches: a decoder of the payload format and
+/// the table its rows go into.
+pub struct Decoding {
+    pub decoder: Box<dyn Decode>,
+    pub table: SourceTable,
 }
 
 /// What the polling thread hands to the decoding thread.
@@ -330,11 +286,11 @@ impl ConsumerContext for SourceContext {
 /// A consumer-group member reading the pipeline's topics.
 pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
-    config: SourceConfig,
+    config: ConsumerConfig,
 }
 
 impl KafkaSource {
-    pub fn connect(config: SourceConfig) -> Result<Self, KafkaError> {
+    pub fn connect(config: ConsumerConfig) -> Result<Self, KafkaError> {
         let mut client = client_config(&config.bootstrap_servers, &config.properties);
         client
             .set("group.id", &config.group_id)
@@ -465,8 +421,8 @@ impl KafkaSource {
             .group_offsets
             .lock()
             .expect("not poisoned");
-        for (key, _, last) in ranges.iter() {
-            offsets.insert(key.clone(), last + 1);
+        for range in ranges.iter() {
+            offsets.insert(range.partition, range.to);
         }
         let mut tpl = TopicPartitionList::new();
         for (key, offset) in offsets.iter() {
@@ -505,14 +461,14 @@ impl KafkaSource {
 /// checks and decodes them, so the two halves of ingest overlap. Batches and rebalance events
 /// go through `tx` in order; when the pipeline is full both threads wait, which pauses
 /// consumption. Runs until `stop` is set or the receiver is gone; the handle returns the
-/// poller's result.
+/// poller's result and the decoding, for the next consumer session.
 pub fn spawn_reader(
     source: Arc<KafkaSource>,
-    mut decoder: JsonDecoder,
+    mut decoding: Decoding,
     tx: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
-) -> JoinHandle<Result<(), KafkaError>> {
+) -> JoinHandle<(Result<(), KafkaError>, Decoding)> {
     // One polled batch may wait while the previous one is decoded.
     let (polled_tx, polled_rx) = std::sync::mpsc::sync_channel::<Polled>(1);
     *source
@@ -522,7 +478,7 @@ pub fn spawn_reader(
         .lock()
         .expect("not poisoned") = Some(polled_tx);
     let decoder_stats = stats.clone();
-    let decoding = std::thread::Builder::new()
+    let decoder_thread = std::thread::Builder::new()
         .name("weir-decoder".into())
         .spawn(move || {
             for polled in polled_rx {
@@ -531,11 +487,8 @@ pub fn spawn_reader(
                     Polled::Messages(messages) => {
                         let _span =
                             tracing::debug_span!("decode", messages = messages.len()).entered();
-                        let decoded = decoder.decode(&messages);
-                        SourceEvent::Batch(Box::new(SourceBatch {
-                            decoded,
-                            messages: *messages,
-                        }))
+                        let Decoding { decoder, table } = &mut decoding;
+                        SourceEvent::Batch(Box::new(table.decode(decoder.as_mut(), *messages)))
                     }
                 };
                 let event = match tx.try_send(event) {
@@ -550,6 +503,7 @@ pub fn spawn_reader(
                     break;
                 }
             }
+            decoding
         })
         .expect("spawning a thread");
     std::thread::Builder::new()
@@ -576,8 +530,10 @@ pub fn spawn_reader(
             })();
             // The decoder finishes what it holds and hands it on before the reader is done.
             drop(forwarding);
-            decoding.join().expect("the decoder thread does not panic");
-            result
+            let decoding = decoder_thread
+                .join()
+                .expect("the decoder thread does not panic");
+            (result, decoding)
         })
         .expect("spawning a thread")
 }

@@ -23,10 +23,9 @@ use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use serde::Serialize;
 use weir_schemas::PartitionKey;
 
-use crate::WrittenFile;
 use crate::commit_log::{
-    Action, Entry, LogError, LogState, WEIR_DIR, entry_path, list_numbered, snapshot_dir,
-    snapshot_state, under,
+    Action, Entry, LogError, LogState, WEIR_DIR, WrittenFile, entry_path, list_numbered,
+    snapshot_dir, snapshot_state, under,
 };
 
 /// Files checked at once.
@@ -89,7 +88,11 @@ impl std::fmt::Display for Report {
             self.entries, self.commits, self.claims, self.files, self.rows, self.bytes
         )?;
         if let Some(watermark) = self.watermark_ms {
-            writeln!(f, "  committed watermark {}", format_ms(watermark))?;
+            writeln!(
+                f,
+                "  committed watermark {}",
+                weir_schemas::rfc3339_ms(watermark)
+            )?;
         }
         for p in &self.partitions {
             writeln!(
@@ -281,7 +284,10 @@ async fn verify_once(
     // Every committed file is there, whole; nothing visible is outside the log.
     let sizes: HashMap<&Path, u64> = objects.iter().map(|o| (&o.location, o.size)).collect();
     let (store_ref, sizes_ref) = (store.as_ref(), &sizes);
-    let checks = futures::stream::iter(committed.values())
+    // The checks are made up front, not by the stream: a stream's closure over borrowed
+    // files would make this future not provably `Send` (a limit of the compiler).
+    let checks: Vec<_> = committed
+        .values()
         .map(|(seq, file)| async move {
             let problem = if *seq >= listed_up_to {
                 None
@@ -290,6 +296,8 @@ async fn verify_once(
             };
             (problem, file)
         })
+        .collect();
+    let checks = futures::stream::iter(checks)
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
@@ -465,11 +473,4 @@ async fn read_entry(store: &dyn ObjectStore, path: &Path) -> Result<Option<Entry
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("is not valid: {e}"))
-}
-
-fn format_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }

@@ -1,15 +1,12 @@
-//! Asks the brokers for the log-end offsets of the partitions this instance owns.
-//!
-//! A client of its own, apart from the pipeline's consumer: the consumer's cached high
-//! watermarks stop moving exactly when lag matters most (consumption paused under
-//! backpressure, a stalled pipeline), while a ListOffsets request answers regardless.
+//! Asks the brokers for the log-end offsets of the partitions this instance owns, every
+//! `log_end_interval`, with a client of its own (see [`weir_ingest::offsets`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::watch;
-use weir_ingest::SourceConfig;
+use weir_ingest::ConsumerConfig;
+use weir_ingest::offsets::OffsetClient;
 
 use super::Observer;
 
@@ -17,17 +14,12 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn spawn(
     observer: Arc<Observer>,
-    kafka: SourceConfig,
+    kafka: ConsumerConfig,
     every: Duration,
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client: BaseConsumer = match weir_ingest::client_config(
-            &kafka.bootstrap_servers,
-            &kafka.properties,
-        )
-        .create()
-        {
+        let client = match OffsetClient::new(&kafka, false) {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a Kafka client for log-end offsets; lag metrics stay empty");
@@ -51,20 +43,11 @@ pub(super) fn spawn(
             // asked yet wait for the next round instead of piling up timeouts.
             let deadline = std::time::Instant::now() + every.min(BROKER_TIMEOUT);
             let asked = tokio::task::spawn_blocking(move || {
-                let mut ends = Vec::with_capacity(owned.len());
-                for partition in owned {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    match asking.fetch_watermarks(&partition.topic, partition.partition, left) {
-                        Ok((start, end)) => ends.push((partition, start, end)),
-                        Err(e) => {
-                            tracing::debug!(%partition, error = %e, "cannot read the log-end offset");
-                        }
-                    }
-                }
-                ends
+                asking
+                    .bounds_until(owned, deadline)
+                    .into_iter()
+                    .map(|(partition, log)| (partition, log.start, log.end))
+                    .collect::<Vec<_>>()
             });
             tokio::select! {
                 // Shutting down does not wait for the brokers.

@@ -6,9 +6,13 @@
 //! health probes and serves the status page. The pipeline reports to an [`Observer`], which
 //! every one of these reads.
 
+mod freshness;
+mod health;
+mod instruments;
 mod log_end;
 pub mod observer;
 pub mod server;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +25,9 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::sync::watch;
 
-pub use observer::{HealthLimits, Observer, Timestamps};
+pub use freshness::Timestamps;
+pub use health::HealthLimits;
+pub use observer::Observer;
 
 use crate::config::TelemetryConfig;
 
@@ -49,7 +55,7 @@ pub struct TelemetryOptions<'a> {
     pub listen: Option<&'a str>,
     /// Listen on another free port when the one asked for is taken.
     pub any_port_if_taken: bool,
-    pub kafka: &'a weir_ingest::SourceConfig,
+    pub kafka: &'a weir_ingest::ConsumerConfig,
 }
 
 impl<'a> TelemetryOptions<'a> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::Observer;
-use super::observer::{Sample, Status};
+use super::status::{Sample, Status};
 
 /// The status page: one self-contained file, no scripts or styles from elsewhere.
 const STATUS_PAGE: &str = include_str!("status.html");

@@ -1,3 +1,7 @@
+//! What goes wrong with SQL in weir: text that does not parse or plan (placed at its line
+//! and column where DataFusion says), a SQL file that cannot be read, and a transform that
+//! fails on a batch.
+
 use std::fmt;
 use std::path::PathBuf;
 
@@ -18,22 +22,23 @@ impl fmt::Display for Location {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
-    /// SQL that does not parse or plan; `source` names the file or config key it came from.
+    /// SQL that does not parse or plan; `source_name` names the file or config key it came
+    /// from.
     #[error("{source_name}{}: {message}", location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default())]
     Sql {
         source_name: String,
         location: Option<Location>,
         message: String,
     },
-    #[error("cannot read SQL file {path}: {error}")]
+    #[error("cannot read SQL file {path}: {source}")]
     Read {
         path: PathBuf,
-        error: std::io::Error,
+        source: std::io::Error,
     },
-    #[error("transform `{transform}` failed: {error}")]
+    #[error("transform `{transform}` failed: {source}")]
     Execute {
         transform: String,
-        error: DataFusionError,
+        source: DataFusionError,
     },
 }
 

@@ -1,27 +1,33 @@
-//! SQL for weir, on Apache DataFusion: transforms, validation rules and partition paths.
+//! The transform stage of weir, on Apache DataFusion: validation rules, SQL transforms,
+//! event-time windows and watermarks, partition paths.
 //!
-//! Every batch that ingest decodes becomes, for the length of one call, the source table
-//! that analysts' SQL selects from. A transform is planned once at start-up (so a wrong
-//! column or a typo fails before any message is read) and its optimized logical plan is
-//! turned into a physical plan per batch over [`CurrentBatch`], a table whose content is the
-//! batch in flight. Stateless transforms are exactly that. Windowed transforms group by an
-//! event-time window ([`window`]); their aggregation is kept across batches in a
-//! [`WindowState`] and emitted when the watermark passes each window.
+//! [`Transforms`] takes each batch ingest hands on ([`weir_schemas::SourceBatch`]): the rules
+//! dead-letter the rows that fail them, then every output's SQL runs over the rest. Each
+//! batch becomes, for the length of one call, the source table that analysts' SQL selects
+//! from. A transform is planned once at start-up (so a wrong column or a typo fails before
+//! any message is read) and its optimized logical plan is turned into a physical plan per
+//! batch over a table whose content is the batch in flight. Stateless transforms are exactly
+//! that. Windowed transforms group by an event-time window ([`windows`]); their aggregation
+//! is kept across batches in a [`WindowState`], owned by the transform's [`Output`], and
+//! emitted when the [`Watermarks`] pass each window.
 
 mod current;
+mod engine;
 mod error;
 pub mod functions;
+mod output;
 pub mod partition;
 pub mod rules;
-mod transform;
-pub mod window;
-mod windowed;
+mod stage;
+mod watermark;
+pub mod windows;
 
-pub use datafusion::error::DataFusionError;
+pub use engine::{SqlEngine, Transform, TransformKind, Window};
 pub use error::{TransformError, locate};
 pub use functions::HashKeys;
-pub use partition::{PartitionSpec, Partitioner};
+pub use output::{Emitted, Output, Rows};
+pub use partition::{PartitionSpec, Partitioner, time_partition_specs};
 pub use rules::{RuleOutcome, ValidationRules};
-pub use transform::{SqlEngine, Transform, TransformKind, Window};
-pub use window::WindowKind;
-pub use windowed::{Checkpointed, WindowState};
+pub use stage::{Processed, Transforms};
+pub use watermark::Watermarks;
+pub use windows::{Checkpointed, WindowKind, WindowState};

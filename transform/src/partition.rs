@@ -10,8 +10,10 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 
+use weir_schemas::TimeGranularity;
+
+use crate::engine::SqlEngine;
 use crate::error::TransformError;
-use crate::transform::SqlEngine;
 
 /// Hive's name for the partition of NULL values; Spark, Trino and DuckDB read it back as NULL.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -21,6 +23,21 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 pub struct PartitionSpec {
     pub name: String,
     pub expr: String,
+}
+
+/// The partition specs of time partitions of `granularity` over the timestamp `column`,
+/// outermost first: `dt=%Y-%m-%d`, then `hour=%H`, then `minute=%M`, as the sink's
+/// completeness markers expect them.
+pub fn time_partition_specs(granularity: TimeGranularity, column: &str) -> Vec<PartitionSpec> {
+    let column = format!("\"{}\"", column.replace('"', "\"\""));
+    let all = [("dt", "%Y-%m-%d"), ("hour", "%H"), ("minute", "%M")];
+    all[..granularity.depth()]
+        .iter()
+        .map(|(name, format)| PartitionSpec {
+            name: name.to_string(),
+            expr: format!("to_char({column}, '{format}')"),
+        })
+        .collect()
 }
 
 /// Computes the partition path of each row.
@@ -143,6 +160,29 @@ mod tests {
     use super::*;
     use arrow::array::{StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    #[test]
+    fn time_partitions_are_sql_over_the_event_time() {
+        assert_eq!(
+            time_partition_specs(TimeGranularity::Day, "ts"),
+            vec![PartitionSpec {
+                name: "dt".to_string(),
+                expr: "to_char(\"ts\", '%Y-%m-%d')".to_string()
+            }]
+        );
+        let hour: Vec<String> = time_partition_specs(TimeGranularity::Minute, "a\"b")
+            .into_iter()
+            .map(|spec| format!("{}={}", spec.name, spec.expr))
+            .collect();
+        assert_eq!(
+            hour,
+            [
+                "dt=to_char(\"a\"\"b\", '%Y-%m-%d')",
+                "hour=to_char(\"a\"\"b\", '%H')",
+                "minute=to_char(\"a\"\"b\", '%M')"
+            ]
+        );
+    }
 
     #[test]
     fn paths_from_time_and_column_expressions() {

@@ -10,8 +10,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::DataType;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::engine::SqlEngine;
 use crate::error::TransformError;
-use crate::transform::SqlEngine;
 
 struct Rule {
     name: Arc<str>,

@@ -13,6 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use weir_schemas::PartitionKey;
 use weir_transform::{SqlEngine, Transform, WindowState};
 
 const OUT_OF_ORDERNESS: i64 = 4_000;
@@ -242,7 +243,7 @@ async fn streaming_result(
                 continue;
             }
             let late = state
-                .add(engine, transform, "t", partition, to_batch(&mine))
+                .add(&PartitionKey::new("t", partition), to_batch(&mine))
                 .await
                 .unwrap();
             assert!(late.is_empty(), "no event is late within the bound");
@@ -250,16 +251,14 @@ async fn streaming_result(
         max_seen = max_seen.max(batch.iter().map(|e| e.ts).max().unwrap());
         if rng.random_bool(0.3) {
             let watermark = Some(max_seen - OUT_OF_ORDERNESS);
-            let done = state
-                .checkpoint(transform, engine, |_, _| watermark)
-                .await
-                .unwrap();
+            let done = state.checkpoint(|_| watermark).await.unwrap();
             emitted.extend(done.output);
             if rng.random_bool(0.5) {
                 // A restart: a new instance restores the snapshot.
                 let mut restored = new_state(engine, transform, lateness);
                 for partition in 0..PARTITIONS {
-                    restored.assign("t", partition, state.emitted("t", partition));
+                    let partition = PartitionKey::new("t", partition);
+                    restored.assign(&partition, state.emitted(&partition));
                 }
                 if let Some(snapshot) = &done.snapshot {
                     restored.restore(snapshot).unwrap();
@@ -269,10 +268,7 @@ async fn streaming_result(
         }
     }
     // The end of the stream: every window closes.
-    let done = state
-        .checkpoint(transform, engine, |_, _| Some(i64::MAX))
-        .await
-        .unwrap();
+    let done = state.checkpoint(|_| Some(i64::MAX)).await.unwrap();
     assert!(done.snapshot.is_none(), "nothing stays open");
     emitted.extend(done.output);
     rows(&emitted, &STREAMED)
@@ -339,25 +335,16 @@ async fn late_events_are_reported_and_left_out() {
     let first = [event("a", 1_000), event("a", 12_000)];
     let late = state
         .add(
-            &engine,
-            &transform,
-            "t",
-            0,
+            &PartitionKey::new("t", 0),
             to_batch(&first.iter().collect::<Vec<_>>()),
         )
         .await
         .unwrap();
     assert!(late.is_empty());
     // Window [0, 10 s) closes once the watermark reaches 10 s + 1 s of lateness.
-    let done = state
-        .checkpoint(&transform, &engine, |_, _| Some(10_999))
-        .await
-        .unwrap();
+    let done = state.checkpoint(|_| Some(10_999)).await.unwrap();
     assert!(done.output.iter().all(|b| b.num_rows() == 0));
-    let done = state
-        .checkpoint(&transform, &engine, |_, _| Some(11_000))
-        .await
-        .unwrap();
+    let done = state.checkpoint(|_| Some(11_000)).await.unwrap();
     let out = concat_batches(&done.output[0].schema(), &done.output).unwrap();
     assert_eq!(rows(&[out], &["window_start", "key", "n"]), ["0|a|1"]);
     assert_eq!(done.snapshot.as_ref().map(RecordBatch::num_rows), Some(1));
@@ -365,19 +352,13 @@ async fn late_events_are_reported_and_left_out() {
     let second = [event("a", 9_999), event("b", 10_000), event("a", 2_000)];
     let late = state
         .add(
-            &engine,
-            &transform,
-            "t",
-            0,
+            &PartitionKey::new("t", 0),
             to_batch(&second.iter().collect::<Vec<_>>()),
         )
         .await
         .unwrap();
     assert_eq!(late, [0, 2], "the rows for the emitted window are late");
-    let done = state
-        .checkpoint(&transform, &engine, |_, _| Some(i64::MAX))
-        .await
-        .unwrap();
+    let done = state.checkpoint(|_| Some(i64::MAX)).await.unwrap();
     let out = concat_batches(&done.output[0].schema(), &done.output).unwrap();
     let rows = rows(&[out], &["window_start", "key", "n"]);
     assert_eq!(rows, ["10000|a|1", "10000|b|1"]);
@@ -407,24 +388,19 @@ async fn released_partitions_take_their_windows_along() {
     for (partition, v) in [(0, 1), (1, 10), (2, 100)] {
         let batch = [event(1_000, v), event(2_000, v)];
         a.add(
-            &engine,
-            &transform,
-            "t",
-            partition,
+            &PartitionKey::new("t", partition),
             to_batch(&batch.iter().collect::<Vec<_>>()),
         )
         .await
         .unwrap();
     }
     // Partition 1 moves to instance b with its snapshot (as a commit log would hand it on).
-    let done = a
-        .checkpoint(&transform, &engine, |_, _| Some(5_000))
-        .await
-        .unwrap();
+    let done = a.checkpoint(|_| Some(5_000)).await.unwrap();
     let snapshot = done.snapshot.unwrap();
-    a.release(&[("t".into(), 1)]).unwrap();
+    a.release(&[PartitionKey::new("t", 1)]).unwrap();
     let mut b = WindowState::new(&engine, &transform, 0).unwrap();
-    b.assign("t", 1, a.emitted("t", 1));
+    let moved = PartitionKey::new("t", 1);
+    b.assign(&moved, a.emitted(&moved));
     let partitions = snapshot.column_by_name("_partition").unwrap();
     let keep =
         arrow::compute::kernels::cmp::eq(partitions, &arrow::array::Int32Array::new_scalar(1))
@@ -435,14 +411,8 @@ async fn released_partitions_take_their_windows_along() {
         let batch = concat_batches(&done.output[0].schema(), &done.output).unwrap();
         rows(&[batch], &["window_start", "n", "total"])
     };
-    let from_a = a
-        .checkpoint(&transform, &engine, |_, _| Some(20_000))
-        .await
-        .unwrap();
-    let from_b = b
-        .checkpoint(&transform, &engine, |_, _| Some(20_000))
-        .await
-        .unwrap();
+    let from_a = a.checkpoint(|_| Some(20_000)).await.unwrap();
+    let from_b = b.checkpoint(|_| Some(20_000)).await.unwrap();
     assert_eq!(out(from_a), ["0|4|202"]);
     assert_eq!(out(from_b), ["0|2|20"]);
 }
@@ -463,7 +433,8 @@ async fn a_failing_query_leaves_the_windows_as_they_were() {
         .await
         .unwrap();
     let mut state = WindowState::new(&engine, &transform, 0).unwrap();
-    state.assign("t", 0, None);
+    let partition = PartitionKey::new("t", 0);
+    state.assign(&partition, None);
     let event = |ts, v| Event {
         key: "a".into(),
         user_id: 1,
@@ -472,7 +443,7 @@ async fn a_failing_query_leaves_the_windows_as_they_were() {
     };
     let add = async |state: &mut WindowState, events: &[Event]| {
         let batch = to_batch(&events.iter().collect::<Vec<_>>());
-        state.add(&engine, &transform, "t", 0, batch).await
+        state.add(&partition, batch).await
     };
     add(&mut state, &[event(1_000, 15)]).await.unwrap();
     // An input error changes nothing.
@@ -483,18 +454,13 @@ async fn a_failing_query_leaves_the_windows_as_they_were() {
     );
     assert_eq!(state.open_groups(), 1);
     // Emitting fails on the one-event window: it stays open, unemitted.
-    let failed = state
-        .checkpoint(&transform, &engine, |_, _| Some(20_000))
-        .await;
+    let failed = state.checkpoint(|_| Some(20_000)).await;
     assert!(failed.is_err());
     assert_eq!(state.open_groups(), 1);
-    assert_eq!(state.emitted("t", 0), None);
+    assert_eq!(state.emitted(&partition), None);
     // With a second event it emits, counting both and only them.
     add(&mut state, &[event(4_000, 25)]).await.unwrap();
-    let done = state
-        .checkpoint(&transform, &engine, |_, _| Some(20_000))
-        .await
-        .unwrap();
+    let done = state.checkpoint(|_| Some(20_000)).await.unwrap();
     let out = concat_batches(&done.output[0].schema(), &done.output).unwrap();
     assert_eq!(rows(&[out], &["window_start", "r"]), ["0|15"]);
 }

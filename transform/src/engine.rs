@@ -1,3 +1,12 @@
+//! The DataFusion session a pipeline's SQL is planned and run in. [`SqlEngine`] plans each
+//! transform once, at start-up: a window call in its GROUP BY makes it a windowed
+//! [`Transform`], planned over the source table plus the window columns and checked for uses
+//! of those columns that streaming cannot honour. Stateless transforms then run here, batch
+//! by batch; windowed ones feed a [`crate::WindowState`].
+//!
+//! Longer than 600 lines only by its tests (about 180), which plan SQL through this module's
+//! whole surface and belong beside it.
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -5,16 +14,19 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use weir_schemas::metadata::utc_millis;
 
 use crate::current::CurrentBatch;
 use crate::error::TransformError;
-use crate::window::{WINDOW_END, WINDOW_START, WindowCall, WindowKind, extract_window};
-use crate::windowed::SplitPlan;
-use datafusion::error::DataFusionError;
+use crate::functions::HashKeys;
+use crate::windows::plan::SplitPlan;
+use crate::windows::syntax::{WindowCall, extract_window};
+use crate::windows::{WINDOW_END, WINDOW_START, WindowKind};
 
 /// How a transform relates input to output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +99,7 @@ impl SqlEngine {
         ctx.register_table(table, current.clone())
             .map_err(|e| TransformError::sql(table, &e))?;
         let windowed = SessionContext::new_with_config(config);
-        let tz = Some(Arc::from("UTC"));
-        let window_column = |name| {
-            Field::new(
-                name,
-                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, tz.clone()),
-                false,
-            )
-        };
+        let window_column = |name| Field::new(name, utc_millis(), false);
         let fields: Vec<Field> = table_schema
             .fields()
             .iter()
@@ -105,7 +110,7 @@ impl SqlEngine {
         windowed
             .register_table(table, windowed_current.clone())
             .map_err(|e| TransformError::sql(table, &e))?;
-        for function in crate::functions::all(&crate::HashKeys::default()) {
+        for function in crate::functions::all(&HashKeys::default()) {
             ctx.register_udf(function.clone());
             windowed.register_udf(function);
         }
@@ -121,7 +126,7 @@ impl SqlEngine {
     }
 
     /// The secret keys `keyed_hash(value, 'name')` may use.
-    pub fn with_hash_keys(self, keys: &crate::HashKeys) -> Self {
+    pub fn with_hash_keys(self, keys: &HashKeys) -> Self {
         for function in crate::functions::all(keys) {
             self.ctx.register_udf(function.clone());
             self.windowed.register_udf(function);
@@ -162,15 +167,10 @@ impl SqlEngine {
             .await
             .and_then(SplitPlan::new);
         self.windowed_current.clear();
-        planned.map_err(|error| TransformError::Execute {
+        planned.map_err(|source| TransformError::Execute {
             transform: transform.name.clone(),
-            error,
+            source,
         })
-    }
-
-    /// The name SQL uses for the source table.
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     pub fn table_schema(&self) -> SchemaRef {
@@ -187,9 +187,9 @@ impl SqlEngine {
         name: &str,
         path: &Path,
     ) -> Result<Transform, TransformError> {
-        let sql = std::fs::read_to_string(path).map_err(|error| TransformError::Read {
+        let sql = std::fs::read_to_string(path).map_err(|source| TransformError::Read {
             path: path.to_owned(),
-            error,
+            source,
         })?;
         self.transform(name, &sql, &path.display().to_string())
             .await
@@ -276,8 +276,8 @@ impl SqlEngine {
                 .plan_windowed(&transform, RecordBatch::new_empty(self.windowed_schema()))
                 .await
                 .map_err(|e| match e {
-                    TransformError::Execute { error, .. } => {
-                        TransformError::sql(source_name, &error)
+                    TransformError::Execute { source, .. } => {
+                        TransformError::sql(source_name, &source)
                     }
                     other => other,
                 })?;
@@ -380,9 +380,9 @@ impl SqlEngine {
                 collect(plan, self.ctx.task_ctx()).await
             }
             .await
-            .map_err(|error| TransformError::Execute {
+            .map_err(|source| TransformError::Execute {
                 transform: transform.name.clone(),
-                error,
+                source,
             });
             match result {
                 Ok(batches) => outputs.push(batches),

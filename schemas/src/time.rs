@@ -1,8 +1,18 @@
-//! Time partitions: directories that each hold one span of event time (a day, an hour or a
-//! minute), and can therefore be marked complete once the watermark has passed their end.
+//! Event time as people and directories read it: instants in RFC 3339, and time partitions,
+//! directories that each hold one span of event time (a day, an hour or a minute) and can
+//! therefore be marked complete once the watermark has passed their end.
 
 use chrono::{NaiveDate, NaiveTime, TimeDelta};
 use serde::Deserialize;
+
+/// Epoch milliseconds as an RFC 3339 instant in UTC with milliseconds
+/// (`2026-11-25T10:00:00.000Z`); the number itself when it is outside chrono's range.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
 
 /// The span of event time one partition directory holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -17,17 +27,8 @@ pub enum TimeGranularity {
 }
 
 impl TimeGranularity {
-    /// The partition columns, as (name, SQL expression over `column`), outermost first.
-    pub fn partition_specs(self, column: &str) -> Vec<(String, String)> {
-        let column = format!("\"{}\"", column.replace('"', "\"\""));
-        let all = [("dt", "%Y-%m-%d"), ("hour", "%H"), ("minute", "%M")];
-        all[..self.depth()]
-            .iter()
-            .map(|(name, format)| (name.to_string(), format!("to_char({column}, '{format}')")))
-            .collect()
-    }
-
-    /// How many leading directories of a partition path make its time partition.
+    /// How many leading directories of a partition path make its time partition: `dt`,
+    /// then `hour`, then `minute`.
     pub fn depth(self) -> usize {
         match self {
             TimeGranularity::Day => 1,
@@ -98,9 +99,5 @@ mod tests {
             .unwrap();
         assert_eq!(minute % 86_400_000, (10 * 60 + 6) * 60_000);
         assert_eq!(TimeGranularity::Day.end_ms("dt=nope"), None);
-        assert_eq!(
-            TimeGranularity::Day.partition_specs("ts"),
-            vec![("dt".to_string(), "to_char(\"ts\", '%Y-%m-%d')".to_string())]
-        );
     }
 }

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use weir_schemas::PartitionKey;
-use weir_sink::{PartitionWatermark, RecordedWatermark};
+use weir_schemas::{PartitionKey, PartitionWatermark, RecordedWatermark, SourceBatch};
 
+/// The watermarks of the partitions this instance owns, and of the pipeline.
 pub struct Watermarks {
     out_of_orderness_ms: i64,
     idle_timeout: Duration,
@@ -70,6 +70,14 @@ impl Watermarks {
     /// Stops tracking a revoked partition.
     pub fn revoke(&mut self, partition: &PartitionKey) {
         self.partitions.remove(partition);
+    }
+
+    /// Records that the messages of `batch` arrived, with the latest event time of each
+    /// partition among its rows.
+    pub fn observe_batch(&mut self, batch: &SourceBatch, now: Instant) {
+        for partition in batch.offsets().partitions() {
+            self.observe(partition, batch.event_times().get(partition), now);
+        }
     }
 
     /// Records that messages of `partition` arrived, the latest event time among them being

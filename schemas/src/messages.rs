@@ -1,11 +1,12 @@
-//! Messages as polled, stored column by column.
+//! Messages as polled, stored column by column: what every row and dead letter came from.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, BinaryArray, BinaryBuilder};
-use weir_schemas::{OffsetRanges, PartitionKey};
 
-/// A batch of polled Kafka messages, copied into contiguous buffers.
+use crate::{DeadLetter, OffsetRanges, PartitionKey, Reason};
+
+/// A batch of polled Kafka messages being copied into contiguous buffers.
 pub struct RawMessages {
     topics: Vec<Arc<str>>,
     topic_index: Vec<u16>,
@@ -18,16 +19,17 @@ pub struct RawMessages {
     ranges: OffsetRanges,
 }
 
-/// The finished, read-only form of [`RawMessages`].
+/// The finished, read-only form of [`RawMessages`]: message `i` of a batch, whether it became
+/// a row or a dead letter.
 pub struct Messages {
-    pub topics: Vec<Arc<str>>,
-    pub topic_index: Vec<u16>,
-    pub partitions: Vec<i32>,
-    pub offsets: Vec<i64>,
-    pub timestamps: Vec<Option<i64>>,
-    pub keys: BinaryArray,
-    pub payloads: BinaryArray,
-    pub ranges: OffsetRanges,
+    topics: Vec<Arc<str>>,
+    topic_index: Vec<u16>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    timestamps: Vec<Option<i64>>,
+    keys: BinaryArray,
+    payloads: BinaryArray,
+    ranges: OffsetRanges,
 }
 
 impl RawMessages {
@@ -115,6 +117,19 @@ impl Messages {
         &self.topics[self.topic_index[i] as usize]
     }
 
+    pub fn partition(&self, i: usize) -> i32 {
+        self.partitions[i]
+    }
+
+    pub fn offset(&self, i: usize) -> i64 {
+        self.offsets[i]
+    }
+
+    /// The Kafka message timestamp, epoch milliseconds.
+    pub fn timestamp(&self, i: usize) -> Option<i64> {
+        self.timestamps[i]
+    }
+
     pub fn payload(&self, i: usize) -> Option<&[u8]> {
         self.payloads.is_valid(i).then(|| self.payloads.value(i))
     }
@@ -127,14 +142,19 @@ impl Messages {
         self.payloads.values().len()
     }
 
+    /// The offsets the messages cover.
+    pub fn ranges(&self) -> &OffsetRanges {
+        &self.ranges
+    }
+
+    /// The Kafka timestamps of the messages that have one.
+    pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
+        self.timestamps.iter().flatten().copied()
+    }
+
     /// A dead letter for message `i`.
-    pub fn dead_letter(
-        &self,
-        i: usize,
-        reason: weir_schemas::Reason,
-        detail: String,
-    ) -> weir_schemas::DeadLetter {
-        weir_schemas::DeadLetter {
+    pub fn dead_letter(&self, i: usize, reason: Reason, detail: String) -> DeadLetter {
+        DeadLetter {
             reason,
             detail,
             topic: self.topic(i).clone(),

@@ -1,0 +1,226 @@
+//! The first implementation of the output seam: a directory of partitioned Parquet files on
+//! object storage, with the dataset's commit log under `_weir/`.
+//!
+//! [`ParquetDataset`] is the dataset unopened: where it is and how its files are written.
+//! Opened by a writer it becomes a [`ParquetWriter`] ([`writer`]), which keeps one open file
+//! per partition path and rolls files by size, row count and age. Window state files are
+//! Arrow IPC ([`window_state`]).
+
+mod window_state;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Deserialize;
+use weir_schemas::TimeGranularity;
+
+pub use writer::ParquetWriter;
+
+use crate::SinkError;
+use crate::commit_log::{CommitLog, LogState, under};
+use crate::dataset::{Dataset, DatasetWriter};
+use crate::verify::Report;
+
+/// Parquet compression codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    Lz4,
+    None,
+}
+
+/// When an open file is closed and a new one started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollPolicy {
+    /// Close a file once it holds about this many bytes.
+    pub target_file_bytes: u64,
+    /// Close a file once it holds this many rows.
+    pub max_file_rows: u64,
+    /// Close a file this long after it was opened.
+    pub max_file_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetOptions {
+    pub compression: Compression,
+    pub row_group_rows: usize,
+    pub roll: RollPolicy,
+    /// Bytes a file's upload buffers before it starts a multipart upload.
+    pub upload_buffer_bytes: usize,
+    /// Files open at once; opening one more closes the oldest. Bounds file handles and
+    /// memory when rows spread over many partitions.
+    pub max_open_files: usize,
+    /// The span of event time the leading partition directories hold, if they do: such
+    /// partitions get a `_SUCCESS` marker once the committed watermark passes their end.
+    pub time_partitions: Option<TimeGranularity>,
+    /// How long commit log entries are kept once a snapshot replaces them (`None`: for ever).
+    pub log_retention: Option<Duration>,
+}
+
+/// A Parquet dataset under `root` of `store`, not opened for writing.
+#[derive(Clone)]
+pub struct ParquetDataset {
+    name: String,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The schema of the files, after timestamp normalisation.
+    schema: SchemaRef,
+    properties: WriterProperties,
+    options: DatasetOptions,
+}
+
+impl ParquetDataset {
+    /// A dataset under `root` of `store` for rows of `schema`.
+    pub fn new(
+        name: &str,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        schema: &SchemaRef,
+        options: DatasetOptions,
+    ) -> Self {
+        let compression = match options.compression {
+            Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => ParquetCompression::SNAPPY,
+            Compression::Lz4 => ParquetCompression::LZ4_RAW,
+            Compression::None => ParquetCompression::UNCOMPRESSED,
+        };
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+            .set_coerce_types(true)
+            .set_created_by(format!("weir {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Self {
+            name: name.to_owned(),
+            store,
+            root,
+            schema: parquet_schema(schema),
+            properties,
+            options,
+        }
+    }
+
+    /// Opens the dataset for `writer`, as the concrete type (see [`Dataset::open`]).
+    pub async fn open_writer(
+        &self,
+        writer: &str,
+        orphan_grace: Duration,
+    ) -> Result<ParquetWriter, SinkError> {
+        let log = CommitLog::open(
+            &self.name,
+            self.store.clone(),
+            self.root.clone(),
+            writer,
+            self.options.time_partitions,
+            self.options.log_retention,
+        )
+        .await?;
+        log.remove_orphans(orphan_grace).await?;
+        Ok(ParquetWriter::new(self.clone(), writer, log))
+    }
+
+    /// Best effort: staged files left behind are removed by a later start-up.
+    async fn delete_staged(&self, files: &[crate::WrittenFile]) {
+        for file in files {
+            if let Ok(path) = under(&self.root, &file.staging)
+                && let Err(e) = self.store.delete(&path).await
+            {
+                tracing::debug!(dataset = %self.name, %path, error = %e, "could not delete a staged file");
+            }
+        }
+    }
+
+    pub(super) fn store_error(
+        &self,
+        action: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> SinkError {
+        SinkError::Log(crate::LogError::Store {
+            dataset: self.name.clone(),
+            action,
+            path: path.to_string(),
+            source: Box::new(source),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Dataset for ParquetDataset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn open(
+        &self,
+        writer: &str,
+        orphan_grace: Duration,
+    ) -> Result<Box<dyn DatasetWriter>, SinkError> {
+        Ok(Box::new(self.open_writer(writer, orphan_grace).await?))
+    }
+
+    async fn verify(&self) -> Result<Report, SinkError> {
+        Ok(crate::verify::verify(&self.name, self.store.clone(), &self.root).await?)
+    }
+
+    async fn read_log_state(&self) -> Result<LogState, SinkError> {
+        Ok(CommitLog::read_state(&self.name, self.store.clone(), self.root.clone()).await?)
+    }
+
+    async fn read_committed(&self) -> Result<Vec<(String, RecordBatch)>, SinkError> {
+        let mut files =
+            CommitLog::committed_files(&self.name, self.store.clone(), self.root.clone()).await?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut rows = Vec::new();
+        for file in files {
+            let path = under(&self.root, &file.path).map_err(|e| SinkError::Schema {
+                dataset: self.name.clone(),
+                source: arrow::error::ArrowError::ParseError(e.to_string()),
+            })?;
+            let bytes = async { self.store.get(&path).await?.bytes().await };
+            let bytes = bytes
+                .await
+                .map_err(|source| self.store_error("read", &path, source))?;
+            let read = |source| SinkError::Read {
+                dataset: self.name.clone(),
+                path: path.to_string(),
+                source,
+            };
+            let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|builder| builder.build())
+                .map_err(read)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| read(e.into()))?;
+            rows.extend(batches.into_iter().map(|b| (file.partition.clone(), b)));
+        }
+        Ok(rows)
+    }
+}
+
+/// The schema files are written with: nanosecond timestamps become microseconds, which
+/// every Parquet reader (Spark and Athena included) understands.
+fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}

@@ -1,0 +1,590 @@
+//! A Parquet dataset opened by one writer: one open file per partition path, rolled by size,
+//! row count and age, staged until the commit that makes it visible.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{cast, take_record_batch};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::AsyncArrowWriter;
+use tracing::Instrument;
+use weir_schemas::{Checkpoint, PartitionKey};
+
+use super::ParquetDataset;
+use crate::SinkError;
+use crate::commit_log::{CommitLog, LogError, LogState, WEIR_DIR, WindowStateRef, WrittenFile};
+use crate::dataset::{Committed, DatasetWriter};
+
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    /// Staged path in the store.
+    path: Path,
+    /// Final and staged paths relative to the dataset root.
+    relative: String,
+    staging: String,
+    rows: u64,
+    opened: Instant,
+}
+
+/// A [`ParquetDataset`] opened by one writer, with its commit log.
+pub struct ParquetWriter {
+    dataset: ParquetDataset,
+    /// Unique to this process: it owns the claims and names the files.
+    writer: String,
+    log: CommitLog,
+    /// Numbers the files (data and window state) this writer writes.
+    next_file: u64,
+    open: HashMap<String, OpenFile>,
+    /// Files closed since the last commit.
+    written: Vec<WrittenFile>,
+    /// Every partition path a file was written to.
+    partitions: BTreeSet<String>,
+}
+
+impl ParquetWriter {
+    pub(super) fn new(dataset: ParquetDataset, writer: &str, log: CommitLog) -> Self {
+        Self {
+            dataset,
+            writer: writer.to_owned(),
+            log,
+            next_file: 0,
+            open: HashMap::new(),
+            written: Vec::new(),
+            partitions: BTreeSet::new(),
+        }
+    }
+
+    /// The window state a commit records: its snapshot written as a file of its own, and
+    /// how far each partition's windows were emitted.
+    async fn window_state(
+        &mut self,
+        state: weir_schemas::WindowCheckpoint,
+    ) -> Result<WindowStateRef, SinkError> {
+        let path = match &state.snapshot {
+            Some(snapshot) => {
+                self.next_file += 1;
+                let relative = format!(
+                    "{WEIR_DIR}/state/{}-{:06}.arrow",
+                    self.writer, self.next_file
+                );
+                self.dataset.write_window_state(&relative, snapshot).await?;
+                Some(relative)
+            }
+            None => None,
+        };
+        Ok(WindowStateRef {
+            path,
+            partitions: state.emitted,
+        })
+    }
+
+    /// Writes rows; `paths` gives each row's partition path (all rows in the root without).
+    async fn write_rows(
+        &mut self,
+        batch: &RecordBatch,
+        paths: Option<&StringArray>,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conform(batch)?;
+        let Some(paths) = paths else {
+            return self.write_partition("", &batch).await;
+        };
+        let first = paths.value(0);
+        if paths.null_count() == 0 && (1..paths.len()).all(|i| paths.value(i) == first) {
+            return self.write_partition(first, &batch).await;
+        }
+        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (row, path) in paths.iter().enumerate() {
+            groups
+                .entry(path.unwrap_or(""))
+                .or_default()
+                .push(row as u32);
+        }
+        for (partition, rows) in groups {
+            let part = take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|source| {
+                SinkError::Schema {
+                    dataset: self.dataset.name.clone(),
+                    source,
+                }
+            })?;
+            self.write_partition(partition, &part).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_partition(
+        &mut self,
+        partition: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), SinkError> {
+        if !self.open.contains_key(partition) {
+            if self.open.len() >= self.dataset.options.max_open_files.max(1) {
+                self.close_oldest().await?;
+            }
+            let file = self.open_file(partition)?;
+            self.open.insert(partition.to_owned(), file);
+        }
+        let file = self.open.get_mut(partition).expect("just opened");
+        file.writer
+            .write(batch)
+            .await
+            .map_err(|source| SinkError::Write {
+                dataset: self.dataset.name.clone(),
+                path: file.path.to_string(),
+                source,
+            })?;
+        file.rows += batch.num_rows() as u64;
+        let roll = &self.dataset.options.roll;
+        let size = file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64;
+        if file.rows >= roll.max_file_rows || size >= roll.target_file_bytes {
+            let file = self.open.remove(partition).expect("present");
+            self.close(partition.to_owned(), file).await?;
+        }
+        Ok(())
+    }
+
+    fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
+        self.next_file += 1;
+        let relative: Path = partition
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(object_store::path::PathPart::from)
+            .chain(std::iter::once(
+                format!("part-{}-{:06}.parquet", self.writer, self.next_file).into(),
+            ))
+            .collect();
+        // Staged under a name no `*.parquet` glob matches, in a directory readers skip.
+        let staging = Path::from_iter([
+            WEIR_DIR,
+            "staging",
+            &format!("{}-{:06}.parquet.pending", self.writer, self.next_file),
+        ]);
+        let path: Path = self.dataset.root.parts().chain(staging.parts()).collect();
+        let upload = BufWriter::with_capacity(
+            self.dataset.store.clone(),
+            path.clone(),
+            self.dataset.options.upload_buffer_bytes,
+        );
+        let writer = AsyncArrowWriter::try_new(
+            upload,
+            self.dataset.schema.clone(),
+            Some(self.dataset.properties.clone()),
+        )
+        .map_err(|source| SinkError::Write {
+            dataset: self.dataset.name.clone(),
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(OpenFile {
+            writer,
+            path,
+            relative: relative.to_string(),
+            staging: staging.to_string(),
+            rows: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    async fn close(&mut self, partition: String, file: OpenFile) -> Result<(), SinkError> {
+        let OpenFile {
+            mut writer,
+            path,
+            relative,
+            staging,
+            rows,
+            ..
+        } = file;
+        let span = tracing::debug_span!("close_file", dataset = %self.dataset.name, %path, rows);
+        let metadata =
+            writer
+                .finish()
+                .instrument(span)
+                .await
+                .map_err(|source| SinkError::Write {
+                    dataset: self.dataset.name.clone(),
+                    path: path.to_string(),
+                    source,
+                })?;
+        debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
+        self.partitions.insert(partition.clone());
+        self.written.push(WrittenFile {
+            path: relative,
+            staging,
+            partition,
+            rows,
+            bytes: writer.bytes_written() as u64,
+        });
+        Ok(())
+    }
+
+    async fn close_oldest(&mut self) -> Result<(), SinkError> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.opened)
+            .map(|(p, _)| p.clone());
+        if let Some(partition) = oldest {
+            let file = self.open.remove(&partition).expect("present");
+            self.close(partition, file).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes files that have been open longer than the roll policy's maximum age.
+    async fn roll_aged_files(&mut self) -> Result<(), SinkError> {
+        let max_age = self.dataset.options.roll.max_file_age;
+        let aged: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= max_age)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in aged {
+            let file = self.open.remove(&partition).expect("present");
+            self.close(partition, file).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open file and returns the files made durable (staged) since the last flush.
+    async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        let open: Vec<(String, OpenFile)> = self.open.drain().collect();
+        for (partition, file) in open {
+            self.close(partition, file).await?;
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// When the oldest open file was opened.
+    #[cfg(test)]
+    fn oldest_open(&self) -> Option<Instant> {
+        self.open.values().map(|f| f.opened).min()
+    }
+
+    /// Memory held by open files: encoded row groups in progress and upload buffers.
+    fn buffered(&self) -> usize {
+        self.open
+            .values()
+            .map(|f| {
+                let unflushed = f
+                    .writer
+                    .bytes_written()
+                    .min(self.dataset.options.upload_buffer_bytes);
+                f.writer.memory_size() + unflushed
+            })
+            .sum()
+    }
+
+    /// Casts columns to the file schema (nanosecond timestamps to microseconds) and adopts
+    /// its field metadata.
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
+        let schema_error = |source| SinkError::Schema {
+            dataset: self.dataset.name.clone(),
+            source,
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.dataset.schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    cast(column, field.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(schema_error)?;
+        RecordBatch::try_new(self.dataset.schema.clone(), columns).map_err(schema_error)
+    }
+}
+
+#[async_trait::async_trait]
+impl DatasetWriter for ParquetWriter {
+    fn name(&self) -> &str {
+        &self.dataset.name
+    }
+
+    async fn claim(&mut self, partitions: &[PartitionKey]) -> Result<Vec<Option<i64>>, SinkError> {
+        Ok(self.log.claim(partitions).await?)
+    }
+
+    fn release(&mut self, partitions: &[PartitionKey]) {
+        self.log.release(partitions);
+    }
+
+    fn state(&self) -> &LogState {
+        self.log.state()
+    }
+
+    async fn write(
+        &mut self,
+        batch: &RecordBatch,
+        paths: Option<&StringArray>,
+    ) -> Result<(), SinkError> {
+        self.write_rows(batch, paths).await
+    }
+
+    async fn roll_aged(&mut self) -> Result<(), SinkError> {
+        self.roll_aged_files().await
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.buffered()
+    }
+
+    fn partitions_written(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Closes every open file, commits them with the checkpoint's offsets, watermarks and
+    /// window state, then publishes them under their final names. After a refused commit
+    /// ([`LogError::Fenced`]) the files are deleted.
+    async fn commit(&mut self, checkpoint: Checkpoint) -> Result<Committed, SinkError> {
+        let Checkpoint {
+            ranges,
+            watermarks,
+            window_state,
+        } = checkpoint;
+        let window_state = match window_state {
+            Some(state) => Some(self.window_state(state).await?),
+            None => None,
+        };
+        let files = self.flush().await?;
+        if ranges.is_empty() {
+            debug_assert!(files.is_empty(), "rows come with offsets");
+            return Ok(Committed::default());
+        }
+        let late_before = self.log.late_rows();
+        match self
+            .log
+            .commit(ranges, files.clone(), watermarks, window_state)
+            .await
+        {
+            Ok(seq) => Ok(Committed {
+                seq: Some(seq),
+                files,
+                late_rows: self.log.late_rows() - late_before,
+            }),
+            Err(error) => {
+                if matches!(error, LogError::Fenced { .. }) {
+                    self.dataset.delete_staged(&files).await;
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn abort(&mut self) {
+        self.open.clear();
+        let written = std::mem::take(&mut self.written);
+        self.dataset.delete_staged(&written).await;
+    }
+
+    async fn read_window_state(&mut self, path: &str) -> Result<Vec<RecordBatch>, SinkError> {
+        self.dataset.read_window_state(path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dataset::Dataset;
+    use crate::{Compression, DatasetOptions, RollPolicy};
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use weir_schemas::OffsetRange;
+
+    fn options(max_rows: u64) -> DatasetOptions {
+        DatasetOptions {
+            max_open_files: 16,
+            compression: Compression::Zstd,
+            row_group_rows: 1000,
+            roll: RollPolicy {
+                target_file_bytes: 64 << 20,
+                max_file_rows: max_rows,
+                max_file_age: Duration::from_secs(3600),
+            },
+            upload_buffer_bytes: 1 << 20,
+            time_partitions: None,
+            log_retention: None,
+        }
+    }
+
+    fn batch(ids: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![1_000_000_000i64; ids.len()])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The dataset in `dir` for rows like `input`, opened by writer `w1`, which claims
+    /// partition t/0.
+    async fn open_and_claim(
+        dir: &std::path::Path,
+        input: &RecordBatch,
+        options: DatasetOptions,
+    ) -> ParquetWriter {
+        let (store, root) = crate::open_store(dir.to_str().unwrap(), &Default::default()).unwrap();
+        let mut dataset = ParquetDataset::new("t", store, root, &input.schema(), options)
+            .open_writer("w1", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        dataset.claim(&[PartitionKey::new("t", 0)]).await.unwrap();
+        dataset
+    }
+
+    /// A checkpoint of offsets `from..to` of t/0.
+    fn range(from: i64, to: i64) -> Checkpoint {
+        Checkpoint {
+            ranges: vec![OffsetRange {
+                partition: PartitionKey::new("t", 0),
+                from,
+                to,
+            }],
+            ..Checkpoint::default()
+        }
+    }
+
+    fn read(dir: &std::path::Path, file: &WrittenFile) -> Vec<RecordBatch> {
+        let f = std::fs::File::open(dir.join(&file.path)).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_rows_rolls_by_row_count_and_writes_micros() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(&[1, 2, 3, 4, 5]);
+        let mut dataset = open_and_claim(dir.path(), &input, options(2)).await;
+        let paths = StringArray::from(vec!["p=a", "p=b", "p=a", "p=a", "p=b"]);
+        dataset.write(&input, Some(&paths)).await.unwrap();
+        assert_eq!(
+            dataset.buffered_bytes() > 0,
+            dataset.oldest_open().is_some()
+        );
+        let committed = dataset.commit(range(0, 5)).await.unwrap();
+        assert_eq!(committed.seq, Some(1));
+        assert_eq!(dataset.next_offset(&PartitionKey::new("t", 0)), Some(5));
+        let mut files = committed.files;
+        files.sort_by(|a, b| (&a.partition, a.rows).cmp(&(&b.partition, b.rows)));
+        let summary: Vec<_> = files
+            .iter()
+            .map(|f| (f.partition.as_str(), f.rows))
+            .collect();
+        // p=a got three rows in one write: the file is closed when it passes two.
+        assert_eq!(summary, vec![("p=a", 3), ("p=b", 2)]);
+        assert!(dataset.oldest_open().is_none());
+        let batches = read(dir.path(), &files[0]);
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![1, 3, 4]);
+        assert_eq!(
+            batches[0].schema().field(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert!(files[0].path.starts_with("p=a/part-") && files[0].path.ends_with(".parquet"));
+        assert_eq!(dataset.partitions_written(), 2);
+        assert!(dataset.flush().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn opening_past_the_limit_closes_the_oldest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(&[1, 2, 3]);
+        let options = DatasetOptions {
+            max_open_files: 2,
+            ..options(100)
+        };
+        let mut dataset = open_and_claim(dir.path(), &input, options).await;
+        for part in ["p=a", "p=b", "p=c", "p=a"] {
+            let paths = StringArray::from(vec![part; 3]);
+            dataset.write(&input, Some(&paths)).await.unwrap();
+            assert!(dataset.open.len() <= 2);
+        }
+        let mut files: Vec<_> = dataset
+            .flush()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.partition, f.rows))
+            .collect();
+        files.sort();
+        // p=a was closed to make room for p=c, then opened again.
+        let expected = [("p=a", 3), ("p=a", 3), ("p=b", 3), ("p=c", 3)];
+        let expected: Vec<_> = expected.iter().map(|(p, r)| (p.to_string(), *r)).collect();
+        assert_eq!(files, expected);
+    }
+
+    #[tokio::test]
+    async fn files_are_invisible_until_committed_and_dropped_on_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(&[1]);
+        // One row per file: a write closes its file at once.
+        let mut dataset = open_and_claim(dir.path(), &input, options(1)).await;
+        let staged =
+            || std::fs::read_dir(dir.path().join("_weir/staging")).map_or(0, |d| d.count());
+        // An aborted attempt leaves nothing behind.
+        dataset.write(&input, None).await.unwrap();
+        assert_eq!(staged(), 1);
+        dataset.abort().await;
+        assert_eq!(staged(), 0);
+        dataset.write(&input, None).await.unwrap();
+        let visible = |dir: &std::path::Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "parquet")
+                })
+                .count()
+        };
+        assert_eq!(visible(dir.path()), 0, "closed but not committed");
+        let files = dataset.commit(range(0, 1)).await.unwrap().files;
+        assert_eq!(visible(dir.path()), 1);
+        assert_eq!(staged(), 0);
+        assert_eq!(files[0].rows, 1);
+        let report = dataset.dataset.verify().await.unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!((report.files, report.rows), (1, 1));
+    }
+}

@@ -1,0 +1,413 @@
+//! The command line: what each command takes, and running it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::generate::{Generator, GeneratorOptions};
+use crate::{commands, lag, quickstart, sample};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka to partitioned Parquet on object storage, reshaped with SQL"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline as a service until SIGINT or SIGTERM.
+    Run {
+        /// The pipeline file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to serve the status page, /metrics, /healthz and /readyz ("off" for
+        /// nowhere); overrides `[telemetry] listen`.
+        #[arg(long, env = "WEIR_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Check a pipeline file, its schema and SQL without connecting to anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write and try SQL transforms without deploying: plan them, run them over a sample.
+    Sql {
+        #[command(subcommand)]
+        command: SqlCommand,
+    },
+    /// Check datasets against their commit logs: every committed file present and whole,
+    /// offset ranges without gap or overlap, commits only from partition owners, nothing
+    /// visible that is not committed. Exits non-zero when any of it does not hold.
+    Verify {
+        /// Verify every dataset of this pipeline (outputs and dead letters).
+        #[arg(long, short, required_unless_present = "urls")]
+        config: Option<PathBuf>,
+        /// Dataset URLs to verify (file://, s3://, gs://, az:// or a local path).
+        urls: Vec<String>,
+        /// Storage option for the URLs, as object_store's key=value (e.g.
+        /// aws_endpoint=http://127.0.0.1:9000); credentials come from the environment.
+        #[arg(long = "storage", value_parser = parse_option)]
+        storage: Vec<(String, String)>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How far each dataset trails the log, per partition, from the brokers and the commit
+    /// logs (works while the service is down). Exits non-zero past any given threshold.
+    Lag {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Messages a partition may trail the log end by.
+        #[arg(long)]
+        max_offset_lag: Option<i64>,
+        /// How far a dataset's committed watermark may trail the clock, e.g. 5m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_watermark_lag: Option<Duration>,
+        /// How long ago a partition's last commit may be, e.g. 2m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_commit_age: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The example pipeline on an embedded Kafka cluster with generated events.
+    Quickstart {
+        /// Events to generate; without it, runs until Ctrl-C.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Where the datasets are written.
+        #[arg(long, default_value = "weir-quickstart")]
+        out: PathBuf,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        generator: GeneratorArgs,
+        /// Partitions of the embedded topic.
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Where to serve the status page and metrics; another free port when 9464 is taken.
+        #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Events per second without --events (at most 1000), with event times that follow
+        /// the clock.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+    },
+    /// Produce generated click-stream events into a Kafka cluster.
+    Generate {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long, default_value = "clickstream")]
+        topic: String,
+        /// Events to produce; without it, produces until Ctrl-C.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Events per second at most; as fast as the cluster takes them without it.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    },
+    /// Measure end-to-end throughput against the raw consume rate, on the embedded cluster.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 96)]
+        partitions: i32,
+        /// Keep the written datasets here (a temporary directory otherwise).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Benchmark the windowed aggregation alone instead, with this many groups open.
+        #[arg(long, value_name = "GROUPS")]
+        windows: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SqlCommand {
+    /// Run the golden tests (`*.test.toml` next to the SQL files): each a sample and the rows
+    /// a transform must produce from it. Exits non-zero when any fails.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Plan every transform against the declared schema, touching neither Kafka nor storage;
+    /// print each one's output schema, and for windowed ones the window, the lateness and
+    /// what their state grows with.
+    Check {
+        /// The pipeline file.
+        config: PathBuf,
+    },
+    /// Run the transforms over a sample file (one JSON message per line) exactly as the
+    /// service would: validation, event time, watermarks, windows, late events and dead
+    /// letters, without Kafka or the pipeline's storage.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sample: one message payload per line (JSON Lines).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Only this transform's rows.
+        #[arg(long, short)]
+        transform: Option<String>,
+        #[arg(long, value_enum, default_value_t = sample::Format::Table)]
+        format: sample::Format,
+        /// The directory for --format parquet.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Messages between two checkpoints, as the service takes a commit interval's worth:
+        /// windows are emitted and late events told at checkpoints.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct GeneratorArgs {
+    /// Seed of the generated events.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of malformed messages, 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.01)]
+    malformed_ratio: f64,
+    /// Maximum out-of-orderness of event times, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_disorder: Duration,
+}
+
+impl GeneratorArgs {
+    fn options(&self) -> GeneratorOptions {
+        GeneratorOptions {
+            seed: self.seed,
+            malformed_ratio: self.malformed_ratio,
+            max_disorder: self.max_disorder,
+            ..GeneratorOptions::default()
+        }
+    }
+}
+
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// Parses the command line, runs the command and says how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let result = runtime.block_on(execute(cli.command, cli.log_format));
+    // Everything was committed and flushed; a Kafka client still closing (say against an
+    // unreachable broker) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", with_causes(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and each of its causes once: most of weir's errors already name their cause in
+/// their own message, which `{:#}` would print a second time.
+fn with_causes(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The log level when `WEIR_LOG` does not say: the quickstart and bench print a report on
+/// stdout, so their logs stay at warnings.
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Run { .. } | Command::Generate { .. } => "info",
+        _ => "warn",
+    }
+}
+
+/// Logs to stderr as text or JSON lines, filtered by `WEIR_LOG` (else `default`); spans also
+/// go to `tracer` when there is one.
+pub(crate) fn init_logging(
+    format: LogFormat,
+    default: &str,
+    tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::Layer;
+    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, not in journald or files.
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    let spans = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t.tracer("weir")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .init();
+}
+
+/// A channel that turns true on SIGINT or SIGTERM.
+pub(crate) fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Runs `command`; logging is set up first (by `weir run` itself, which may send spans to a
+/// collector).
+async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
+    let level = default_log_level(&command);
+    if !matches!(command, Command::Run { .. }) {
+        init_logging(log_format, level, None);
+    }
+    match command {
+        Command::Run { config, listen } => {
+            commands::run::run(&config, listen, log_format, level).await
+        }
+        Command::Check { config } => commands::check::run(&config).await,
+        Command::Sql { command } => match command {
+            SqlCommand::Test { config } => commands::sql::test(&config).await,
+            SqlCommand::Check { config } => commands::sql::check(&config).await,
+            SqlCommand::Run {
+                config,
+                input,
+                transform,
+                format,
+                out,
+                batch,
+            } => {
+                commands::sql::run(&config, &input, transform.as_deref(), format, out, batch).await
+            }
+        },
+        Command::Verify {
+            config,
+            urls,
+            storage,
+            json,
+        } => commands::verify::run(config.as_deref(), &urls, storage, json).await,
+        Command::Lag {
+            config,
+            max_offset_lag,
+            max_watermark_lag,
+            max_commit_age,
+            json,
+        } => {
+            let thresholds = lag::Thresholds {
+                max_offset_lag,
+                max_watermark_lag,
+                max_commit_age,
+            };
+            commands::lag::run(&config, thresholds, json).await
+        }
+        Command::Quickstart {
+            events,
+            out,
+            json,
+            generator,
+            partitions,
+            listen,
+            rate,
+        } => {
+            let options = quickstart::QuickstartOptions {
+                events,
+                out,
+                partitions,
+                listen,
+                rate,
+                generator: generator.options(),
+            };
+            commands::quickstart::run(options, json).await
+        }
+        Command::Generate {
+            bootstrap_servers,
+            topic,
+            events,
+            rate,
+            generator,
+        } => {
+            let generator = Generator::new(generator.options());
+            commands::generate::run(bootstrap_servers, topic, events, rate, generator).await
+        }
+        Command::Bench {
+            events,
+            windows: Some(groups),
+            json,
+            ..
+        } => commands::bench::windows(events, groups, json).await,
+        Command::Bench {
+            events,
+            partitions,
+            out,
+            json,
+            windows: None,
+        } => commands::bench::pipeline(events, partitions, out, json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the log: {source}")]
+    struct Naming {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_that_names_its_cause_prints_it_once() {
+        let named = anyhow::Error::from(Naming {
+            source: std::io::Error::other("disk full"),
+        });
+        assert_eq!(with_causes(&named), "cannot open the log: disk full");
+        let context =
+            anyhow::Error::from(std::io::Error::other("disk full")).context("dataset `a`");
+        assert_eq!(with_causes(&context), "dataset `a`: disk full");
+    }
+}

@@ -1,0 +1,249 @@
+//! Whether a pipeline is valid beyond what serde can say: the config's own rules, checked at
+//! load, and the checks against the schema and the transforms' SQL made when it is built.
+
+use weir_schemas::EventSchema;
+use weir_schemas::schema::FieldType;
+use weir_transform::WindowKind;
+
+use super::defaults::{MIN_HASH_KEY_BYTES, MIN_LOG_RETENTION};
+use super::{ConfigError, PipelineConfig};
+
+impl PipelineConfig {
+    /// Checks that serde cannot express; `text` places the errors.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| self.error_at(key, message);
+        if self.source.topics.is_empty() {
+            return Err(fail("topics", "`source.topics` lists no topic".into()));
+        }
+        for key in self.source.properties.keys() {
+            if weir_ingest::RESERVED_PROPERTIES.contains(&key.as_str()) {
+                return Err(fail(
+                    key,
+                    format!(
+                        "`source.properties.{key}` is set by weir; use the `source` keys instead"
+                    ),
+                ));
+            }
+        }
+        if self.source.max_batch_messages == 0 {
+            return Err(fail(
+                "max_batch_messages",
+                "`source.max_batch_messages` must be at least 1".into(),
+            ));
+        }
+        if self.transforms.is_empty() {
+            return Err(fail(
+                "name",
+                "no [[transforms]]: a pipeline needs at least one".into(),
+            ));
+        }
+        if self.delivery.log_retention < MIN_LOG_RETENTION {
+            return Err(fail(
+                "log_retention",
+                format!(
+                    "`delivery.log_retention` must be at least {}, found {}",
+                    humantime::format_duration(MIN_LOG_RETENTION),
+                    humantime::format_duration(self.delivery.log_retention)
+                ),
+            ));
+        }
+        for (name, key) in &self.sql.keys {
+            if key.len() < MIN_HASH_KEY_BYTES {
+                // No line is quoted: it could hold the key itself.
+                return Err(ConfigError::Check {
+                    path: self.path.clone(),
+                    message: format!(
+                        "`sql.keys.{name}` is {} bytes long; a key for keyed_hash needs at least \
+                         {MIN_HASH_KEY_BYTES} (e.g. `openssl rand -hex 32`)",
+                        key.len()
+                    ),
+                });
+            }
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            return Err(fail(
+                "otlp_endpoint",
+                format!(
+                    "`telemetry.otlp_endpoint` must be an http:// address of a collector on the \
+                     node or in the pod (OTLP over TLS is not supported), found \"{endpoint}\""
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.transforms {
+            if !names.insert(t.name.as_str()) {
+                return Err(fail(
+                    &t.name,
+                    format!("two transforms are named `{}`", t.name),
+                ));
+            }
+            if t.sink.max_file_rows == 0 || t.sink.row_group_rows == 0 || t.sink.max_open_files == 0
+            {
+                return Err(fail(
+                    "max_file_rows",
+                    format!(
+                        "transform `{}`: row and file counts must be at least 1",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        let mut rules = std::collections::HashSet::new();
+        for r in &self.validation {
+            if !rules.insert(r.name.as_str()) {
+                return Err(fail(
+                    &r.name,
+                    format!("two validation rules are named `{}`", r.name),
+                ));
+            }
+        }
+        match (&self.dead_letters.url, &self.dead_letters.topic) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(fail(
+                    "[dead_letters]",
+                    "[dead_letters] needs exactly one of `url` (a Parquet dataset) or `topic` (a Kafka topic)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A window places each event by its event time, which must therefore be there; session
+/// windows have no bounded start, so their datasets cannot be marked complete by it.
+pub fn check_windowed(
+    config: &PipelineConfig,
+    schema: &EventSchema,
+    transform: &str,
+    kind: WindowKind,
+    time_partitions: Option<weir_schemas::TimeGranularity>,
+) -> Result<(), ConfigError> {
+    let event_time = &config.source.event_time;
+    if schema.field(event_time).is_some_and(|f| !f.required) {
+        return Err(config.error_at(
+            "event_time",
+            format!(
+                "transform `{transform}` is windowed, so every event needs its event time: \
+                 declare `{event_time}` required in the schema"
+            ),
+        ));
+    }
+    if matches!(kind, WindowKind::Session { .. }) && time_partitions.is_some() {
+        return Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "transform `{transform}` has session windows, whose start is not bounded by the \
+                 watermark: partition it with `partition_by` instead of `time_partitions`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Time partitions come from the event time (a window's start for windowed transforms), so
+/// the transform must pass it through.
+pub fn check_time_column(
+    config: &PipelineConfig,
+    transform: &str,
+    output: &arrow::datatypes::Schema,
+    event_time: &str,
+) -> Result<(), ConfigError> {
+    match output.field_with_name(event_time).map(|f| f.data_type()) {
+        Ok(arrow::datatypes::DataType::Timestamp(..)) => Ok(()),
+        Ok(other) => Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "`time_partitions` of transform `{transform}` needs the event-time column \
+                 `{event_time}` as a timestamp in its output, but it is {other}"
+            ),
+        )),
+        Err(_) => Err(config.error_in_transform(
+            transform,
+            "time_partitions",
+            format!(
+                "`time_partitions` of transform `{transform}` needs the event-time column \
+                 `{event_time}` in its output; select it in the SQL"
+            ),
+        )),
+    }
+}
+
+pub fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {
+    let name = &config.source.event_time;
+    let message = match schema.field(name).map(|f| &f.ty) {
+        Some(FieldType::Timestamp) => return Ok(()),
+        Some(other) => format!(
+            "`event_time`: the field `{name}` is {other:?} in the schema, expected a timestamp"
+        ),
+        None => format!(
+            "`event_time`: the schema {} has no field `{name}`",
+            config.resolve(&config.source.schema).display()
+        ),
+    };
+    Err(config.error_at("event_time", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::tests::{MINIMAL, load};
+
+    #[test]
+    fn otlp_over_tls_is_refused_at_load() {
+        let text = format!("{MINIMAL}\n[telemetry]\notlp_endpoint = \"https://collector:4318\"\n");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        assert!(
+            err.contains("otlp_endpoint") && err.contains("http://"),
+            "{err}"
+        );
+        let text = text.replace("https://", "http://");
+        let config = load(&text, &[("SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+    }
+
+    #[test]
+    fn a_log_retention_under_an_hour_is_refused_at_its_line() {
+        let text = format!("{MINIMAL}\n[delivery]\nlog_retention = \"10m\"\n");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("log_retention"))
+            .unwrap()
+            + 1;
+        assert!(err.contains(&format!("pipeline.toml:{line}:")), "{err}");
+        assert!(
+            err.contains("`delivery.log_retention` must be at least 1h, found 10m"),
+            "{err}"
+        );
+        let config = load(&text.replace("10m", "30d"), &[("SECRET", "s")]).unwrap();
+        assert_eq!(
+            config.delivery.log_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn reserved_properties_and_dead_letter_targets_are_checked() {
+        let text = MINIMAL.replace(
+            "\"sasl.password\" = \"${SECRET}\"",
+            "\"enable.auto.commit\" = \"true\"",
+        );
+        let err = load(&text, &[]).err().unwrap().to_string();
+        assert!(
+            err.contains("enable.auto.commit") && err.contains("set by weir"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("url = \"out/dlq\"", "url = \"out/dlq\"\ntopic = \"dlq\"");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        assert!(err.contains("exactly one of"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! The tables of pipeline.toml as serde reads them, one struct per section, and the
+//! deserializers their durations go through.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Deserializer};
+use weir_ingest::StartPosition;
+use weir_schemas::TimeGranularity;
+use weir_sink::Compression;
+
+use super::defaults::{
+    default_batch_bytes, default_batch_messages, default_batch_wait, default_commit_interval,
+    default_file_age, default_file_rows, default_file_size, default_history, default_idle_timeout,
+    default_listen, default_log_end_interval, default_log_retention, default_max_buffered,
+    default_open_files, default_otlp_interval, default_out_of_orderness, default_row_group_rows,
+    default_start, default_table,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    #[serde(default = "default_start")]
+    pub start: StartPosition,
+    /// The table name SQL selects from.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// The schema file.
+    pub schema: PathBuf,
+    /// The schema's timestamp field that holds each event's time.
+    pub event_time: String,
+    /// librdkafka properties passed through, e.g. `security.protocol`, `sasl.*`, `ssl.*`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default = "default_batch_messages")]
+    pub max_batch_messages: usize,
+    #[serde(default = "default_batch_bytes")]
+    pub max_batch_bytes: ByteSize,
+    #[serde(default = "default_batch_wait", deserialize_with = "duration")]
+    pub max_batch_wait: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub expr: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Names the transform and its dataset.
+    pub name: String,
+    /// A .sql file holding one SELECT over the source table.
+    pub sql: PathBuf,
+    /// Windowed transforms: how long past its end (in event time) a window waits for
+    /// stragglers before it is emitted.
+    #[serde(default, deserialize_with = "duration")]
+    pub allowed_lateness: Duration,
+    pub sink: SinkConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionConfig {
+    pub name: String,
+    pub expr: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `file://`, `s3://`, `gs://`, `az://` URL or a local path.
+    pub url: String,
+    /// Leading `dt=…[/hour=…[/minute=…]]` directories from the event time, marked complete
+    /// (`_SUCCESS`) once the committed watermark passes their end.
+    #[serde(default)]
+    pub time_partitions: Option<TimeGranularity>,
+    #[serde(default)]
+    pub partition_by: Vec<PartitionConfig>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    #[serde(default = "default_file_size")]
+    pub target_file_size: ByteSize,
+    #[serde(default = "default_file_rows")]
+    pub max_file_rows: u64,
+    #[serde(default = "default_file_age", deserialize_with = "duration")]
+    pub max_file_age: Duration,
+    #[serde(default = "default_open_files")]
+    pub max_open_files: usize,
+    /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`.
+    #[serde(default)]
+    pub storage: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// A Parquet dataset for dead letters.
+    pub url: Option<String>,
+    /// A Kafka topic for dead letters, on the source cluster.
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub storage: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How often open files are closed and the offsets they cover committed.
+    #[serde(default = "default_commit_interval", deserialize_with = "duration")]
+    pub commit_interval: Duration,
+    /// Memory for buffered rows; when reached, files are flushed and consumption waits.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: ByteSize,
+    /// How long each dataset's commit log keeps entries a newer snapshot replaces.
+    #[serde(default = "default_log_retention", deserialize_with = "duration")]
+    pub log_retention: Duration,
+}
+
+/// How event time turns into watermarks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// How far behind the latest event time of a partition an event may still arrive: a
+    /// partition's watermark is its highest event time minus this.
+    #[serde(default = "default_out_of_orderness", deserialize_with = "duration")]
+    pub out_of_orderness: Duration,
+    /// A partition without messages for this long stops holding the watermark back.
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+/// What the transforms' SQL may use besides the source table.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Secret keys for `keyed_hash(value, 'name')`, by name; give them as `${VAR}` or
+    /// `${file:PATH}`, never in the file itself.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SqlConfig {
+    // The keys are secrets: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlConfig")
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What the running service tells the people who run it: metrics, probes, the status page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where the status page, `/metrics`, `/healthz` and `/readyz` are served; "off" serves
+    /// nothing. `weir run --listen` overrides it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// An OTLP/HTTP collector to push metrics and spans to, e.g. "http://127.0.0.1:4318".
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// How often metrics are pushed over OTLP.
+    #[serde(default = "default_otlp_interval", deserialize_with = "duration")]
+    pub otlp_interval: Duration,
+    /// How often the log-end offsets of the owned partitions are asked of the brokers.
+    #[serde(default = "default_log_end_interval", deserialize_with = "duration")]
+    pub log_end_interval: Duration,
+    /// How much history the status page's charts keep.
+    #[serde(default = "default_history", deserialize_with = "duration")]
+    pub history: Duration,
+    /// `/readyz` fails when the last checkpoint is older than this (default: three commit
+    /// intervals, at least 30 s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub ready_max_checkpoint_age: Option<Duration>,
+    /// `/healthz` fails when the pipeline loop has not moved for this long (default: three
+    /// commit intervals, at least 5 minutes).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub wedged_after: Option<Duration>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "expected a duration such as \"250ms\", \"10s\" or \"5m\", found \"{text}\" ({e})"
+        ))
+    })
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}

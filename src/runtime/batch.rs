@@ -1,0 +1,85 @@
+//! One consumed batch: kept to the partitions this instance owns, run through the transform
+//! stage, its rows written to their datasets and what it leaves uncommitted remembered.
+
+use std::time::Instant;
+
+use tracing::Instrument;
+use weir_schemas::{OffsetRanges, SourceBatch};
+
+use super::{RunError, State};
+
+impl State {
+    pub(super) async fn process(&mut self, batch: SourceBatch) -> Result<(), RunError> {
+        let span = tracing::info_span!("batch", messages = batch.messages());
+        self.process_batch(batch).instrument(span).await
+    }
+
+    async fn process_batch(&mut self, mut batch: SourceBatch) -> Result<(), RunError> {
+        // Messages polled just before their partition was revoked are someone else's now.
+        if batch
+            .offsets()
+            .partitions()
+            .any(|p| !self.owned.contains(p))
+        {
+            batch.retain_partitions(|p| self.owned.contains(p));
+        }
+        if !self.resumed_at.is_empty() {
+            self.check_resumed(batch.offsets());
+        }
+        self.pending.offsets.merge(batch.offsets());
+        self.observer.consumed(batch.offsets());
+        self.pending.timestamps.extend(batch.kafka_timestamps());
+        let outputs = &self.outputs;
+        let transform = tracing::info_span!("transform", rows = batch.num_rows());
+        let processed = self
+            .transforms
+            .process(&mut batch, |output, partition| {
+                outputs[output].writer.next_offset(partition)
+            })
+            .instrument(transform)
+            .await;
+        self.watermarks.observe_batch(&batch, Instant::now());
+        self.pending.dead_letters.extend(batch.take_dead_letters());
+        for (output, late) in self.transforms.outputs().iter().zip(processed.late) {
+            if late > 0 {
+                *self
+                    .pending
+                    .late
+                    .entry(output.name().to_owned())
+                    .or_insert(0) += late;
+            }
+        }
+        for (output, rows) in self.outputs.iter_mut().zip(processed.rows) {
+            let span = tracing::info_span!("write", dataset = output.writer.name());
+            let dataset = &mut output.writer;
+            async {
+                for (batch, paths) in rows {
+                    dataset.write(&batch, paths.as_ref()).await?;
+                }
+                dataset.roll_aged().await
+            }
+            .instrument(span)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Warns when a partition's first message after an assignment comes later than where it
+    /// resumed: the offsets between were not there to read (deleted by retention, or
+    /// transaction markers), and the next commit's range covers them.
+    fn check_resumed(&mut self, offsets: &OffsetRanges) {
+        for range in offsets.iter() {
+            if let Some(resumed) = self.resumed_at.remove(&range.partition)
+                && range.from > resumed
+            {
+                tracing::warn!(
+                    partition = %range.partition,
+                    resumed,
+                    first = range.from,
+                    "offsets between the resume position and the first message were not readable \
+                     (retention, compaction or transaction markers)"
+                );
+            }
+        }
+    }
+}

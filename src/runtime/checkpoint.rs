@@ -1,0 +1,185 @@
+//! The checkpoint: every dataset committed (dead letters first, then the outputs, windowed
+//! ones with their emitted windows and state), then the Kafka offsets.
+
+use std::time::Instant;
+
+use arrow::array::StringArray;
+use tracing::Instrument;
+use weir_schemas::{Checkpoint, PartitionKey};
+use weir_sink::{Committed, DatasetWriter};
+
+use super::{DeadLetterSink, RunError, State};
+use crate::telemetry::Observer;
+
+impl State {
+    /// Commits every dataset, then the Kafka offsets. `closing`: the last checkpoint before
+    /// the consumer closes, whose Kafka commit is waited for.
+    pub(super) async fn checkpoint(&mut self, closing: bool) -> Result<(), RunError> {
+        let messages = self.pending.offsets.messages();
+        let span = tracing::info_span!("checkpoint", messages);
+        self.observer.checkpoint_started();
+        let result = self.commit_all(closing).instrument(span).await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.observer
+            .checkpoint_finished(error, messages > 0, self.buffered_bytes());
+        // Freshness is told last: once a scrape counts a message as visible, the scrapes
+        // after it see all the rest of the checkpoint that made it so.
+        if result.is_ok() {
+            self.observer.visible(
+                &std::mem::take(&mut self.pending.timestamps),
+                chrono::Utc::now().timestamp_millis(),
+            );
+        }
+        result
+    }
+
+    async fn commit_all(&mut self, closing: bool) -> Result<(), RunError> {
+        let started = Instant::now();
+        let watermarks = self.watermarks.recorded(started);
+        self.observer.watermarks(
+            watermarks
+                .iter()
+                .map(|r| (r.partition.clone(), r.watermark.watermark_ms)),
+        );
+        if self.pending.offsets.is_empty() {
+            if let Some(source) = &self.source {
+                source.commit_again();
+            }
+            return Ok(());
+        }
+        let watermark = self.watermarks.watermark(started);
+        // Dead letters first: a windowed dataset that committed skips its rows on replay,
+        // so the `late` letters they made must already be committed.
+        let mut dead = self.pending.dead_letters.take();
+        match &mut self.dead_letters {
+            DeadLetterSink::Topic { topic, .. } => {
+                if !dead.is_empty() {
+                    topic.send(&dead).await?;
+                }
+            }
+            DeadLetterSink::Dataset { writer, .. } => {
+                dead.retain(|letter| {
+                    let partition = PartitionKey {
+                        topic: letter.topic.clone(),
+                        partition: letter.partition,
+                    };
+                    writer
+                        .next_offset(&partition)
+                        .is_none_or(|next| letter.offset >= next)
+                });
+                if !dead.is_empty() {
+                    // Partitioned by the day they were dead-lettered, so a service running
+                    // for months keeps a browsable dataset.
+                    let now = chrono::Utc::now();
+                    let day = StringArray::from(vec![
+                        format!("dt={}", now.format("%Y-%m-%d"));
+                        dead.len()
+                    ]);
+                    writer
+                        .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
+                        .await?;
+                }
+                let checkpoint = Checkpoint {
+                    ranges: self.pending.offsets.after(|p| writer.next_offset(p)),
+                    watermarks: watermarks.clone(),
+                    window_state: None,
+                };
+                let began = Instant::now();
+                let committed = writer.commit(checkpoint).await?;
+                report_commit(&self.observer, writer.as_ref(), &committed, began);
+            }
+        }
+        let outputs = self.transforms.outputs_mut().iter_mut();
+        for (output, dataset) in outputs.zip(&mut self.outputs) {
+            let began = Instant::now();
+            let writer = &mut dataset.writer;
+            let ranges = self.pending.offsets.after(|p| writer.next_offset(p));
+            // Windows are emitted and their state saved only with offsets to commit: the
+            // state must always match the offsets committed beside it.
+            let emitted = match ranges.is_empty() {
+                true => None,
+                false => {
+                    output
+                        .checkpoint(&watermarks, watermark, self.owned.iter())
+                        .await?
+                }
+            };
+            let checkpoint = match emitted {
+                Some(emitted) => {
+                    for (batch, paths) in &emitted.rows {
+                        writer.write(batch, paths.as_ref()).await?;
+                    }
+                    Checkpoint {
+                        ranges,
+                        watermarks: emitted.watermarks,
+                        window_state: Some(emitted.state),
+                    }
+                }
+                None => Checkpoint {
+                    ranges,
+                    watermarks: watermarks.clone(),
+                    window_state: None,
+                },
+            };
+            let committed = writer.commit(checkpoint).await?;
+            report_commit(&self.observer, writer.as_ref(), &committed, began);
+            let entry = self
+                .summary
+                .datasets
+                .entry(output.name().to_owned())
+                .or_default();
+            for file in &committed.files {
+                entry.rows += file.rows;
+                entry.bytes += file.bytes;
+                entry.files += 1;
+            }
+        }
+        for (reason, count) in dead.counts() {
+            *self.summary.dead_letters.entry(reason).or_insert(0) += count;
+        }
+        self.observer.dead_lettered(dead.counts());
+        for (dataset, late) in std::mem::take(&mut self.pending.late) {
+            self.observer.late(&dataset, "dead_lettered", late);
+        }
+        let offsets = std::mem::take(&mut self.pending.offsets);
+        self.summary.events_in += offsets.messages();
+        self.summary.checkpoints += 1;
+        // The datasets' logs are the truth; group offsets only feed lag tools. The last
+        // commit before the consumer closes is waited for, the others are not.
+        match (self.source.clone(), closing) {
+            (Some(source), false) => source.commit_in_background(&offsets),
+            (Some(source), true) => {
+                match tokio::task::spawn_blocking(move || source.commit(&offsets)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "the last Kafka offset commit failed"),
+                    Err(_) => return Err(RunError::Panicked("last Kafka offset commit")),
+                }
+            }
+            (None, _) => {}
+        }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint committed"
+        );
+        Ok(())
+    }
+}
+
+/// Tells the observer what a dataset's commit did.
+fn report_commit(
+    observer: &Observer,
+    dataset: &dyn DatasetWriter,
+    committed: &Committed,
+    began: Instant,
+) {
+    if committed.seq.is_none() {
+        return;
+    }
+    observer.committed(
+        dataset.name(),
+        committed.files.iter().map(|f| (f.rows, f.bytes)),
+        began.elapsed(),
+        dataset.state().partitions.iter(),
+    );
+    observer.late(dataset.name(), "written", committed.late_rows);
+}

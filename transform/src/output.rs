@@ -1,0 +1,267 @@
+//! One output of a pipeline as the transform stage sees it: a transform, the partition path
+//! of its rows, and for a windowed transform its open windows.
+//!
+//! A windowed output owns everything about its windows that the rest of the pipeline must
+//! not decide: which rows are late and why, when a partition's windows close (at the
+//! pipeline's watermark, or at the partition's own when it lags behind), and up to which
+//! event time its dataset is complete.
+
+use std::time::Duration;
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::datatypes::TimestampMillisecondType;
+use datafusion::error::DataFusionError;
+use weir_schemas::metadata::{self, Partitions};
+use weir_schemas::{
+    EmittedWatermark, PartitionKey, Reason, RecordedWatermark, SourceBatch, WindowCheckpoint,
+    rfc3339_ms,
+};
+
+use crate::engine::{SqlEngine, Transform, TransformKind};
+use crate::error::TransformError;
+use crate::partition::Partitioner;
+use crate::windows::WindowState;
+
+/// Rows to write, each batch with the partition path of every row (`None`: unpartitioned).
+pub type Rows = Vec<(RecordBatch, Option<StringArray>)>;
+
+/// A transform, where its rows go, and its windows if it has any.
+pub struct Output {
+    transform: Transform,
+    partitioner: Partitioner,
+    windows: Option<WindowState>,
+}
+
+/// What a windowed output's checkpoint yields for its dataset's commit.
+pub struct Emitted {
+    /// The windows closed by the watermark, through the rest of the query.
+    pub rows: Rows,
+    /// The open windows, saved with the commit.
+    pub state: WindowCheckpoint,
+    /// The watermarks to record: a windowed dataset is complete only up to the windows it
+    /// emitted.
+    pub watermarks: Vec<RecordedWatermark>,
+}
+
+impl Output {
+    /// An output of `transform`; a windowed one keeps its windows open `allowed_lateness`
+    /// past their end.
+    pub fn new(
+        engine: &SqlEngine,
+        transform: Transform,
+        partitioner: Partitioner,
+        allowed_lateness: Duration,
+    ) -> Result<Self, TransformError> {
+        let windows = match transform.kind() {
+            TransformKind::Windowed(_) => Some(WindowState::new(
+                engine,
+                &transform,
+                allowed_lateness.as_millis() as i64,
+            )?),
+            TransformKind::Stateless => None,
+        };
+        Ok(Self {
+            transform,
+            partitioner,
+            windows,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.transform.name()
+    }
+
+    pub fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    /// The open windows, for a windowed transform.
+    pub fn windows(&self) -> Option<&WindowState> {
+        self.windows.as_ref()
+    }
+
+    /// The rows of `batches` (this transform's output) with their partition paths.
+    pub(crate) fn route(&self, batches: Vec<RecordBatch>) -> Result<Rows, TransformError> {
+        batches
+            .into_iter()
+            .map(|batch| {
+                let paths = self
+                    .partitioner
+                    .paths(&batch)
+                    .map_err(|source| self.execute(source))?;
+                Ok((batch, paths))
+            })
+            .collect()
+    }
+
+    /// Takes rows of `batch` into the open windows, one Kafka partition at a time: all of
+    /// them, or those `keep` selects (the ones the dataset does not hold yet). Rows too late
+    /// for every window they fall in are dead-lettered as `late`; the rows of a partition the
+    /// SQL fails on, as `transform_failed`. Returns how many were late.
+    pub(crate) async fn add_to_windows(
+        &mut self,
+        batch: &mut SourceBatch,
+        keep: Option<&BooleanArray>,
+    ) -> u64 {
+        let Some(windows) = &mut self.windows else {
+            return 0;
+        };
+        let rows = batch.rows();
+        let selected: Vec<u32> = match keep {
+            None => (0..rows.num_rows() as u32).collect(),
+            Some(keep) => (0..rows.num_rows() as u32)
+                .filter(|&row| keep.value(row as usize))
+                .collect(),
+        };
+        let partitions = Partitions::of(rows).expect("source rows have metadata columns");
+        let mut late_count = 0;
+        let mut letters = Vec::new();
+        for (partition, indices) in partitions.group(selected) {
+            let part = take_record_batch(rows, &indices).expect("row indices come from the batch");
+            match windows.add(&partition, part.clone()).await {
+                Ok(late) if late.is_empty() => {}
+                Ok(late) => {
+                    late_count += late.len() as u64;
+                    let emitted = windows
+                        .emitted(&partition)
+                        .map_or_else(|| "-".into(), rfc3339_ms);
+                    let times = arrow::compute::cast(
+                        part.column(windows.event_time_column()),
+                        &metadata::utc_millis(),
+                    )
+                    .expect("a timestamp casts to milliseconds");
+                    let times = times.as_primitive::<TimestampMillisecondType>();
+                    for row in late {
+                        let detail = format!(
+                            "late for transform `{}`: event time {} falls only in windows \
+                             emitted at watermark {emitted} (plus the allowed lateness)",
+                            self.transform.name(),
+                            rfc3339_ms(times.value(row)),
+                        );
+                        letters.push((indices.value(row) as usize, Reason::Late, detail));
+                    }
+                }
+                Err(error) => {
+                    let detail = error.to_string();
+                    tracing::warn!(error = %detail, "windowed SQL failed on a batch; dead-lettering its rows");
+                    letters.extend(
+                        indices
+                            .values()
+                            .iter()
+                            .map(|&row| (row as usize, Reason::TransformFailed, detail.clone())),
+                    );
+                }
+            }
+        }
+        for (row, reason, detail) in letters {
+            batch.dead_letter_row(row, reason, detail);
+        }
+        late_count
+    }
+
+    /// Starts tracking an assigned partition whose windows up to `emitted` were emitted
+    /// already, as its dataset's log says.
+    pub fn assign(&mut self, partition: &PartitionKey, emitted: Option<i64>) {
+        if let Some(windows) = &mut self.windows {
+            windows.assign(partition, emitted);
+        }
+    }
+
+    /// Takes in the open windows of the `wanted` partitions from a saved state (which holds
+    /// every partition of the instance that saved it).
+    pub fn restore(
+        &mut self,
+        state: &RecordBatch,
+        wanted: &[&PartitionKey],
+    ) -> Result<(), TransformError> {
+        if self.windows.is_none() {
+            return Ok(());
+        }
+        let partitions = Partitions::of(state)
+            .map_err(|e| self.execute(DataFusionError::External(Box::new(e))))?;
+        let keep: BooleanArray = (0..state.num_rows())
+            .map(|row| {
+                let (topic, partition) = partitions.of_row(row);
+                Some(wanted.iter().any(|p| p.is(topic, partition)))
+            })
+            .collect();
+        let state = filter_record_batch(state, &keep).map_err(|e| self.execute(e.into()))?;
+        match &mut self.windows {
+            Some(windows) => windows.restore(&state),
+            None => Ok(()),
+        }
+    }
+
+    /// Emits the windows the watermark closed and saves the rest. A partition's windows close
+    /// at the pipeline's watermark, or at its own when it lags behind (taken over with a
+    /// backlog); a partition without an event time yet closes nothing. `None` for a stateless
+    /// output.
+    pub async fn checkpoint(
+        &mut self,
+        watermarks: &[RecordedWatermark],
+        pipeline: Option<i64>,
+        owned: impl Iterator<Item = &PartitionKey>,
+    ) -> Result<Option<Emitted>, TransformError> {
+        let Some(windows) = &mut self.windows else {
+            return Ok(None);
+        };
+        let done = windows
+            .checkpoint(|partition| {
+                let own = watermarks
+                    .iter()
+                    .find(|r| &r.partition == partition)
+                    .map(|r| r.watermark.watermark_ms);
+                Some(pipeline?.min(own?))
+            })
+            .await?;
+        let emitted = owned
+            .map(|p| EmittedWatermark {
+                partition: p.clone(),
+                emitted_ms: windows.emitted(p),
+            })
+            .collect();
+        // A windowed dataset is complete up to the windows it emitted.
+        let watermarks = watermarks
+            .iter()
+            .filter_map(|r| {
+                let until = windows.complete_until(&r.partition)?;
+                let mut r = r.clone();
+                r.watermark.watermark_ms = r.watermark.watermark_ms.min(until);
+                Some(r)
+            })
+            .collect();
+        let rows = self.route(done.output)?;
+        Ok(Some(Emitted {
+            rows,
+            state: WindowCheckpoint {
+                snapshot: done.snapshot,
+                emitted,
+            },
+            watermarks,
+        }))
+    }
+
+    /// Forgets revoked partitions and their open windows (after their last checkpoint).
+    pub fn release(&mut self, partitions: &[PartitionKey]) -> Result<(), TransformError> {
+        match &mut self.windows {
+            Some(windows) => windows.release(partitions),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops every open window, as after a refused commit.
+    pub fn clear(&mut self) -> Result<(), TransformError> {
+        match &mut self.windows {
+            Some(windows) => windows.clear(),
+            None => Ok(()),
+        }
+    }
+
+    fn execute(&self, source: DataFusionError) -> TransformError {
+        TransformError::Execute {
+            transform: self.transform.name().to_owned(),
+            source,
+        }
+    }
+}
