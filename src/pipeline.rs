@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use weir_ingest::{ConsumerConfig, Decoding, JsonDecoder, SourceTable};
+use weir_ingest::{ConsumerConfig, Decoding, EventTimeBounds, JsonDecoder, SourceTable};
 use weir_schemas::EventSchema;
-use weir_sink::{Dataset, DatasetOptions, ParquetDataset, RollPolicy};
+use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
 use weir_transform::{
     Output, PartitionSpec, Partitioner, SqlEngine, TransformKind, Transforms, ValidationRules,
     time_partition_specs,
@@ -116,7 +116,6 @@ impl Pipeline {
                 }))
                 .collect();
             let where_ = format!("{config_name}: transform `{}`", t.name);
-            let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?;
             let url = config.resolve_url(&t.sink.url);
             let (store, root) = weir_sink::open_store(&url, &t.sink.storage)?;
             let options = DatasetOptions {
@@ -131,8 +130,14 @@ impl Pipeline {
                 time_partitions: t.sink.time_partitions,
                 max_open_files: t.sink.max_open_files,
                 log_retention: Some(config.delivery.log_retention),
+                path_limits: PathLimits::for_url(&url),
             };
             let dataset = ParquetDataset::new(&t.name, store, root, &transform.schema(), options);
+            let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?
+                .with_limits(
+                    dataset.max_partition_segment_bytes(),
+                    dataset.max_partition_path_bytes(),
+                );
             outputs.push(OutputDataset {
                 dataset: Arc::new(dataset),
                 url,
@@ -162,6 +167,7 @@ impl Pipeline {
                     // By the day they were dead-lettered, not by event time.
                     time_partitions: None,
                     log_retention: Some(config.delivery.log_retention),
+                    path_limits: PathLimits::for_url(&url),
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 let dataset = ParquetDataset::new("dead_letters", store, root, &schema, options);
@@ -186,7 +192,13 @@ impl Pipeline {
         };
         let decoding = Decoding {
             decoder: Box::new(JsonDecoder::new(&schema, config.source.max_batch_messages)?),
-            table: SourceTable::new(&schema, &config.source.event_time)?,
+            table: SourceTable::new(
+                &schema,
+                &config.source.event_time,
+                EventTimeBounds {
+                    max_ahead: config.watermarks.max_ahead_of_clock,
+                },
+            )?,
         };
         Ok(Self {
             name: config.name.clone(),

@@ -11,6 +11,7 @@ use common::fixtures::orders_env;
 use common::kafka::{committed_total, produce_orders};
 use common::net::{free_port, wait_for_listener};
 use common::process::{Process, output_ok, weir, weirtest};
+use common::s3::{start_moto, start_moto_with_bucket};
 use common::{repo, tool};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -180,19 +181,6 @@ fn weir_on_s3(
     cmd
 }
 
-/// A moto S3 server with the bucket `weir-test`, and its endpoint URL.
-fn start_moto_with_bucket(dir: &Path) -> (Process, String) {
-    let (moto, endpoint) = start_moto(dir);
-    weirtest(&[
-        "create-bucket",
-        "--endpoint",
-        &endpoint,
-        "--bucket",
-        "weir-test",
-    ]);
-    (moto, endpoint)
-}
-
 /// An embedded cluster with the known orders produced into `topic` (two partitions): the
 /// cluster, its bootstrap servers, the expectation file and the message count.
 fn orders_on_embedded_cluster(
@@ -271,21 +259,4 @@ fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
             .unwrap();
         assert_eq!(state.partitions[&partition].next_offset, Some(commits));
     });
-}
-
-/// A moto S3 server on a free loopback port, and its endpoint URL.
-fn start_moto(dir: &Path) -> (Process, String) {
-    let port = free_port();
-    let mut command = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
-    command.args([
-        "-m",
-        "moto.server",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ]);
-    let mut moto = Process::start("moto", command, dir.join("moto.log"));
-    wait_for_listener(&mut moto, port);
-    (moto, format!("http://127.0.0.1:{port}"))
 }

@@ -4,11 +4,15 @@
 //! schema registry are further implementations beside it): it turns each message's payload
 //! into the declared columns, or into a dead letter saying why it cannot. Everything else a
 //! batch needs is the same whatever the format, and done once here by [`SourceTable`]: the
-//! Kafka metadata columns, and the latest event time of each partition.
+//! Kafka metadata columns, the bounds on event time, and the latest event time of each
+//! partition.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
-use weir_schemas::{DeadLetters, EventSchema, Messages, SourceBatch, metadata};
+use std::time::{Duration, SystemTime};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use weir_schemas::time::{EARLIEST_EVENT_TIME_MS, LATEST_EVENT_TIME_MS, rfc3339_ms};
+use weir_schemas::{DeadLetters, EventSchema, Messages, Reason, SourceBatch, metadata};
 
 /// Decodes message payloads of one format into rows of the declared schema.
 pub trait Decode: Send {
@@ -34,6 +38,27 @@ pub enum DecoderError {
     Json(#[from] arrow::error::ArrowError),
     #[error("the event-time column `{0}` is not a field of the schema")]
     NoEventTime(String),
+    #[error("the event-time column `{0}` is not a timestamp")]
+    EventTimeNotTimestamp(String),
+}
+
+/// Which event times a row may have. A time that RFC 3339 cannot write, or one further ahead
+/// of the wall clock than `max_ahead`, is a producer's mistake (a wrong unit, a clock years
+/// off); taken as is, it would lift the watermark past every event still to come, for good,
+/// since watermarks never go back. Such rows are dead letters instead
+/// (`event_time_out_of_range`). Times in the past are not bounded beyond year 1: they are
+/// late for windows, but they are real data.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTimeBounds {
+    pub max_ahead: Duration,
+}
+
+impl EventTimeBounds {
+    /// The latest event time accepted when the wall clock reads `now_ms`.
+    fn latest_ms(&self, now_ms: i64) -> i64 {
+        let ahead = i64::try_from(self.max_ahead.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_add(ahead).min(LATEST_EVENT_TIME_MS)
+    }
 }
 
 /// The source table that SQL selects from: the declared fields, then the metadata columns;
@@ -42,41 +67,107 @@ pub enum DecoderError {
 pub struct SourceTable {
     schema: SchemaRef,
     event_time: usize,
+    bounds: EventTimeBounds,
 }
 
 impl SourceTable {
-    pub fn new(schema: &EventSchema, event_time: &str) -> Result<Self, DecoderError> {
+    pub fn new(
+        schema: &EventSchema,
+        event_time: &str,
+        bounds: EventTimeBounds,
+    ) -> Result<Self, DecoderError> {
         let schema = schema.table_schema();
-        let event_time = schema
+        let index = schema
             .index_of(event_time)
             .map_err(|_| DecoderError::NoEventTime(event_time.to_owned()))?;
-        Ok(Self { schema, event_time })
+        if schema.field(index).data_type() != &metadata::utc_millis() {
+            return Err(DecoderError::EventTimeNotTimestamp(event_time.to_owned()));
+        }
+        Ok(Self {
+            schema,
+            event_time: index,
+            bounds,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    /// Decodes `messages` with `decoder` into a batch of this table.
+    /// Decodes `messages` with `decoder` into a batch of this table, bounding event time by
+    /// the wall clock now.
     pub fn decode(&self, decoder: &mut dyn Decode, messages: Messages) -> SourceBatch {
         let decoded = decoder.decode(&messages);
-        self.batch(decoded, messages)
+        self.batch(decoded, messages, wall_clock_ms())
     }
 
-    /// The batch of this table that `decoded` (what a decoder made of `messages`) becomes.
-    pub fn batch(&self, decoded: Decoded, messages: Messages) -> SourceBatch {
+    /// The batch of this table that `decoded` (what a decoder made of `messages`) becomes
+    /// when the wall clock reads `now_ms`.
+    pub fn batch(&self, decoded: Decoded, messages: Messages, now_ms: i64) -> SourceBatch {
         let Decoded {
             declared,
             message_of_row,
             dead_letters,
         } = decoded;
         let rows = metadata::append(&self.schema, declared, &messages, &message_of_row);
-        SourceBatch::new(
+        let out_of_range = self.out_of_range(&rows, now_ms);
+        let mut batch = SourceBatch::new(
             rows,
             message_of_row,
             messages,
             dead_letters,
             self.event_time,
-        )
+        );
+        batch.reject(out_of_range);
+        batch
     }
+
+    /// The rows of `rows` whose event time is out of bounds, each with the reason and why.
+    fn out_of_range(&self, rows: &RecordBatch, now_ms: i64) -> Vec<(usize, Reason, String)> {
+        let times = rows
+            .column(self.event_time)
+            .as_primitive::<TimestampMillisecondType>();
+        let latest = self.bounds.latest_ms(now_ms);
+        let in_range = |t: i64| (EARLIEST_EVENT_TIME_MS..=latest).contains(&t);
+        // Nearly always every row is in range: two vectorised passes tell.
+        let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times))
+        else {
+            return Vec::new();
+        };
+        if in_range(min) && in_range(max) {
+            return Vec::new();
+        }
+        let name = self.schema.field(self.event_time).name();
+        let ahead = humantime::format_duration(self.bounds.max_ahead);
+        times
+            .iter()
+            .enumerate()
+            .filter_map(|(row, time)| {
+                let time = time?;
+                if in_range(time) {
+                    return None;
+                }
+                let detail = if !(EARLIEST_EVENT_TIME_MS..=LATEST_EVENT_TIME_MS).contains(&time) {
+                    format!(
+                        "event time `{name}` is {time} ms since the epoch, outside years 1 to \
+                         9999"
+                    )
+                } else {
+                    format!(
+                        "event time `{name}` is {}, more than {ahead} ahead of the clock ({})",
+                        rfc3339_ms(time),
+                        rfc3339_ms(now_ms)
+                    )
+                };
+                Some((row, Reason::EventTimeOutOfRange, detail))
+            })
+            .collect()
+    }
+}
+
+/// The wall clock, epoch milliseconds.
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -16,7 +16,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod source;
 
-pub use decode::{Decode, Decoded, DecoderError, SourceTable};
+pub use decode::{Decode, Decoded, DecoderError, EventTimeBounds, SourceTable};
 pub use json::JsonDecoder;
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};
 pub use source::{

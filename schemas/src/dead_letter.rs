@@ -29,10 +29,17 @@ pub enum Reason {
     WrongType,
     /// A required field is absent or null.
     MissingField,
+    /// The event time cannot be right: outside what RFC 3339 can write, or further ahead of
+    /// the wall clock than the pipeline allows.
+    EventTimeOutOfRange,
     /// The row failed the named validation rule.
     Rule(Arc<str>),
-    /// A transform's SQL failed on the batch holding the message (e.g. a failed cast).
+    /// A transform's SQL failed on the message (e.g. a failed cast); the detail names the
+    /// transform, whose dataset alone lacks the row.
     TransformFailed,
+    /// The row's partition path (of the transform named in the detail) is longer than a store
+    /// can hold; that dataset alone lacks the row.
+    BadPartitionValue,
     /// Every window the event falls in (of the transform named in the detail) was emitted.
     Late,
 }
@@ -46,8 +53,10 @@ impl Reason {
             Reason::NotAnObject => "not_an_object".into(),
             Reason::WrongType => "wrong_type".into(),
             Reason::MissingField => "missing_field".into(),
+            Reason::EventTimeOutOfRange => "event_time_out_of_range".into(),
             Reason::Rule(name) => format!("rule:{name}").into(),
             Reason::TransformFailed => "transform_failed".into(),
+            Reason::BadPartitionValue => "bad_partition_value".into(),
             Reason::Late => "late".into(),
         }
     }

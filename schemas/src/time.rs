@@ -5,6 +5,13 @@
 use chrono::{NaiveDate, NaiveTime, TimeDelta};
 use serde::Deserialize;
 
+/// The first instant RFC 3339 can write, `0001-01-01T00:00:00Z`, in epoch milliseconds: the
+/// earliest event time weir accepts.
+pub const EARLIEST_EVENT_TIME_MS: i64 = -62_135_596_800_000;
+/// The last instant RFC 3339 can write, `9999-12-31T23:59:59.999Z`, in epoch milliseconds:
+/// the latest event time weir accepts, whatever the clock.
+pub const LATEST_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Epoch milliseconds as an RFC 3339 instant in UTC with milliseconds
 /// (`2026-11-25T10:00:00.000Z`); the number itself when it is outside chrono's range.
 pub fn rfc3339_ms(ms: i64) -> String {

@@ -21,7 +21,7 @@ pub mod verify;
 pub use commit_log::{CommitLog, LogError, LogState, PartitionState, WrittenFile};
 pub use dataset::{Committed, Dataset, DatasetWriter};
 pub use parquet_dataset::{Compression, DatasetOptions, ParquetDataset, ParquetWriter, RollPolicy};
-pub use store::{StoreError, open_store};
+pub use store::{PathLimits, StoreError, open_store};
 
 /// Errors of the sink.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,9 @@ pub enum SinkError {
         dataset: String,
         source: arrow::error::ArrowError,
     },
+    /// The path is left out: it holds row values, and this text reaches logs.
+    #[error("dataset `{dataset}`: a partition path cannot be stored: {reason}")]
+    PartitionPath { dataset: String, reason: String },
 }
 
 impl SinkError {

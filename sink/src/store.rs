@@ -98,6 +98,29 @@ pub fn open_store(
     Ok((store, root))
 }
 
+/// How long a path the store of a dataset URL holds. A local file system holds 255 bytes in
+/// one name; S3, GCS and Azure Blob Storage hold keys of 1,024 bytes, however divided. weir
+/// keeps local paths to 1,024 bytes too (Linux allows 4,096 with the directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathLimits {
+    /// The longest segment between two `/`.
+    pub segment_bytes: usize,
+    /// The longest whole key, from the store's root.
+    pub key_bytes: usize,
+}
+
+impl PathLimits {
+    const KEY_BYTES: usize = 1024;
+
+    pub fn for_url(url: &str) -> Self {
+        let local = parse(url).is_ok_and(|u| u.scheme() == "file");
+        Self {
+            segment_bytes: if local { 255 } else { Self::KEY_BYTES },
+            key_bytes: Self::KEY_BYTES,
+        }
+    }
+}
+
 fn parse(url: &str) -> Result<Url, StoreError> {
     if url.contains("://") {
         return Url::parse(url).map_err(|e| StoreError::BadUrl {

@@ -46,6 +46,7 @@ impl Default for WatermarkConfig {
         Self {
             out_of_orderness: default_out_of_orderness(),
             idle_timeout: default_idle_timeout(),
+            max_ahead_of_clock: default_max_ahead_of_clock(),
         }
     }
 }
@@ -56,6 +57,10 @@ pub(super) fn default_out_of_orderness() -> Duration {
 
 pub(super) fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+pub(super) fn default_max_ahead_of_clock() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
 }
 
 impl Default for DeliveryConfig {

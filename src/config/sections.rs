@@ -14,9 +14,9 @@ use weir_sink::Compression;
 use super::defaults::{
     default_batch_bytes, default_batch_messages, default_batch_wait, default_commit_interval,
     default_file_age, default_file_rows, default_file_size, default_history, default_idle_timeout,
-    default_listen, default_log_end_interval, default_log_retention, default_max_buffered,
-    default_open_files, default_otlp_interval, default_out_of_orderness, default_row_group_rows,
-    default_start, default_table,
+    default_listen, default_log_end_interval, default_log_retention, default_max_ahead_of_clock,
+    default_max_buffered, default_open_files, default_otlp_interval, default_out_of_orderness,
+    default_row_group_rows, default_start, default_table,
 };
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +137,9 @@ pub struct WatermarkConfig {
     /// A partition without messages for this long stops holding the watermark back.
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// An event whose time is further ahead of the wall clock than this is a dead letter.
+    #[serde(default = "default_max_ahead_of_clock", deserialize_with = "duration")]
+    pub max_ahead_of_clock: Duration,
 }
 
 /// What the transforms' SQL may use besides the source table.

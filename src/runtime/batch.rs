@@ -23,6 +23,7 @@ impl State {
         {
             batch.retain_partitions(|p| self.owned.contains(p));
         }
+        self.check_offsets_go_forward(batch.offsets())?;
         if !self.resumed_at.is_empty() {
             self.check_resumed(batch.offsets());
         }
@@ -60,6 +61,25 @@ impl State {
             }
             .instrument(span)
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Within an assignment a partition's offsets only go up: its first message is at or
+    /// after where it resumed, each later one after the last. A lower offset means its log
+    /// was replaced under weir, and its messages would be dropped as ones the datasets hold.
+    fn check_offsets_go_forward(&mut self, offsets: &OffsetRanges) -> Result<(), RunError> {
+        for range in offsets.iter() {
+            if let Some(&expected) = self.next_offsets.get(&range.partition)
+                && range.from < expected
+            {
+                return Err(RunError::OffsetsWentBack {
+                    partition: range.partition,
+                    expected,
+                    first: range.from,
+                });
+            }
+            self.next_offsets.insert(range.partition, range.to);
         }
         Ok(())
     }

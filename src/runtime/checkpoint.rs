@@ -7,6 +7,7 @@ use arrow::array::StringArray;
 use tracing::Instrument;
 use weir_schemas::{Checkpoint, PartitionKey};
 use weir_sink::{Committed, DatasetWriter};
+use weir_transform::Now;
 
 use super::{DeadLetterSink, RunError, State};
 use crate::telemetry::Observer;
@@ -35,7 +36,8 @@ impl State {
 
     async fn commit_all(&mut self, closing: bool) -> Result<(), RunError> {
         let started = Instant::now();
-        let watermarks = self.watermarks.recorded(started);
+        let now = Now::read();
+        let watermarks = self.watermarks.recorded(now);
         self.observer.watermarks(
             watermarks
                 .iter()
@@ -47,7 +49,7 @@ impl State {
             }
             return Ok(());
         }
-        let watermark = self.watermarks.watermark(started);
+        let watermark = self.watermarks.watermark(now);
         // Dead letters first: a windowed dataset that committed skips its rows on replay,
         // so the `late` letters they made must already be committed.
         let mut dead = self.pending.dead_letters.take();

@@ -54,6 +54,20 @@ pub enum RunError {
     Transform(#[from] TransformError),
     #[error("the {0} panicked")]
     Panicked(&'static str),
+    #[error(
+        "partition {partition} went back: offset {first} arrived where offset {expected} or \
+         later was due (where this instance resumed it or last read it). Its log was replaced \
+         or cut short under weir: the topic deleted and created again, an unclean leader \
+         election, or offsets reset. weir stops rather than take these messages for ones its \
+         datasets already hold. If the topic was recreated on purpose, write to new dataset \
+         URLs (or move the old datasets away) and start again; if the broker lost messages, \
+         compare the datasets with the topic before going on"
+    )]
+    OffsetsWentBack {
+        partition: PartitionKey,
+        expected: i64,
+        first: i64,
+    },
 }
 
 /// Runs until `shutdown` turns true (or the reader fails), then drains, checkpoints and
@@ -166,6 +180,9 @@ struct State {
     owned: HashSet<PartitionKey>,
     /// Where newly assigned partitions resume, until their first message arrives.
     resumed_at: HashMap<PartitionKey, i64>,
+    /// The lowest offset each owned partition's next message may have: where it resumed,
+    /// then past the last message read.
+    next_offsets: HashMap<PartitionKey, i64>,
     watermarks: Watermarks,
     pending: Pending,
     summary: Summary,
@@ -223,6 +240,7 @@ impl State {
             source: None,
             owned: HashSet::new(),
             resumed_at: HashMap::new(),
+            next_offsets: HashMap::new(),
             watermarks: Watermarks::new(
                 config.watermarks.out_of_orderness,
                 config.watermarks.idle_timeout,

@@ -44,6 +44,7 @@ impl State {
                 Some(offset) => {
                     tracing::info!(%partition, offset, "resuming from the commit log");
                     self.resumed_at.insert(partition.clone(), *offset);
+                    self.next_offsets.insert(partition.clone(), *offset);
                 }
                 None => {
                     tracing::info!(%partition, "no commit yet: starting from the group's offset")
@@ -117,6 +118,7 @@ impl State {
         for partition in partitions {
             self.owned.remove(partition);
             self.resumed_at.remove(partition);
+            self.next_offsets.remove(partition);
             self.watermarks.revoke(partition);
         }
         for dataset in self.datasets() {
@@ -133,6 +135,7 @@ impl State {
     /// Drops everything not committed, after a refused commit.
     pub(super) async fn abort(&mut self) {
         self.resumed_at.clear();
+        self.next_offsets.clear();
         let owned: Vec<PartitionKey> = self.owned.drain().collect();
         for partition in &owned {
             self.watermarks.revoke(partition);

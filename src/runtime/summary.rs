@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
+use weir_transform::Now;
 
 use super::State;
 
@@ -46,7 +47,7 @@ impl State {
         let elapsed = started.elapsed().as_secs_f64();
         let progress = self.observer.source_stats();
         let mut summary = std::mem::take(&mut self.summary);
-        summary.watermark_ms = self.watermarks.watermark(Instant::now());
+        summary.watermark_ms = self.watermarks.watermark(Now::read());
         summary.pipeline = self.name;
         summary.bytes_in = progress.bytes.load(Ordering::Relaxed);
         summary.backpressure_pauses = progress.backpressure_pauses.load(Ordering::Relaxed);

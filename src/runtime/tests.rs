@@ -19,6 +19,11 @@ use crate::telemetry::{HealthLimits, Observer};
 /// Orders (`id`, `amount`, `ts`) into `all` (stateless) and `per_minute` (tumbling windows,
 /// counted), with a rule that amounts are not negative; datasets under `dir/out`.
 fn pipeline_files(dir: &Path) -> std::path::PathBuf {
+    pipeline_files_with(dir, "")
+}
+
+/// [`pipeline_files`] with more `[[transforms]]` after the two.
+fn pipeline_files_with(dir: &Path, more_transforms: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("sql")).unwrap();
     std::fs::write(
         dir.join("schema.toml"),
@@ -47,7 +52,8 @@ fn pipeline_files(dir: &Path) -> std::path::PathBuf {
     let config = dir.join("pipeline.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
         name = "orders"
         [source]
         bootstrap_servers = "127.0.0.1:1"
@@ -69,11 +75,13 @@ fn pipeline_files(dir: &Path) -> std::path::PathBuf {
         sql = "sql/per_minute.sql"
         [transforms.sink]
         url = "out/per_minute"
+        {more_transforms}
         [dead_letters]
         url = "out/dead_letters"
         [watermarks]
         out_of_orderness = "0s"
-        "#,
+        "#
+        ),
     )
     .unwrap();
     config
@@ -113,6 +121,15 @@ fn payload(offset: i64) -> String {
 
 /// The messages at `offsets` of orders/0, decoded by the pipeline's own decoder.
 fn batch(pipeline: &mut Pipeline, offsets: std::ops::Range<i64>) -> SourceBatch {
+    batch_of(pipeline, offsets, payload)
+}
+
+/// The messages at `offsets` of orders/0 with the payloads `payload` gives them.
+fn batch_of(
+    pipeline: &mut Pipeline,
+    offsets: std::ops::Range<i64>,
+    payload: impl Fn(i64) -> String,
+) -> SourceBatch {
     let mut raw = RawMessages::with_capacity((offsets.end - offsets.start) as usize);
     for offset in offsets {
         let payload = payload(offset);
@@ -158,8 +175,50 @@ async fn committed(dataset: &dyn Dataset, column: &str) -> Vec<i64> {
     values
 }
 
+/// The (offset, reason) of every committed dead letter, by offset.
+async fn dead_letters(dataset: &dyn Dataset) -> Vec<(i64, String)> {
+    dead_letters_in_full(dataset)
+        .await
+        .into_iter()
+        .map(|(offset, reason, _)| (offset, reason))
+        .collect()
+}
+
+/// The (offset, reason, detail) of every committed dead letter, by offset.
+async fn dead_letters_in_full(dataset: &dyn Dataset) -> Vec<(i64, String, String)> {
+    let mut letters = Vec::new();
+    for (_, batch) in dataset.read_committed().await.unwrap() {
+        let column = |name| batch.column_by_name(name).unwrap().as_string::<i32>();
+        let (reasons, details) = (column("reason"), column("detail"));
+        let offsets = batch
+            .column_by_name("offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            letters.push((
+                offsets.value(row),
+                reasons.value(row).to_owned(),
+                details.value(row).to_owned(),
+            ));
+        }
+    }
+    letters.sort();
+    letters
+}
+
 /// Replays `offsets` as batches of `size` through a fresh instance, a checkpoint after each.
 async fn run(config: &Path, offsets: std::ops::Range<i64>, size: i64) -> Vec<Arc<dyn Dataset>> {
+    let (datasets, result) = try_run(config, offsets, size).await;
+    result.unwrap();
+    datasets
+}
+
+/// [`run`], returning how the run ended.
+async fn try_run(
+    config: &Path,
+    offsets: std::ops::Range<i64>,
+    size: i64,
+) -> (Vec<Arc<dyn Dataset>>, Result<(), RunError>) {
     let mut pipeline = pipeline(config).await;
     let datasets = datasets(&pipeline);
     let batches: Vec<SourceBatch> = offsets
@@ -168,26 +227,24 @@ async fn run(config: &Path, offsets: std::ops::Range<i64>, size: i64) -> Vec<Arc
         .map(|from| batch(&mut pipeline, from..(from + size).min(offsets.end)))
         .collect();
     let watching = observer(&pipeline);
-    super::replay(
+    let result = super::replay(
         pipeline,
         &[PartitionKey::new("orders", 0)],
         batches,
         watching,
     )
-    .await
-    .unwrap();
-    datasets
+    .await;
+    (datasets, result.map(|_| ()))
 }
 
-/// After a restart the log, not the batch, says what a dataset still needs: an instance that
-/// reads offsets again (from a lower position, as after a crash between two datasets'
-/// commits) writes each row, window and dead letter once.
+/// A restarted instance continues where the commit logs say, windows included: each row,
+/// window and dead letter is written once.
 #[tokio::test]
-async fn rows_read_again_after_a_restart_are_written_once() {
+async fn a_restarted_instance_continues_where_the_logs_say() {
     let dir = tempfile::tempdir().unwrap();
     let config = pipeline_files(dir.path());
     run(&config, 0..130, 50).await;
-    let datasets = run(&config, 70..200, 40).await;
+    let datasets = run(&config, 130..200, 40).await;
     let valid: Vec<i64> = (0..200).filter(|o| ![3, 5].contains(o)).collect();
     assert_eq!(committed(datasets[0].as_ref(), "id").await, valid);
     // Dead letters once each: the refund by its rule, the bad message as invalid JSON.
@@ -240,4 +297,198 @@ async fn an_instance_whose_partition_was_claimed_since_cannot_commit() {
         let report = dataset.verify().await.unwrap();
         assert!(report.ok(), "{report}");
     }
+}
+
+/// One event with a time no clock could reach does not move event time: it is a dead letter,
+/// and the windows after it are counted as if it never came, instead of every later event
+/// being late.
+#[tokio::test]
+async fn an_event_time_far_in_the_future_is_a_dead_letter_and_moves_no_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files(dir.path());
+    let mut pipeline = pipeline(&config).await;
+    let datasets = datasets(&pipeline);
+    let with_far_future = |offset| match offset {
+        10 => r#"{"id":10,"amount":10,"ts":"9999-12-31T23:59:59Z"}"#.to_owned(),
+        20 => format!(r#"{{"id":20,"amount":20,"ts":{}}}"#, i64::MAX),
+        _ => payload(offset),
+    };
+    let batches = vec![
+        batch_of(&mut pipeline, 0..50, with_far_future),
+        batch_of(&mut pipeline, 50..130, with_far_future),
+    ];
+    let watching = observer(&pipeline);
+    super::replay(
+        pipeline,
+        &[PartitionKey::new("orders", 0)],
+        batches,
+        watching,
+    )
+    .await
+    .unwrap();
+
+    let valid: Vec<i64> = (0..130).filter(|o| ![3, 5, 10, 20].contains(o)).collect();
+    assert_eq!(committed(datasets[0].as_ref(), "id").await, valid);
+    let out_of_range = "event_time_out_of_range".to_owned();
+    assert_eq!(
+        dead_letters(datasets[2].as_ref()).await,
+        vec![
+            (3, "rule:no_refunds".to_owned()),
+            (5, "invalid_json".to_owned()),
+            (10, out_of_range.clone()),
+            (20, out_of_range),
+        ]
+    );
+    // The watermark is the latest real event time, 129 s: minutes 00:00 (without the four
+    // dead letters) and 00:01 are complete, nothing was late.
+    assert_eq!(
+        committed(datasets[1].as_ref(), "orders").await,
+        vec![56, 60]
+    );
+}
+
+/// Offsets below where a partition resumed (its log replaced: the topic recreated, an
+/// unclean leader election) stop the run with the reason, instead of their messages being
+/// dropped as rows the datasets hold; nothing of them is committed.
+#[tokio::test]
+async fn offsets_that_go_back_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files(dir.path());
+    run(&config, 0..130, 50).await;
+    let (datasets, result) = try_run(&config, 0..60, 60).await;
+    match result {
+        Err(RunError::OffsetsWentBack {
+            partition,
+            expected: 130,
+            first: 0,
+        }) if partition == PartitionKey::new("orders", 0) => {}
+        other => panic!("expected the run to stop on offsets going back, got {other:?}"),
+    }
+    let valid: Vec<i64> = (0..130).filter(|o| ![3, 5].contains(o)).collect();
+    assert_eq!(committed(datasets[0].as_ref(), "id").await, valid);
+
+    // Within one run too: a batch that starts below where the last one ended.
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files(dir.path());
+    let mut pipeline = pipeline(&config).await;
+    let batches = vec![batch(&mut pipeline, 0..50), batch(&mut pipeline, 40..60)];
+    let watching = observer(&pipeline);
+    let result = super::replay(
+        pipeline,
+        &[PartitionKey::new("orders", 0)],
+        batches,
+        watching,
+    )
+    .await;
+    assert!(
+        matches!(
+            result,
+            Err(RunError::OffsetsWentBack {
+                expected: 50,
+                first: 40,
+                ..
+            })
+        ),
+        "{:?}",
+        result.err()
+    );
+}
+
+/// A transform whose SQL fails on some rows (a division by zero), and one whose partition
+/// value for a row is longer than a path can hold: only those rows are dead letters, each
+/// for its transform alone; every other dataset gets every row, and the datasets open again.
+#[tokio::test]
+async fn rows_a_transform_fails_on_are_dead_letters_for_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files_with(
+        dir.path(),
+        r#"
+        [[transforms]]
+        name = "ratio"
+        sql = "sql/ratio.sql"
+        [transforms.sink]
+        url = "out/ratio"
+        [[transforms]]
+        name = "by_label"
+        sql = "sql/by_label.sql"
+        [transforms.sink]
+        url = "out/by_label"
+        partition_by = [{ name = "label", expr = "tag" }]
+        "#,
+    );
+    std::fs::write(
+        dir.path().join("sql/ratio.sql"),
+        "SELECT id, 1000 / (id % 40 - 7) AS ratio, ts FROM orders",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sql/by_label.sql"),
+        "SELECT id, CASE WHEN id = 11 THEN repeat('x', 300) ELSE 'ok' END AS tag, ts \
+         FROM orders",
+    )
+    .unwrap();
+    let datasets = run(&config, 0..130, 50).await;
+
+    let valid: Vec<i64> = (0..130).filter(|o| ![3, 5].contains(o)).collect();
+    assert_eq!(committed(datasets[0].as_ref(), "id").await, valid);
+    let without = |failing: &[i64]| -> Vec<i64> {
+        valid
+            .iter()
+            .copied()
+            .filter(|o| !failing.contains(o))
+            .collect()
+    };
+    // 7, 47, 87 and 127 divide by zero.
+    assert_eq!(
+        committed(datasets[2].as_ref(), "id").await,
+        without(&[7, 47, 87, 127])
+    );
+    assert_eq!(committed(datasets[3].as_ref(), "id").await, without(&[11]));
+    // The windows count every valid order.
+    assert_eq!(
+        committed(datasets[1].as_ref(), "orders").await,
+        vec![58, 60]
+    );
+    let dead = dead_letters(datasets[4].as_ref()).await;
+    let failed = "transform_failed".to_owned();
+    assert_eq!(
+        dead,
+        vec![
+            (3, "rule:no_refunds".to_owned()),
+            (5, "invalid_json".to_owned()),
+            (7, failed.clone()),
+            (11, "bad_partition_value".to_owned()),
+            (47, failed.clone()),
+            (87, failed.clone()),
+            (127, failed),
+        ]
+    );
+    let details: std::collections::HashMap<i64, String> =
+        dead_letters_in_full(datasets[4].as_ref())
+            .await
+            .into_iter()
+            .map(|(offset, _, detail)| (offset, detail))
+            .collect();
+    assert!(
+        details[&7].starts_with("transform `ratio` failed") && details[&7].contains("zero"),
+        "{}",
+        details[&7]
+    );
+    assert!(
+        details[&11].starts_with("transform `by_label`: partition `label` is 306 bytes"),
+        "{}",
+        details[&11]
+    );
+    assert!(
+        !details[&11].contains("xxx"),
+        "no value in {}",
+        details[&11]
+    );
+
+    // Nothing was committed that the store cannot hold: the datasets open and verify again.
+    for dataset in &datasets {
+        let report = dataset.verify().await.unwrap();
+        assert!(report.ok(), "{report}");
+    }
+    run(&config, 130..140, 10).await;
 }

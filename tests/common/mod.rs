@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod kafka;
 pub mod net;
 pub mod process;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 

@@ -226,6 +226,36 @@ def verify_s3(args):
     print(f"verified {len(got)} rows in {len(data)} S3 objects, {len(log)} commit log entries")
 
 
+def hive_values(args):
+    """Prints, as JSON, every (id, partition value) a Hive-partitioned dataset holds, as each
+    independent reader sees it: DuckDB and pyarrow for a local directory, pyarrow for S3."""
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    def rows(table):
+        return sorted([r["id"], r[args.column]] for r in table.to_pylist())
+
+    seen = {}
+    if args.endpoint:
+        s3 = fs.S3FileSystem(endpoint_override=args.endpoint, scheme="http", region="us-east-1",
+                             access_key="weir-test", secret_key="weir-test-secret")
+        base = f"{args.bucket}/{args.dataset}"
+        files = [i.path for i in s3.get_file_info(fs.FileSelector(base, recursive=True))
+                 if i.type == fs.FileType.File and i.path.endswith(".parquet")
+                 and "/_weir/" not in i.path]
+        table = ds.dataset(files, filesystem=s3, format="parquet",
+                           partitioning=ds.partitioning(flavor="hive"),
+                           partition_base_dir=base).to_table()
+        seen["pyarrow"] = rows(table)
+    else:
+        con = duck()
+        seen["duckdb"] = sorted([list(r) for r in con.execute(
+            f"SELECT id, {args.column} FROM {hive(args.dataset)}").fetchall()])
+        table = ds.dataset(args.dataset, format="parquet", partitioning="hive").to_table()
+        seen["pyarrow"] = rows(table)
+    print(json.dumps(seen, ensure_ascii=False))
+
+
 def check_quickstart(args):
     import glob
     with open(args.report) as f:
@@ -592,6 +622,11 @@ def main():
     s.add_argument("--endpoint", required=True)
     s.add_argument("--bucket", required=True)
     s.add_argument("--prefix", required=True)
+    s = sub.add_parser("hive-values")
+    s.add_argument("--dataset", required=True, help="a directory, or a prefix in --bucket")
+    s.add_argument("--column", required=True, help="the partition column")
+    s.add_argument("--endpoint", help="the S3 server holding --bucket")
+    s.add_argument("--bucket")
     s = sub.add_parser("check-quickstart")
     s.add_argument("--out", required=True)
     s.add_argument("--report", required=True)
@@ -617,6 +652,7 @@ def main():
     s.add_argument("files", nargs="+")
     args = p.parse_args()
     {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
+     "hive-values": hive_values,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
      "fault-proxy": fault_proxy, "counts": counts,
      "load-yaml": load_yaml, "same-as-sample": same_as_sample}[args.cmd](args)

@@ -339,8 +339,8 @@ impl SqlEngine {
         })
     }
 
-    /// The length of an `INTERVAL` expression in milliseconds; it must be positive and
-    /// fixed (no months: their length varies).
+    /// The length of an `INTERVAL` expression in milliseconds; it must be positive, fixed
+    /// (no months: their length varies) and at most [`crate::windows::MAX_WINDOW_MS`].
     async fn interval_ms(&self, interval: &str) -> Result<i64, String> {
         let batches = async {
             let df = self.ctx.sql(&format!("SELECT {interval}")).await?;
@@ -361,6 +361,12 @@ impl SqlEngine {
         let ms = i64::from(value.days) * 86_400_000 + value.nanoseconds / 1_000_000;
         if value.months != 0 || ms <= 0 {
             return Err("a window length is a positive interval in days or smaller units".into());
+        }
+        if ms > crate::windows::MAX_WINDOW_MS {
+            return Err(format!(
+                "a window length is at most {} days",
+                crate::windows::MAX_WINDOW_MS / 86_400_000
+            ));
         }
         Ok(ms)
     }
@@ -590,6 +596,10 @@ mod tests {
             (
                 "SELECT count(*) FROM events\nGROUP BY tumble(ts, INTERVAL '1 month')",
                 "w.sql:2:10: `INTERVAL '1 month'`: a window length is a positive interval",
+            ),
+            (
+                "SELECT count(*) FROM events\nGROUP BY session(ts, INTERVAL '10001 days')",
+                "w.sql:2:10: `INTERVAL '10001 days'`: a window length is at most 10000 days",
             ),
             (
                 "SELECT count(*) FROM events GROUP BY hop(ts, INTERVAL '2 minutes', INTERVAL '1 minute')",

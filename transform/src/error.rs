@@ -40,9 +40,19 @@ pub enum TransformError {
         transform: String,
         source: DataFusionError,
     },
+    #[error("transform `{transform}`: {detail}")]
+    PartitionPath { transform: String, detail: String },
 }
 
 impl TransformError {
+    /// The dead-letter reason of a row this error is about.
+    pub fn reason(&self) -> weir_schemas::Reason {
+        match self {
+            TransformError::PartitionPath { .. } => weir_schemas::Reason::BadPartitionValue,
+            _ => weir_schemas::Reason::TransformFailed,
+        }
+    }
+
     pub(crate) fn sql(source_name: &str, error: &DataFusionError) -> Self {
         Self::sql_in(source_name, "", error)
     }

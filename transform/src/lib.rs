@@ -11,6 +11,7 @@
 //! is kept across batches in a [`WindowState`], owned by the transform's [`Output`], and
 //! emitted when the [`Watermarks`] pass each window.
 
+mod bisect;
 mod current;
 mod engine;
 mod error;
@@ -29,5 +30,5 @@ pub use output::{Emitted, Output, Rows};
 pub use partition::{PartitionSpec, Partitioner, time_partition_specs};
 pub use rules::{RuleOutcome, ValidationRules};
 pub use stage::{Processed, Transforms};
-pub use watermark::Watermarks;
+pub use watermark::{Now, Watermarks};
 pub use windows::{Checkpointed, WindowKind, WindowState};

@@ -18,13 +18,17 @@ use weir_schemas::{
     rfc3339_ms,
 };
 
+use crate::bisect::Bisection;
 use crate::engine::{SqlEngine, Transform, TransformKind};
 use crate::error::TransformError;
-use crate::partition::Partitioner;
+use crate::partition::{PartitionError, Partitioner};
 use crate::windows::WindowState;
 
 /// Rows to write, each batch with the partition path of every row (`None`: unpartitioned).
 pub type Rows = Vec<(RecordBatch, Option<StringArray>)>;
+
+/// Rows to dead-letter: `(row, reason, detail)`.
+pub(crate) type Rejected = Vec<(usize, Reason, String)>;
 
 /// A transform, where its rows go, and its windows if it has any.
 pub struct Output {
@@ -86,19 +90,58 @@ impl Output {
         batches
             .into_iter()
             .map(|batch| {
-                let paths = self
-                    .partitioner
-                    .paths(&batch)
-                    .map_err(|source| self.execute(source))?;
+                let paths = self.partitioner.paths(&batch).map_err(|e| match e {
+                    PartitionError::Sql(source) => self.execute(source),
+                    PartitionError::TooLong(detail) => TransformError::PartitionPath {
+                        transform: self.name().to_owned(),
+                        detail,
+                    },
+                })?;
                 Ok((batch, paths))
             })
             .collect()
     }
 
+    /// Runs this stateless output's SQL over `input` and routes its rows. Rows it fails on
+    /// (a failed cast, an overlong partition value) are found by bisection and returned as
+    /// `(row of input, reason, detail)`; the output gets every other row.
+    pub(crate) async fn run_isolating(
+        &self,
+        engine: &SqlEngine,
+        input: &RecordBatch,
+    ) -> (Rows, Rejected) {
+        let mut rows = Rows::new();
+        let mut failed = Vec::new();
+        let mut bisection = Bisection::new(input.num_rows());
+        while let Some(slice) = bisection.next_slice() {
+            let part = input.slice(slice.start, slice.len());
+            let result = match engine.run(part, &[&self.transform]).await {
+                Ok(mut batches) => self.route(batches.pop().unwrap_or_default()),
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(routed) => rows.extend(routed),
+                Err(error) => {
+                    if let Some(row) = bisection.failed(slice) {
+                        failed.push((row, error.reason(), error.to_string()));
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(
+                transform = self.name(),
+                rows = failed.len(),
+                "transform failed on some rows; they are dead letters for it alone"
+            );
+        }
+        (rows, failed)
+    }
+
     /// Takes rows of `batch` into the open windows, one Kafka partition at a time: all of
     /// them, or those `keep` selects (the ones the dataset does not hold yet). Rows too late
-    /// for every window they fall in are dead-lettered as `late`; the rows of a partition the
-    /// SQL fails on, as `transform_failed`. Returns how many were late.
+    /// for every window they fall in are dead-lettered as `late`; rows the SQL fails on
+    /// (found by bisection), as `transform_failed`. Returns how many were late.
     pub(crate) async fn add_to_windows(
         &mut self,
         batch: &mut SourceBatch,
@@ -119,39 +162,55 @@ impl Output {
         let mut letters = Vec::new();
         for (partition, indices) in partitions.group(selected) {
             let part = take_record_batch(rows, &indices).expect("row indices come from the batch");
-            match windows.add(&partition, part.clone()).await {
-                Ok(late) if late.is_empty() => {}
-                Ok(late) => {
-                    late_count += late.len() as u64;
-                    let emitted = windows
-                        .emitted(&partition)
-                        .map_or_else(|| "-".into(), rfc3339_ms);
-                    let times = arrow::compute::cast(
-                        part.column(windows.event_time_column()),
-                        &metadata::utc_millis(),
-                    )
-                    .expect("a timestamp casts to milliseconds");
-                    let times = times.as_primitive::<TimestampMillisecondType>();
-                    for row in late {
-                        let detail = format!(
-                            "late for transform `{}`: event time {} falls only in windows \
-                             emitted at watermark {emitted} (plus the allowed lateness)",
-                            self.transform.name(),
-                            rfc3339_ms(times.value(row)),
-                        );
-                        letters.push((indices.value(row) as usize, Reason::Late, detail));
-                    }
+            // Rows of `part` too late for every window, and rows the SQL fails on alone.
+            let mut late = Vec::new();
+            let mut failed = Vec::new();
+            let mut bisection = Bisection::new(part.num_rows());
+            while let Some(slice) = bisection.next_slice() {
+                let start = slice.start;
+                match windows
+                    .add(&partition, part.slice(start, slice.len()))
+                    .await
+                {
+                    Ok(slice_late) => late.extend(slice_late.into_iter().map(|row| start + row)),
+                    Err(error) => failed.extend(
+                        bisection
+                            .failed(slice)
+                            .map(|row| (row, error.reason(), error.to_string())),
+                    ),
                 }
-                Err(error) => {
-                    let detail = error.to_string();
-                    tracing::warn!(error = %detail, "windowed SQL failed on a batch; dead-lettering its rows");
-                    letters.extend(
-                        indices
-                            .values()
-                            .iter()
-                            .map(|&row| (row as usize, Reason::TransformFailed, detail.clone())),
-                    );
-                }
+            }
+            if !failed.is_empty() {
+                tracing::warn!(
+                    transform = self.transform.name(),
+                    rows = failed.len(),
+                    "windowed transform failed on some rows; they are dead letters for it alone"
+                );
+            }
+            for (row, reason, detail) in failed {
+                letters.push((indices.value(row) as usize, reason, detail));
+            }
+            if late.is_empty() {
+                continue;
+            }
+            late_count += late.len() as u64;
+            let emitted = windows
+                .emitted(&partition)
+                .map_or_else(|| "-".into(), rfc3339_ms);
+            let times = arrow::compute::cast(
+                part.column(windows.event_time_column()),
+                &metadata::utc_millis(),
+            )
+            .expect("a timestamp casts to milliseconds");
+            let times = times.as_primitive::<TimestampMillisecondType>();
+            for row in late {
+                let detail = format!(
+                    "late for transform `{}`: event time {} falls only in windows emitted at \
+                     watermark {emitted} (plus the allowed lateness)",
+                    self.transform.name(),
+                    rfc3339_ms(times.value(row)),
+                );
+                letters.push((indices.value(row) as usize, Reason::Late, detail));
             }
         }
         for (row, reason, detail) in letters {

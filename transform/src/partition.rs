@@ -43,6 +43,21 @@ pub fn time_partition_specs(granularity: TimeGranularity, column: &str) -> Vec<P
 /// Computes the partition path of each row.
 pub struct Partitioner {
     parts: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    /// The longest segment (`name=value`) the dataset's store can hold.
+    max_segment_bytes: usize,
+    /// The longest whole path the dataset's store can hold.
+    max_path_bytes: usize,
+}
+
+/// Why a batch has no partition paths.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Sql(#[from] DataFusionError),
+    /// A row's path is longer than the store can hold. The value itself stays out of the
+    /// text, which reaches logs.
+    #[error("{0}")]
+    TooLong(String),
 }
 
 impl Partitioner {
@@ -88,15 +103,28 @@ impl Partitioner {
                 .map_err(|e| TransformError::sql(&where_, &e))?;
             parts.push((spec.name.clone(), expr));
         }
-        Ok(Self { parts })
+        Ok(Self {
+            parts,
+            max_segment_bytes: usize::MAX,
+            max_path_bytes: usize::MAX,
+        })
+    }
+
+    /// Refuses paths with a segment longer than `segment_bytes` or longer than `path_bytes`
+    /// in all: what the dataset's store holds.
+    pub fn with_limits(mut self, segment_bytes: usize, path_bytes: usize) -> Self {
+        self.max_segment_bytes = segment_bytes;
+        self.max_path_bytes = path_bytes;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
 
-    /// The path of every row, e.g. `dt=2026-11-25/hour=14`; `None` without partitions.
-    pub fn paths(&self, batch: &RecordBatch) -> Result<Option<StringArray>, DataFusionError> {
+    /// The path of every row, e.g. `dt=2026-11-25/hour=14`; `None` without partitions. Fails
+    /// on the first row whose path the store could not hold.
+    pub fn paths(&self, batch: &RecordBatch) -> Result<Option<StringArray>, PartitionError> {
         if self.parts.is_empty() {
             return Ok(None);
         }
@@ -117,6 +145,7 @@ impl Partitioner {
                 if i > 0 {
                     path.push('/');
                 }
+                let segment_start = path.len();
                 path.push_str(name);
                 path.push('=');
                 let column = values[i].as_string::<i32>();
@@ -125,6 +154,22 @@ impl Partitioner {
                 } else {
                     escape_into(&mut path, column.value(row));
                 }
+                let segment = path.len() - segment_start;
+                if segment > self.max_segment_bytes {
+                    return Err(PartitionError::TooLong(format!(
+                        "partition `{name}` is {segment} bytes as a path segment (`{name}=` and \
+                         the escaped value); this dataset's store holds at most {}",
+                        self.max_segment_bytes
+                    )));
+                }
+            }
+            if path.len() > self.max_path_bytes {
+                return Err(PartitionError::TooLong(format!(
+                    "the partition path is {} bytes; this dataset's store holds paths of at most \
+                     {} bytes under the dataset",
+                    path.len(),
+                    self.max_path_bytes
+                )));
             }
             paths.append_value(&path);
         }
@@ -231,6 +276,83 @@ mod tests {
         assert_eq!(
             paths.value(1),
             "dt=1970-01-01/hour=00/c=__HIVE_DEFAULT_PARTITION__"
+        );
+    }
+
+    #[test]
+    fn paths_a_store_cannot_hold_are_refused() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, true)]));
+        let engine = SqlEngine::new("events", schema.clone()).unwrap();
+        let spec = PartitionSpec {
+            name: "p".into(),
+            expr: "v".into(),
+        };
+        let partitioner = Partitioner::new(&engine, &schema, &[spec], "p.toml")
+            .unwrap()
+            .with_limits(255, 400);
+        let paths = |values: Vec<String>| {
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])
+                    .unwrap();
+            partitioner.paths(&batch).map(|p| p.unwrap())
+        };
+        // `p=` and 253 bytes: the longest segment; `/` escaped takes three.
+        let longest = "x".repeat(253);
+        assert_eq!(paths(vec![longest.clone()]).unwrap().value(0).len(), 255);
+        let over = [
+            ("x".repeat(254), "256 bytes"),
+            (format!("{}/", "x".repeat(252)), "257 bytes"),
+            // Two bytes in UTF-8 each.
+            ("é".repeat(127), "256 bytes"),
+        ];
+        for (value, said) in over {
+            let err = paths(vec!["ok".into(), value.clone()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(said), "{err}");
+            assert!(
+                !err.contains(&value),
+                "the value stays out of the error: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_whole_path_is_bounded_by_the_store() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let engine = SqlEngine::new("events", schema.clone()).unwrap();
+        let specs = [
+            PartitionSpec {
+                name: "pa".into(),
+                expr: "a".into(),
+            },
+            PartitionSpec {
+                name: "pb".into(),
+                expr: "b".into(),
+            },
+        ];
+        // `pa=` + 200 + `/` + `pb=` + 200: 407 bytes.
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a".repeat(200)])),
+                Arc::new(StringArray::from(vec!["b".repeat(200)])),
+            ],
+        )
+        .unwrap();
+        let partitioner = |limit| {
+            Partitioner::new(&engine, &schema, &specs, "p.toml")
+                .unwrap()
+                .with_limits(255, limit)
+        };
+        assert!(partitioner(407).paths(&batch).is_ok());
+        let err = partitioner(406).paths(&batch).unwrap_err().to_string();
+        assert!(
+            err.contains("407 bytes") && err.contains("at most 406"),
+            "{err}"
         );
     }
 

@@ -7,9 +7,14 @@
 //! coming). Partitions that never had an event do not count. Watermarks only move forward,
 //! across restarts too: each commit records every owned partition's watermark, and an assigned
 //! partition starts from what the commit logs recorded.
+//!
+//! Because they never go back, a watermark is never believed past the wall clock: a
+//! partition's own watermark is at most the wall clock minus the out-of-orderness, however far
+//! ahead its event times are. Events ahead of the clock (within the bound ingest dead-letters
+//! beyond) wait for the clock to reach them instead of closing every window before them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use weir_schemas::{PartitionKey, PartitionWatermark, RecordedWatermark, SourceBatch};
 
@@ -22,6 +27,27 @@ pub struct Watermarks {
     current: Option<i64>,
 }
 
+/// One reading of both clocks: the monotonic one says how long a partition has been quiet,
+/// the wall clock how far its watermark may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    /// Epoch milliseconds.
+    pub wall_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            instant: Instant::now(),
+            wall_ms: i64::try_from(wall.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 struct PartitionTime {
     /// Highest event time read (or recorded by a commit before an assignment).
     max_event_ms: Option<i64>,
@@ -32,10 +58,12 @@ struct PartitionTime {
 }
 
 impl PartitionTime {
-    fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+    /// Its highest event time minus the out-of-orderness, but never past the wall clock
+    /// minus it; never below what it was assigned with.
+    fn watermark(&self, out_of_orderness_ms: i64, wall_ms: i64) -> Option<i64> {
         let own = self
             .max_event_ms
-            .map(|max| max.saturating_sub(out_of_orderness_ms));
+            .map(|max| max.min(wall_ms).saturating_sub(out_of_orderness_ms));
         own.max(self.floor_ms)
     }
 }
@@ -94,18 +122,18 @@ impl Watermarks {
     }
 
     /// The pipeline watermark at `now`, epoch milliseconds; `None` before any event.
-    pub fn watermark(&mut self, now: Instant) -> Option<i64> {
+    pub fn watermark(&mut self, now: Now) -> Option<i64> {
         let ooo = self.out_of_orderness_ms;
         let active = self
             .partitions
             .values()
-            .filter(|t| !self.is_idle(t, now))
-            .filter_map(|t| t.watermark(ooo))
+            .filter(|t| !self.is_idle(t, now.instant))
+            .filter_map(|t| t.watermark(ooo, now.wall_ms))
             .min();
         let candidate = active.or_else(|| {
             self.partitions
                 .values()
-                .filter_map(|t| t.watermark(ooo))
+                .filter_map(|t| t.watermark(ooo, now.wall_ms))
                 .max()
         });
         self.current = self.current.max(candidate);
@@ -115,7 +143,7 @@ impl Watermarks {
     /// Every tracked partition's watermark, for a commit. An idle partition is recorded at
     /// the pipeline watermark if that is higher, so that a quiet partition does not hold back
     /// the dataset's watermark (the lowest over partitions) for ever.
-    pub fn recorded(&mut self, now: Instant) -> Vec<RecordedWatermark> {
+    pub fn recorded(&mut self, now: Now) -> Vec<RecordedWatermark> {
         let pipeline = self.watermark(now);
         let ooo = self.out_of_orderness_ms;
         let mut recorded: Vec<RecordedWatermark> = self
@@ -123,8 +151,8 @@ impl Watermarks {
             .iter()
             .filter_map(|(partition, time)| {
                 let max_event_ms = time.max_event_ms?;
-                let mut watermark_ms = time.watermark(ooo)?;
-                if self.is_idle(time, now) {
+                let mut watermark_ms = time.watermark(ooo, now.wall_ms)?;
+                if self.is_idle(time, now.instant) {
                     watermark_ms = watermark_ms.max(pipeline.unwrap_or(watermark_ms));
                 }
                 Some(RecordedWatermark {
@@ -149,24 +177,34 @@ mod tests {
         PartitionKey::new("t", n)
     }
 
+    /// A wall clock far past every event time of these tests.
+    const WALL_MS: i64 = 1_000_000_000;
+
+    fn at(instant: Instant) -> Now {
+        Now {
+            instant,
+            wall_ms: WALL_MS,
+        }
+    }
+
     #[test]
     fn the_slowest_active_partition_holds_the_watermark_and_it_never_goes_back() {
         let start = Instant::now();
         let mut w = Watermarks::new(Duration::from_secs(10), Duration::from_secs(60));
-        assert_eq!(w.watermark(start), None);
+        assert_eq!(w.watermark(at(start)), None);
         w.assign(p(0), None, start);
         w.assign(p(1), None, start);
         w.observe(&p(0), Some(100_000), start);
         // Partition 1 has no event yet: it does not count.
-        assert_eq!(w.watermark(start), Some(90_000));
+        assert_eq!(w.watermark(at(start)), Some(90_000));
         w.observe(&p(1), Some(50_000), start);
         // It is slower; the reported watermark does not move back.
-        assert_eq!(w.watermark(start), Some(90_000));
+        assert_eq!(w.watermark(at(start)), Some(90_000));
         w.observe(&p(1), Some(120_000), start);
         w.observe(&p(0), Some(95_000), start);
-        assert_eq!(w.watermark(start), Some(90_000));
+        assert_eq!(w.watermark(at(start)), Some(90_000));
         w.observe(&p(0), Some(130_000), start);
-        assert_eq!(w.watermark(start), Some(110_000));
+        assert_eq!(w.watermark(at(start)), Some(110_000));
     }
 
     #[test]
@@ -179,10 +217,10 @@ mod tests {
         w.observe(&p(1), Some(5_000), start);
         let later = start + Duration::from_secs(61);
         w.observe(&p(1), Some(8_000), later);
-        assert_eq!(w.watermark(later), Some(8_000));
+        assert_eq!(w.watermark(at(later)), Some(8_000));
         // Recorded for a commit, the idle partition takes the pipeline's watermark.
         let recorded: Vec<(i32, i64, i64)> = w
-            .recorded(later)
+            .recorded(at(later))
             .iter()
             .map(|r| {
                 (
@@ -196,7 +234,7 @@ mod tests {
         // When every partition is idle, the highest counts.
         let much_later = later + Duration::from_secs(61);
         w.observe(&p(0), Some(2_000), start);
-        assert_eq!(w.watermark(much_later), Some(8_000));
+        assert_eq!(w.watermark(at(much_later)), Some(8_000));
     }
 
     #[test]
@@ -209,11 +247,40 @@ mod tests {
         };
         w.assign(p(0), Some(recorded), start);
         // The out-of-orderness grew since (30 s now, 20 s then): the floor holds.
-        assert_eq!(w.watermark(start), Some(70_000));
+        assert_eq!(w.watermark(at(start)), Some(70_000));
         w.observe(&p(0), Some(110_000), start);
-        assert_eq!(w.watermark(start), Some(80_000));
+        assert_eq!(w.watermark(at(start)), Some(80_000));
         w.revoke(&p(0));
-        assert!(w.recorded(start).is_empty());
-        assert_eq!(w.watermark(start), Some(80_000), "never reported lower");
+        assert!(w.recorded(at(start)).is_empty());
+        assert_eq!(w.watermark(at(start)), Some(80_000), "never reported lower");
+    }
+
+    #[test]
+    fn event_times_ahead_of_the_wall_clock_never_lift_the_watermark_past_it() {
+        let start = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(30), Duration::from_secs(60));
+        w.assign(p(0), None, start);
+        w.assign(p(1), None, start);
+        w.observe(&p(0), Some(500_000), start);
+        w.observe(&p(1), Some(i64::MAX), start);
+        let clock = |instant, wall_ms| Now { instant, wall_ms };
+        // Both active: the slower partition holds the watermark.
+        assert_eq!(w.watermark(clock(start, 900_000)), Some(470_000));
+        // Both idle: the far-future partition counts, but only up to the clock.
+        let idle = start + Duration::from_secs(61);
+        assert_eq!(w.watermark(clock(idle, 900_000)), Some(870_000));
+        let recorded: Vec<i64> = w
+            .recorded(clock(idle, 900_000))
+            .iter()
+            .map(|r| r.watermark.watermark_ms)
+            .collect();
+        assert_eq!(recorded, vec![870_000, 870_000]);
+        // It follows the clock, as far as the events go.
+        assert_eq!(w.watermark(clock(idle, 950_000)), Some(920_000));
+        // On its own, an active far-future partition is held at the clock too.
+        let mut alone = Watermarks::new(Duration::ZERO, Duration::from_secs(60));
+        alone.assign(p(0), None, start);
+        alone.observe(&p(0), Some(i64::MAX), start);
+        assert_eq!(alone.watermark(clock(start, 900_000)), Some(900_000));
     }
 }

@@ -143,11 +143,19 @@ fn feed(decoder: &mut Decoder, payload: &[u8]) -> Result<(), ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::SourceTable;
+    use crate::decode::{EventTimeBounds, SourceTable};
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Int64Type, TimestampMillisecondType};
     use std::path::Path;
     use weir_schemas::RawMessages;
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+    /// 2026-11-30T00:53:20Z, the wall clock of these tests.
+    const NOW_MS: i64 = 1_796_000_000_000;
+
+    fn table() -> SourceTable {
+        SourceTable::new(&schema(), "ts", EventTimeBounds { max_ahead: DAY }).unwrap()
+    }
 
     fn schema() -> EventSchema {
         EventSchema::parse(
@@ -196,10 +204,9 @@ mod tests {
         }
         let messages = raw.finish();
         let mut decoder = JsonDecoder::new(&schema(), 4).unwrap();
-        let table = SourceTable::new(&schema(), "ts").unwrap();
         let decoded = decoder.decode(&messages);
         assert_eq!(decoded.message_of_row, vec![0, 3]);
-        let out = table.batch(decoded, messages);
+        let out = table().batch(decoded, messages, NOW_MS);
 
         let b = out.rows();
         assert_eq!(b.num_rows(), 2);
@@ -247,6 +254,75 @@ mod tests {
         let letter = out.dead_letters().iter().next().unwrap();
         assert_eq!(letter.payload.as_deref(), Some(&b"not json"[..]));
         assert_eq!(letter.partition, 3);
+    }
+
+    #[test]
+    fn event_times_no_one_could_mean_are_dead_letters() {
+        let hour_ahead = NOW_MS + 3_600_000;
+        let payloads = [
+            r#"{"id":"ok","ts":"2026-11-25T10:00:00Z"}"#.to_owned(),
+            format!(r#"{{"id":"soon","ts":{hour_ahead}}}"#),
+            r#"{"id":"year-9999","ts":"9999-12-31T23:59:59Z"}"#.to_owned(),
+            format!(r#"{{"id":"max","ts":{}}}"#, i64::MAX),
+            format!(r#"{{"id":"min","ts":{}}}"#, i64::MIN),
+            r#"{"id":"year-1","ts":"0001-01-01T00:00:00Z"}"#.to_owned(),
+            r#"{"id":"no-time"}"#.to_owned(),
+        ];
+        let mut raw = RawMessages::with_capacity(payloads.len());
+        for (offset, payload) in payloads.iter().enumerate() {
+            raw.push("t", 0, offset as i64, None, None, Some(payload.as_bytes()));
+        }
+        let messages = raw.finish();
+        let mut decoder = JsonDecoder::new(&schema(), 16).unwrap();
+        let decoded = decoder.decode(&messages);
+        assert_eq!(decoded.message_of_row.len(), payloads.len(), "all decode");
+        let out = table().batch(decoded, messages, NOW_MS);
+
+        let ids: Vec<&str> = out
+            .rows()
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(ids, ["ok", "soon", "year-1", "no-time"]);
+        let dead: Vec<(i64, String, String)> = out
+            .dead_letters()
+            .iter()
+            .map(|d| (d.offset, d.reason.to_string(), d.detail.clone()))
+            .collect();
+        let reason = "event_time_out_of_range".to_owned();
+        assert_eq!(
+            dead,
+            [
+                (
+                    2,
+                    reason.clone(),
+                    "event time `ts` is 9999-12-31T23:59:59.000Z, more than 1day ahead of the \
+                     clock (2026-11-30T00:53:20.000Z)"
+                        .to_owned()
+                ),
+                (
+                    3,
+                    reason.clone(),
+                    format!(
+                        "event time `ts` is {} ms since the epoch, outside years 1 to 9999",
+                        i64::MAX
+                    )
+                ),
+                (
+                    4,
+                    reason,
+                    format!(
+                        "event time `ts` is {} ms since the epoch, outside years 1 to 9999",
+                        i64::MIN
+                    )
+                ),
+            ]
+        );
+        // The watermark learns only from the rows that are left.
+        let partition = weir_schemas::PartitionKey::new("t", 0);
+        assert_eq!(out.event_times().get(&partition), Some(hour_ahead));
     }
 
     #[test]

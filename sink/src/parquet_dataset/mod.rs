@@ -27,6 +27,7 @@ pub use writer::ParquetWriter;
 use crate::SinkError;
 use crate::commit_log::{CommitLog, LogState, under};
 use crate::dataset::{Dataset, DatasetWriter};
+use crate::store::PathLimits;
 use crate::verify::Report;
 
 /// Parquet compression codecs.
@@ -66,7 +67,13 @@ pub struct DatasetOptions {
     pub time_partitions: Option<TimeGranularity>,
     /// How long commit log entries are kept once a snapshot replaces them (`None`: for ever).
     pub log_retention: Option<Duration>,
+    /// How long a path the store holds.
+    pub path_limits: PathLimits,
 }
+
+/// Room kept in a key for the name of a file under its partition
+/// (`/part-<writer>-<number>.parquet`, under 50 bytes).
+const FILE_NAME_BYTES: usize = 64;
 
 /// A Parquet dataset under `root` of `store`, not opened for writing.
 #[derive(Clone)]
@@ -109,6 +116,20 @@ impl ParquetDataset {
             properties,
             options,
         }
+    }
+
+    /// The longest partition path whose files this dataset can store: a key's limit, less the
+    /// dataset's prefix and the file name.
+    pub fn max_partition_path_bytes(&self) -> usize {
+        let limits = self.options.path_limits;
+        limits
+            .key_bytes
+            .saturating_sub(self.root.as_ref().len() + 1 + FILE_NAME_BYTES)
+    }
+
+    /// The longest segment of a partition path (`name=value`, escaped) the store holds.
+    pub fn max_partition_segment_bytes(&self) -> usize {
+        self.options.path_limits.segment_bytes
     }
 
     /// Opens the dataset for `writer`, as the concrete type (see [`Dataset::open`]).

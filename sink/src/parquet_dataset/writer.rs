@@ -148,11 +148,35 @@ impl ParquetWriter {
     }
 
     fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
+        // The path is already escaped the way Hive readers unescape it (`a/b` as `a%2Fb`):
+        // taken as it is, not encoded a second time. Checked before anything is written, so
+        // that no commit can list a file its store cannot hold.
+        let refuse = |reason: String| SinkError::PartitionPath {
+            dataset: self.dataset.name.clone(),
+            reason,
+        };
+        let directory =
+            Path::parse(partition).map_err(|_| refuse("it is not a valid object path".into()))?;
+        let max = self.dataset.max_partition_path_bytes();
+        if partition.len() > max {
+            return Err(refuse(format!(
+                "it is {} bytes; the store holds at most {max} under this dataset",
+                partition.len()
+            )));
+        }
+        let max_segment = self.dataset.max_partition_segment_bytes();
+        if let Some(segment) = directory
+            .parts()
+            .find(|part| part.as_ref().len() > max_segment)
+        {
+            return Err(refuse(format!(
+                "a segment is {} bytes; the store holds at most {max_segment}",
+                segment.as_ref().len()
+            )));
+        }
         self.next_file += 1;
-        let relative: Path = partition
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(object_store::path::PathPart::from)
+        let relative: Path = directory
+            .parts()
             .chain(std::iter::once(
                 format!("part-{}-{:06}.parquet", self.writer, self.next_file).into(),
             ))
@@ -416,7 +440,39 @@ mod tests {
             upload_buffer_bytes: 1 << 20,
             time_partitions: None,
             log_retention: None,
+            path_limits: crate::PathLimits::for_url("/local"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_path_the_store_cannot_hold_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(&[1]);
+        let mut dataset = open_and_claim(dir.path(), &input, options(100)).await;
+        let too_long = [
+            format!("p={}", "x".repeat(254)),
+            // Four segments of 251 bytes: each fits, together they do not.
+            (0..4)
+                .map(|i| format!("s{i}={}", "x".repeat(248)))
+                .collect::<Vec<_>>()
+                .join("/"),
+            "p=a//b".to_owned(),
+        ];
+        for path in too_long {
+            let paths = StringArray::from(vec![path.as_str()]);
+            let err = dataset.write(&input, Some(&paths)).await.unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("cannot be stored"), "{text}");
+            assert!(
+                !text.contains("xxxx"),
+                "the path stays out of the error: {text}"
+            );
+        }
+        assert!(dataset.flush().await.unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("_weir/staging")).map_or(0, |d| d.count()),
+            0
+        );
     }
 
     fn batch(ids: &[i64]) -> RecordBatch {

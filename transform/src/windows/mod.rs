@@ -37,6 +37,11 @@ pub use state::WindowState;
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
 
+/// The longest window, gap or slide: 10,000 days. With event times bounded to years 1 to
+/// 9999 (ingest dead-letters the rest), every window bound weir computes stays far inside
+/// `i64`, so the arithmetic below cannot overflow.
+pub const MAX_WINDOW_MS: i64 = 10_000 * 86_400_000;
+
 /// The shape of a transform's windows; all lengths in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
@@ -122,5 +127,35 @@ mod tests {
         assert_eq!(windows(uneven, 45), [(0, 60), (40, 100)]);
         assert_eq!(windows(uneven, 75), [(40, 100)]);
         assert_eq!(windows(WindowKind::Session { gap: 30 }, 100), [(100, 130)]);
+    }
+
+    #[test]
+    fn the_longest_windows_over_the_extreme_event_times_stay_in_range() {
+        use weir_schemas::time::{EARLIEST_EVENT_TIME_MS, LATEST_EVENT_TIME_MS};
+        let kinds = [
+            WindowKind::Tumble {
+                size: MAX_WINDOW_MS,
+            },
+            WindowKind::Hop {
+                slide: MAX_WINDOW_MS / 4,
+                size: MAX_WINDOW_MS,
+            },
+            WindowKind::Session { gap: MAX_WINDOW_MS },
+        ];
+        for kind in kinds {
+            for ts in [EARLIEST_EVENT_TIME_MS, 0, LATEST_EVENT_TIME_MS] {
+                let found = windows(kind, ts);
+                assert!(!found.is_empty(), "{kind:?} at {ts}");
+                for (start, end) in found {
+                    assert!(
+                        start <= ts && ts < end,
+                        "{kind:?} at {ts}: [{start}, {end})"
+                    );
+                    // The end plus a lateness or a gap more still fits.
+                    assert!(end.checked_add(2 * MAX_WINDOW_MS).is_some());
+                    assert!(start.checked_sub(2 * MAX_WINDOW_MS).is_some());
+                }
+            }
+        }
     }
 }
