@@ -207,8 +207,8 @@ fn orders_on_embedded_cluster(
 fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
     use futures::TryStreamExt;
     use weir_schemas::OffsetRange;
-    use weir_sink::CommitLog;
     use weir_sink::commit_log::SNAPSHOT_EVERY;
+    use weir_sink::{CommitLog, LogOptions};
 
     let dir = tempfile::tempdir().unwrap();
     let (_moto, endpoint) = start_moto_with_bucket(dir.path());
@@ -226,8 +226,11 @@ fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
     let partition = weir_schemas::PartitionKey::new("t", 0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let retention = Some(Duration::ZERO);
-        let mut log = CommitLog::open("pruned", store.clone(), root.clone(), "w", None, retention)
+        let options = LogOptions {
+            retention: Some(Duration::ZERO),
+            ..LogOptions::default()
+        };
+        let mut log = CommitLog::open("pruned", store.clone(), root.clone(), "w", options)
             .await
             .unwrap();
         log.claim(std::slice::from_ref(&partition)).await.unwrap();

@@ -7,11 +7,9 @@ use rdkafka::ClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("cannot create the Kafka {role}: {source}")]
-    Create {
-        role: &'static str,
-        source: rdkafka::error::KafkaError,
-    },
+    /// `reason` leaves out the value of a property librdkafka refused: it may be a secret.
+    #[error("cannot create the Kafka {role}: {reason}")]
+    Create { role: &'static str, reason: String },
     #[error("cannot subscribe to {topics:?}: {source}")]
     Subscribe {
         topics: Vec<String>,
@@ -56,6 +54,24 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "auto.offset.reset",
 ];
 
+impl KafkaError {
+    /// A client `role` that librdkafka would not create.
+    pub fn create(role: &'static str, source: rdkafka::error::KafkaError) -> Self {
+        let reason = match source {
+            // librdkafka's own description quotes the value too.
+            rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+                let description = match value.is_empty() {
+                    true => description,
+                    false => description.replace(&value, "<hidden>"),
+                };
+                format!("property `{key}`: {description}")
+            }
+            other => other.to_string(),
+        };
+        KafkaError::Create { role, reason }
+    }
+}
+
 /// A client configuration from the bootstrap servers and pass-through librdkafka properties.
 pub fn client_config(
     bootstrap_servers: &str,
@@ -70,4 +86,24 @@ pub fn client_config(
         config.set(key, value);
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let properties =
+            BTreeMap::from([("security.protocol".to_owned(), "hunter2-secret".to_owned())]);
+        let refused = client_config("127.0.0.1:1", &properties)
+            .create::<BaseConsumer>()
+            .err()
+            .expect("librdkafka refuses an unknown protocol");
+        assert!(refused.to_string().contains("hunter2-secret"), "{refused}");
+        let error = KafkaError::create("consumer", refused).to_string();
+        assert!(error.contains("security.protocol"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
 }

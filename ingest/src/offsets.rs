@@ -39,10 +39,9 @@ impl OffsetClient {
                 .set("group.id", &kafka.group_id)
                 .set("enable.auto.commit", "false");
         }
-        let client = config.create().map_err(|source| KafkaError::Create {
-            role: "offset client",
-            source,
-        })?;
+        let client = config
+            .create()
+            .map_err(|source| KafkaError::create("offset client", source))?;
         Ok(Self { client })
     }
 

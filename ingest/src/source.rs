@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
-use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, SourceBatch};
+use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, Settings, SourceBatch};
 
 use crate::decode::{Decode, SourceTable};
 use crate::kafka::{KafkaError, client_config};
@@ -40,7 +40,7 @@ pub struct ConsumerConfig {
     pub group_id: String,
     pub start: StartPosition,
     /// Pass-through librdkafka properties (security.protocol, sasl.*, ssl.*, fetch tuning).
-    pub properties: BTreeMap<String, String>,
+    pub properties: Settings,
     pub max_batch_messages: usize,
     pub max_batch_bytes: usize,
     pub max_batch_wait: Duration,
@@ -323,13 +323,9 @@ impl KafkaSource {
             fatal: Mutex::new(None),
             group_offsets: Mutex::new(BTreeMap::new()),
         };
-        let consumer: BaseConsumer<SourceContext> =
-            client
-                .create_with_context(context)
-                .map_err(|source| KafkaError::Create {
-                    role: "consumer",
-                    source,
-                })?;
+        let consumer: BaseConsumer<SourceContext> = client
+            .create_with_context(context)
+            .map_err(|source| KafkaError::create("consumer", source))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)

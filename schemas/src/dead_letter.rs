@@ -83,6 +83,44 @@ pub struct DeadLetter {
     pub payload: Option<Vec<u8>>,
 }
 
+/// What the dead-letter output keeps of a message's payload and key. Dead letters are written
+/// before any transform runs, so they hold what transforms would mask (e-mail addresses,
+/// names); `drop` and `hash` keep that out of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadPolicy {
+    /// Payload and key exactly as consumed: a dead letter can be replayed.
+    #[default]
+    Keep,
+    /// Neither: the origin (topic, partition, offset) still says where to read them.
+    Drop,
+    /// `sha256:<hex>` of each: equal payloads (keys) are recognisable, their content is not.
+    Hash,
+}
+
+impl PayloadPolicy {
+    /// `bytes` (a payload or a key) as this policy keeps them.
+    fn apply(self, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        use sha2::Digest;
+        use std::fmt::Write;
+        match self {
+            PayloadPolicy::Keep => bytes,
+            PayloadPolicy::Drop => None,
+            PayloadPolicy::Hash => bytes.map(|bytes| {
+                let mut text = String::from("sha256:");
+                for byte in sha2::Sha256::digest(&bytes) {
+                    let _ = write!(text, "{byte:02x}");
+                }
+                text.into_bytes()
+            }),
+        }
+    }
+}
+
+/// The most bytes of keys, of payloads or of details in one batch of dead letters: well under
+/// what 32-bit Arrow offsets address (2 GiB).
+pub const BATCH_BYTES: usize = 1 << 30;
+
 /// Dead letters collected between two checkpoints.
 #[derive(Debug, Default)]
 pub struct DeadLetters {
@@ -119,6 +157,17 @@ impl DeadLetters {
         std::mem::take(self)
     }
 
+    /// Keeps of every payload and key what `policy` says.
+    pub fn apply(&mut self, policy: PayloadPolicy) {
+        if policy == PayloadPolicy::Keep {
+            return;
+        }
+        for letter in &mut self.letters {
+            letter.payload = policy.apply(letter.payload.take());
+            letter.key = policy.apply(letter.key.take());
+        }
+    }
+
     /// Counts per reason.
     pub fn counts(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
@@ -143,9 +192,42 @@ impl DeadLetters {
         ]))
     }
 
-    /// The letters as one batch of [`DeadLetters::schema`], stamped with `now_ms`.
-    pub fn to_batch(&self, now_ms: i64) -> RecordBatch {
-        let n = self.letters.len();
+    /// The letters as batches of [`DeadLetters::schema`], stamped with `now_ms`. A batch's
+    /// keys, payloads and details each stay under [`BATCH_BYTES`]: an Arrow array of them
+    /// addresses its bytes with 32-bit offsets, and a flood of large bad messages between
+    /// two checkpoints may hold more than 2 GiB.
+    pub fn to_batches(&self, now_ms: i64) -> Vec<RecordBatch> {
+        self.batches_of_at_most(BATCH_BYTES, now_ms)
+    }
+
+    fn batches_of_at_most(&self, max_bytes: usize, now_ms: i64) -> Vec<RecordBatch> {
+        let mut batches = Vec::new();
+        let mut start = 0;
+        let mut bytes = [0usize; 3];
+        for (i, letter) in self.letters.iter().enumerate() {
+            let sizes = [
+                letter.key.as_ref().map_or(0, Vec::len),
+                letter.payload.as_ref().map_or(0, Vec::len),
+                letter.detail.len(),
+            ];
+            let over = bytes.iter().zip(sizes).any(|(b, s)| b + s > max_bytes);
+            if over && i > start {
+                batches.push(Self::batch(&self.letters[start..i], now_ms));
+                start = i;
+                bytes = [0; 3];
+            }
+            for (b, s) in bytes.iter_mut().zip(sizes) {
+                *b += s;
+            }
+        }
+        if start < self.letters.len() {
+            batches.push(Self::batch(&self.letters[start..], now_ms));
+        }
+        batches
+    }
+
+    fn batch(letters: &[DeadLetter], now_ms: i64) -> RecordBatch {
+        let n = letters.len();
         let mut reason = StringBuilder::with_capacity(n, n * 16);
         let mut detail = StringBuilder::with_capacity(n, n * 64);
         let mut topic = StringBuilder::with_capacity(n, n * 16);
@@ -155,7 +237,7 @@ impl DeadLetters {
         let mut key = BinaryBuilder::with_capacity(n, 0);
         let mut payload = BinaryBuilder::with_capacity(n, 0);
         let mut dead_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-        for l in &self.letters {
+        for l in letters {
             reason.append_value(l.reason.as_str());
             detail.append_value(&l.detail);
             topic.append_value(&l.topic);
@@ -199,7 +281,9 @@ mod tests {
             key: Some(b"k".to_vec()),
             payload: Some(b"{\"amount\":-1}".to_vec()),
         });
-        let batch = letters.to_batch(1_000);
+        let batches = letters.to_batches(1_000);
+        assert_eq!(batches.len(), 1);
+        let batch = &batches[0];
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(
             batch.column(0).as_string::<i32>().value(0),
@@ -211,5 +295,95 @@ mod tests {
         );
         assert!(batch.column(5).is_null(0));
         assert_eq!(letters.counts().get("rule:positive_amount"), Some(&1));
+    }
+
+    fn letter(offset: i64, payload: Vec<u8>) -> DeadLetter {
+        DeadLetter {
+            reason: Reason::InvalidJson,
+            detail: "expected a JSON object".into(),
+            topic: Arc::from("orders"),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(payload),
+        }
+    }
+
+    fn offsets_and_sizes(batches: &[RecordBatch]) -> Vec<Vec<(i64, usize)>> {
+        batches
+            .iter()
+            .map(|b| {
+                let offsets = b.column(4).as_primitive::<arrow::datatypes::Int64Type>();
+                let payloads = b.column(7).as_binary::<i32>();
+                (0..b.num_rows())
+                    .map(|row| (offsets.value(row), payloads.value(row).len()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_cut_before_their_bytes_outgrow_an_array() {
+        let mut letters = DeadLetters::default();
+        for (offset, size) in [(0, 40), (1, 50), (2, 10), (3, 100), (4, 1)] {
+            letters.push(letter(offset, vec![b'x'; size]));
+        }
+        // At most 100 bytes of payload per batch; a letter larger alone is a batch alone.
+        assert_eq!(
+            offsets_and_sizes(&letters.batches_of_at_most(100, 0)),
+            [
+                vec![(0, 40), (1, 50), (2, 10)],
+                vec![(3, 100)],
+                vec![(4, 1)]
+            ]
+        );
+        assert_eq!(
+            offsets_and_sizes(&letters.batches_of_at_most(usize::MAX, 0)),
+            [vec![(0, 40), (1, 50), (2, 10), (3, 100), (4, 1)]]
+        );
+        assert!(DeadLetters::default().to_batches(0).is_empty());
+    }
+
+    #[test]
+    fn payloads_and_keys_are_kept_dropped_or_hashed() {
+        let text = r#"{"email":"jane@example.com"}"#;
+        // (payload, key) of a letter with both, then of one with neither.
+        let kept = |policy| {
+            let mut letters = DeadLetters::default();
+            letters.push(DeadLetter {
+                key: Some(text.as_bytes().to_vec()),
+                ..letter(0, text.as_bytes().to_vec())
+            });
+            letters.push(DeadLetter {
+                payload: None,
+                ..letter(1, Vec::new())
+            });
+            letters.apply(policy);
+            let string = |b: &Option<Vec<u8>>| b.clone().map(|b| String::from_utf8(b).unwrap());
+            letters
+                .iter()
+                .map(|l| (string(&l.payload), string(&l.key)))
+                .collect::<Vec<_>>()
+        };
+        let both = |s: &str| (Some(s.to_owned()), Some(s.to_owned()));
+        assert_eq!(kept(PayloadPolicy::Keep), [both(text), (None, None)]);
+        assert_eq!(kept(PayloadPolicy::Drop), [(None, None), (None, None)]);
+        // sha256 of the text, as `sha256sum` prints it.
+        let hash = "sha256:9cf5eed506e72645a52347c2e0946261d0d0d6f322c7028fe1180dbd607ba76f";
+        assert_eq!(kept(PayloadPolicy::Hash), [both(hash), (None, None)]);
+    }
+
+    /// More than 2 GiB of payloads between two checkpoints: every byte is kept.
+    #[test]
+    fn more_payload_than_one_array_holds_is_kept_whole() {
+        let size = 800 << 20;
+        let mut letters = DeadLetters::default();
+        for offset in 0..3 {
+            letters.push(letter(offset, vec![0; size]));
+        }
+        let batches = letters.to_batches(0);
+        let rows: Vec<(i64, usize)> = offsets_and_sizes(&batches).concat();
+        assert_eq!(rows, [(0, size), (1, size), (2, size)]);
     }
 }

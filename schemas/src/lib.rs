@@ -15,14 +15,16 @@ pub mod messages;
 pub mod metadata;
 pub mod offsets;
 pub mod schema;
+pub mod settings;
 pub mod time;
 pub mod watermark;
 
 pub use batch::SourceBatch;
 pub use checkpoint::{Checkpoint, WindowCheckpoint};
-pub use dead_letter::{DeadLetter, DeadLetters, Reason};
+pub use dead_letter::{DeadLetter, DeadLetters, PayloadPolicy, Reason};
 pub use messages::{Messages, RawMessages};
 pub use offsets::{OffsetRange, OffsetRanges, PartitionKey};
 pub use schema::{EventSchema, SchemaError};
+pub use settings::Settings;
 pub use time::{TimeGranularity, rfc3339_ms};
 pub use watermark::{EmittedWatermark, EventTimes, PartitionWatermark, RecordedWatermark};

@@ -25,7 +25,7 @@ use weir_schemas::PartitionKey;
 
 use crate::commit_log::{
     Action, Entry, LogError, LogState, WEIR_DIR, WrittenFile, entry_path, list_numbered,
-    snapshot_dir, snapshot_state, under,
+    quarantine_path, snapshot_dir, snapshot_state, under,
 };
 
 /// Files checked at once.
@@ -358,6 +358,14 @@ async fn check_file(
     };
     let Some(&size) = sizes.get(&path) else {
         let staged = under(root, &file.staging).is_ok_and(|p| sizes.contains_key(&p));
+        let quarantine = quarantine_path(root, &file.staging);
+        if sizes.contains_key(&quarantine) {
+            return Some(format!(
+                "{} (entry {seq}) is committed but quarantined as {quarantine}: the store cannot \
+                 hold its final name, so readers do not see its rows",
+                file.path
+            ));
+        }
         return Some(if staged {
             format!(
                 "{} (entry {seq}) is committed but still under its staged name {} (its writer \

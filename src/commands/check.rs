@@ -1,10 +1,10 @@
 //! `weir check`: a pipeline file, its schema, SQL and object-store URLs checked without
 //! connecting to anything.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use weir_schemas::Settings;
 use weir_transform::TransformKind;
 
 use crate::config::{Environment, PipelineConfig};
@@ -21,7 +21,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         .collect();
     // Object-store URLs and their options are checked (building a client does no I/O);
     // local directories would be created, so they are not opened.
-    let mut stores: Vec<(String, &String, &BTreeMap<String, String>)> = config
+    let mut stores: Vec<(String, &String, &Settings)> = config
         .transforms
         .iter()
         .zip(&urls)

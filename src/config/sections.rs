@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 use weir_ingest::StartPosition;
-use weir_schemas::TimeGranularity;
+use weir_schemas::{PayloadPolicy, Settings, TimeGranularity};
 use weir_sink::Compression;
 
 use super::defaults::{
@@ -36,7 +36,7 @@ pub struct SourceConfig {
     pub event_time: String,
     /// librdkafka properties passed through, e.g. `security.protocol`, `sasl.*`, `ssl.*`.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Settings,
     #[serde(default = "default_batch_messages")]
     pub max_batch_messages: usize,
     #[serde(default = "default_batch_bytes")]
@@ -98,7 +98,7 @@ pub struct SinkConfig {
     pub max_open_files: usize,
     /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`.
     #[serde(default)]
-    pub storage: BTreeMap<String, String>,
+    pub storage: Settings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +109,10 @@ pub struct DeadLetterConfig {
     /// A Kafka topic for dead letters, on the source cluster.
     pub topic: Option<String>,
     #[serde(default)]
-    pub storage: BTreeMap<String, String>,
+    pub storage: Settings,
+    /// What the dead letters keep of each payload.
+    #[serde(default)]
+    pub payload: PayloadPolicy,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,6 +53,7 @@ impl State {
         // Dead letters first: a windowed dataset that committed skips its rows on replay,
         // so the `late` letters they made must already be committed.
         let mut dead = self.pending.dead_letters.take();
+        dead.apply(self.dead_letter_payloads);
         match &mut self.dead_letters {
             DeadLetterSink::Topic { topic, .. } => {
                 if !dead.is_empty() {
@@ -73,13 +74,11 @@ impl State {
                     // Partitioned by the day they were dead-lettered, so a service running
                     // for months keeps a browsable dataset.
                     let now = chrono::Utc::now();
-                    let day = StringArray::from(vec![
-                        format!("dt={}", now.format("%Y-%m-%d"));
-                        dead.len()
-                    ]);
-                    writer
-                        .write(&dead.to_batch(now.timestamp_millis()), Some(&day))
-                        .await?;
+                    let day = format!("dt={}", now.format("%Y-%m-%d"));
+                    for batch in dead.to_batches(now.timestamp_millis()) {
+                        let days = StringArray::from(vec![day.as_str(); batch.num_rows()]);
+                        writer.write(&batch, Some(&days)).await?;
+                    }
                 }
                 let checkpoint = Checkpoint {
                     ranges: self.pending.offsets.after(|p| writer.next_offset(p)),

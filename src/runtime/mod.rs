@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::{ConsumerConfig, Decoding, KafkaSource};
-use weir_schemas::{DeadLetters, OffsetRanges, PartitionKey, SourceBatch};
+use weir_schemas::{DeadLetters, OffsetRanges, PartitionKey, PayloadPolicy, SourceBatch};
 use weir_sink::DatasetWriter;
 use weir_transform::{TransformError, Transforms, Watermarks};
 
@@ -174,6 +174,8 @@ struct State {
     /// One per transform output, in the same order.
     outputs: Vec<OutputDataset>,
     dead_letters: DeadLetterSink,
+    /// What the dead letters keep of their payloads.
+    dead_letter_payloads: PayloadPolicy,
     /// The consumer of the current session.
     source: Option<Arc<KafkaSource>>,
     /// Partitions assigned to this instance and claimed in every dataset.
@@ -237,6 +239,7 @@ impl State {
             transforms,
             outputs,
             dead_letters,
+            dead_letter_payloads: config.dead_letters.payload,
             source: None,
             owned: HashSet::new(),
             resumed_at: HashMap::new(),

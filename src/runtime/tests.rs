@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use opentelemetry::metrics::MeterProvider;
 use weir_schemas::{PartitionKey, RawMessages, SourceBatch};
@@ -491,4 +491,38 @@ async fn rows_a_transform_fails_on_are_dead_letters_for_it_alone() {
         assert!(report.ok(), "{report}");
     }
     run(&config, 130..140, 10).await;
+}
+
+/// With `payload = "drop"` the dead letters keep where a message came from and why, not
+/// what it held.
+#[tokio::test]
+async fn dead_letters_can_leave_their_payloads_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "url = \"out/dead_letters\"",
+        "url = \"out/dead_letters\"\n        payload = \"drop\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let datasets = run(&config, 0..10, 10).await;
+    let mut letters = Vec::new();
+    for (_, batch) in datasets[2].read_committed().await.unwrap() {
+        let offsets = batch
+            .column_by_name("offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let payloads = batch.column_by_name("payload").unwrap();
+        for row in 0..batch.num_rows() {
+            letters.push((offsets.value(row), payloads.is_null(row)));
+        }
+    }
+    letters.sort();
+    assert_eq!(letters, [(3, true), (5, true)]);
+    assert_eq!(
+        dead_letters(datasets[2].as_ref()).await,
+        [
+            (3, "rule:no_refunds".to_owned()),
+            (5, "invalid_json".to_owned())
+        ]
+    );
 }

@@ -7,6 +7,7 @@
 //! _weir/snapshots/00000000000000000100.json  the state after an entry, so start-up reads little
 //! _weir/staging/<writer>-000007.parquet.pending   written, not yet committed
 //! _weir/state/<writer>-000003.arrow          open windows' partial aggregates (windowed datasets)
+//! _weir/quarantine/<writer>-000007.parquet.pending   committed, but its final name cannot be stored
 //! ```
 //!
 //! Entries are numbered densely from 0 and each is created with a conditional put (create only
@@ -55,7 +56,7 @@ mod tests;
 pub use entry::{Action, Entry, WindowStateRef, WrittenFile};
 pub use error::LogError;
 pub(crate) use paths::snapshot_dir;
-pub use paths::{WEIR_DIR, entry_path, under};
+pub use paths::{WEIR_DIR, entry_path, quarantine_path, under};
 pub(crate) use prune::list_numbered;
 pub use snapshot::SNAPSHOT_EVERY;
 pub(crate) use snapshot::snapshot_state;
@@ -68,6 +69,8 @@ use std::time::Duration;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use weir_schemas::{OffsetRange, PartitionKey, RecordedWatermark, TimeGranularity};
+
+use crate::store::PathLimits;
 
 /// A dataset's commit log, as one writer sees and appends to it.
 pub struct CommitLog {
@@ -90,6 +93,20 @@ pub struct CommitLog {
     late_rows: u64,
     /// How long entries are kept once a newer snapshot replaces them; `None`: for ever.
     retention: Option<Duration>,
+    /// How long a path the store holds; a committed file whose final name breaks it is
+    /// quarantined rather than published.
+    path_limits: Option<PathLimits>,
+}
+
+/// How a writer keeps a dataset's log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOptions {
+    /// The dataset's time partitions, if it has them: they get `_SUCCESS` markers.
+    pub time_partitions: Option<TimeGranularity>,
+    /// How long entries are kept once a snapshot replaces them (`None`: for ever).
+    pub retention: Option<Duration>,
+    /// How long a path the store holds (`None`: not checked).
+    pub path_limits: Option<PathLimits>,
 }
 
 impl CommitLog {
@@ -101,19 +118,17 @@ impl CommitLog {
 
     /// Opens the log of the dataset at `root` for `writer`, a name unique to this process,
     /// and finishes publishing the files of commits whose writer stopped half-way.
-    /// Entries older than `retention` that a snapshot replaces are deleted as snapshots are
-    /// written (`None`: never).
     pub async fn open(
         dataset: &str,
         store: Arc<dyn ObjectStore>,
         root: Path,
         writer: &str,
-        time_partitions: Option<TimeGranularity>,
-        retention: Option<Duration>,
+        options: LogOptions,
     ) -> Result<Self, LogError> {
         let mut log = Self::unread(dataset, store, root, writer);
-        log.time_partitions = time_partitions;
-        log.retention = retention;
+        log.time_partitions = options.time_partitions;
+        log.retention = options.retention;
+        log.path_limits = options.path_limits;
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
@@ -138,6 +153,7 @@ impl CommitLog {
             published_watermark: None,
             late_rows: 0,
             retention: None,
+            path_limits: None,
         }
     }
 

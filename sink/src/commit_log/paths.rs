@@ -31,6 +31,14 @@ pub(super) fn seq_of(path: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Where a committed file whose final name the store cannot hold is kept instead of its
+/// staged name (`staging`, as the log records it), so that no start of weir is stuck on it
+/// and no clean-up of staged files deletes it.
+pub fn quarantine_path(root: &Path, staging: &str) -> Path {
+    let name = staging.rsplit('/').next().unwrap_or(staging);
+    root.clone().join(WEIR_DIR).join("quarantine").join(name)
+}
+
 /// `relative` (an encoded path as recorded in the log) under `root`.
 pub fn under(root: &Path, relative: &str) -> Result<Path, object_store::path::Error> {
     let relative = Path::parse(relative)?;

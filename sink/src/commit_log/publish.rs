@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use super::paths::{WEIR_DIR, relative_to, under};
+use super::paths::{WEIR_DIR, quarantine_path, relative_to, under};
 use super::{CommitLog, LogError, WrittenFile};
 
 /// Files moved (or checked) at once when publishing.
@@ -39,15 +39,7 @@ impl CommitLog {
         };
         let staging = under(&self.root, &file.staging).map_err(corrupt)?;
         let target = under(&self.root, &file.path).map_err(corrupt)?;
-        let moved = self
-            .retrying("publish", &target, || async {
-                match self.store.rename(&staging, &target).await {
-                    Ok(()) => Ok(true),
-                    Err(object_store::Error::NotFound { .. }) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
+        let moved = self.rename("publish", &staging, &target).await?;
         if moved {
             return Ok(());
         }
@@ -63,11 +55,21 @@ impl CommitLog {
         }
     }
 
+    /// Publishes the files of entries read from the log, as a writer that stopped half-way
+    /// left them. A file whose final name the store cannot hold (an entry written before
+    /// weir checked partition paths) is quarantined instead, so that no start is stuck on it.
     pub(super) async fn publish_unpublished(&mut self) -> Result<(), LogError> {
         if self.unpublished.is_empty() {
             return Ok(());
         }
-        let files = std::mem::take(&mut self.unpublished);
+        let (files, unstorable): (Vec<WrittenFile>, Vec<WrittenFile>) =
+            std::mem::take(&mut self.unpublished)
+                .into_iter()
+                .partition(|file| self.unstorable(file).is_none());
+        for file in &unstorable {
+            let reason = self.unstorable(file).unwrap_or_default();
+            self.quarantine(file, &reason).await?;
+        }
         let results: Vec<Result<(), LogError>> = futures::stream::iter(self.publishing(&files))
             .buffer_unordered(PUBLISH_CONCURRENCY)
             .collect()
@@ -87,6 +89,84 @@ impl CommitLog {
             }
         }
         Ok(())
+    }
+
+    /// Moves `from` to `to`, retrying transient failures; `false` if `from` is not there (moved
+    /// already, by an earlier attempt or another instance recovering).
+    async fn rename(&self, what: &'static str, from: &Path, to: &Path) -> Result<bool, LogError> {
+        self.retrying(what, to, || async {
+            match self.store.rename(from, to).await {
+                Ok(()) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Why the store cannot hold `file`'s final name, if it cannot.
+    fn unstorable(&self, file: &WrittenFile) -> Option<String> {
+        let limits = self.path_limits?;
+        let Ok(target) = under(&self.root, &file.path) else {
+            return Some("it is not a valid object path".into());
+        };
+        let key = target.as_ref().len();
+        if key > limits.key_bytes {
+            return Some(format!(
+                "its name is {key} bytes; the store holds {}",
+                limits.key_bytes
+            ));
+        }
+        target
+            .parts()
+            .map(|part| part.as_ref().len())
+            .find(|&bytes| bytes > limits.segment_bytes)
+            .map(|bytes| {
+                format!(
+                    "a segment of its name is {bytes} bytes; the store holds {}",
+                    limits.segment_bytes
+                )
+            })
+    }
+
+    /// Moves a committed file whose final name cannot be stored from its staged name to
+    /// `_weir/quarantine/`, where `weir verify` reports it and no clean-up deletes it.
+    async fn quarantine(&self, file: &WrittenFile, reason: &str) -> Result<(), LogError> {
+        let staging = under(&self.root, &file.staging).map_err(|e| LogError::Corrupt {
+            dataset: self.dataset.clone(),
+            path: file.staging.clone(),
+            reason: e.to_string(),
+        })?;
+        let target = quarantine_path(&self.root, &file.staging);
+        let moved = self.rename("quarantine", &staging, &target).await?;
+        // The final name holds row values: it stays out of the log lines.
+        if moved {
+            tracing::error!(
+                dataset = %self.dataset,
+                staged = %file.staging,
+                quarantined = %target,
+                reason,
+                "a committed file cannot be stored under its final name; it is quarantined \
+                 (see `weir verify`)"
+            );
+            return Ok(());
+        }
+        match self.store.head(&target).await {
+            Ok(_) => {
+                tracing::warn!(dataset = %self.dataset, quarantined = %target, "a committed file is still quarantined");
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let lost = LogError::MissingFile {
+                    dataset: self.dataset.clone(),
+                    path: file.path.clone(),
+                    staging: file.staging.clone(),
+                };
+                tracing::error!(error = %lost, "committed file lost");
+                Ok(())
+            }
+            Err(source) => Err(self.store_error("check", &target, source)),
+        }
     }
 
     /// Deletes staged files older than `grace` whose writer owns no partition any more:

@@ -34,7 +34,12 @@ async fn open_with(
     retention: Option<Duration>,
 ) -> Result<CommitLog, LogError> {
     let root = Path::default();
-    CommitLog::open("t", store.clone(), root, writer, time_partitions, retention).await
+    let options = LogOptions {
+        time_partitions,
+        retention,
+        path_limits: Some(crate::PathLimits::for_url("/local")),
+    };
+    CommitLog::open("t", store.clone(), root, writer, options).await
 }
 
 async fn open(store: &Arc<dyn ObjectStore>, writer: &str) -> CommitLog {
@@ -454,6 +459,55 @@ async fn opening_the_log_publishes_files_a_dead_writer_committed() {
     );
     assert_eq!(next.remove_orphans(Duration::ZERO).await.unwrap(), 1);
     assert!(!dir.path().join(orphan.as_ref()).exists());
+}
+
+/// A commit entry listing a file whose final name the store refuses (written before weir
+/// checked partition paths) does not stop every later start: the file is quarantined, kept
+/// from clean-up, and reported by `weir verify`.
+#[tokio::test]
+async fn a_committed_file_the_store_cannot_name_is_quarantined_not_retried_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local(&dir);
+    let staged = Path::from("_weir/staging/w-000001.parquet.pending");
+    store
+        .put(&staged, PutPayload::from_static(b"data"))
+        .await
+        .unwrap();
+    let partition = format!("c={}", "x".repeat(300));
+    let file = WrittenFile {
+        path: format!("{partition}/part-w-000001.parquet"),
+        staging: staged.to_string(),
+        partition,
+        rows: 1,
+        bytes: 4,
+    };
+    let mut old = open(&store, "w").await;
+    old.claim(&[p(0)]).await.unwrap();
+    // The entry is written; moving the file to its final name fails (name too long).
+    old.commit(vec![range(0, 0, 1)], vec![file], vec![], None)
+        .await
+        .unwrap_err();
+
+    for _ in 0..2 {
+        let next = open(&store, "next").await;
+        assert_eq!(next.next_offset(&p(0)), Some(1));
+        assert_eq!(next.remove_orphans(Duration::ZERO).await.unwrap(), 0);
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("_weir/quarantine/w-000001.parquet.pending")).unwrap(),
+        b"data"
+    );
+    assert!(!dir.path().join(staged.as_ref()).exists());
+    let report = crate::verify::verify("t", store.clone(), &Path::default())
+        .await
+        .unwrap();
+    assert!(!report.ok());
+    assert!(
+        report
+            .to_string()
+            .contains("quarantined as _weir/quarantine/w-000001.parquet.pending"),
+        "{report}"
+    );
 }
 
 /// The names of the objects under `dir` (relative to the store's root), in order.

@@ -25,7 +25,7 @@ use weir_schemas::TimeGranularity;
 pub use writer::ParquetWriter;
 
 use crate::SinkError;
-use crate::commit_log::{CommitLog, LogState, under};
+use crate::commit_log::{CommitLog, LogOptions, LogState, under};
 use crate::dataset::{Dataset, DatasetWriter};
 use crate::store::PathLimits;
 use crate::verify::Report;
@@ -138,13 +138,17 @@ impl ParquetDataset {
         writer: &str,
         orphan_grace: Duration,
     ) -> Result<ParquetWriter, SinkError> {
+        let options = LogOptions {
+            time_partitions: self.options.time_partitions,
+            retention: self.options.log_retention,
+            path_limits: Some(self.options.path_limits),
+        };
         let log = CommitLog::open(
             &self.name,
             self.store.clone(),
             self.root.clone(),
             writer,
-            self.options.time_partitions,
-            self.options.log_retention,
+            options,
         )
         .await?;
         log.remove_orphans(orphan_grace).await?;

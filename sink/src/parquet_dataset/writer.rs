@@ -1,5 +1,8 @@
 //! A Parquet dataset opened by one writer: one open file per partition path, rolled by size,
 //! row count and age, staged until the commit that makes it visible.
+//!
+//! Longer than 600 lines only by its tests (about 230), which write through the writer's
+//! whole surface and belong beside it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
