@@ -79,9 +79,12 @@ impl PipelineConfig {
             let offset = e.span().map_or(0, |s| s.start);
             let line = expanded[..offset.min(expanded.len())].matches('\n').count() + 1;
             let mut message = e.message().trim_end().to_owned();
-            // Values too short to be secrets would only garble the message.
+            // Values too short to be secrets would only garble the message. A value the
+            // message quotes is escaped there (`\"`, `\n`): both forms are hidden.
             for value in substituted.iter().filter(|v| v.len() >= 4) {
-                message = message.replace(value.as_str(), "<redacted>");
+                for form in [value.to_owned(), value.escape_debug().to_string()] {
+                    message = message.replace(&form, "<redacted>");
+                }
             }
             invalid(path, &text, line, message)
         })?;
@@ -204,5 +207,19 @@ url = "out/dlq"
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("${SECRET}"), "{err}");
+        // Quoted in a type error, a value appears escaped: that form is hidden too.
+        let text = MINIMAL.replace(
+            "event_time = \"ts\"",
+            "event_time = \"ts\"\nmax_batch_messages = \"${SECRET}\"",
+        );
+        let err = load(&text, &[("SECRET", "hun\"ter\n2")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("max_batch_messages") || err.contains("invalid type"),
+            "{err}"
+        );
+        assert!(!err.contains("hun"), "{err}");
     }
 }
