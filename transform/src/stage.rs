@@ -143,7 +143,12 @@ impl Transforms {
                 .filter(|o| o.windows().is_none())
                 .map(Output::transform)
                 .collect();
-            let mut results = self.engine.run(passed.clone(), &stateless).await.ok();
+            let mut results = self
+                .engine
+                .run(passed.clone(), &stateless)
+                .await
+                .ok()
+                .map(Vec::into_iter);
             for (index, output) in self.outputs.iter().enumerate() {
                 if output.windows().is_some() {
                     computed.windowed.push((index, None));
@@ -151,7 +156,7 @@ impl Transforms {
                 }
                 let routed = results
                     .as_mut()
-                    .map(|r| r.remove(0))
+                    .and_then(Iterator::next)
                     .and_then(|batches| output.route(batches).ok());
                 computed.rows[index] = match routed {
                     Some(rows) => rows,
