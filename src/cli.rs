@@ -125,6 +125,10 @@ enum Command {
         /// Events per second at most; as fast as the cluster takes them without it.
         #[arg(long)]
         rate: Option<u64>,
+        /// Spread the events' times evenly over this long before now (with --events), e.g.
+        /// 4h for a backlog of several hours; otherwise they start an hour ago, 10 ms apart.
+        #[arg(long, requires = "events", value_parser = humantime::parse_duration)]
+        event_time_span: Option<Duration>,
         #[command(flatten)]
         generator: GeneratorArgs,
     },
@@ -369,9 +373,16 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
             topic,
             events,
             rate,
+            event_time_span,
             generator,
         } => {
-            let generator = Generator::new(generator.options());
+            let mut options = generator.options();
+            if let (Some(span), Some(events)) = (event_time_span, events) {
+                let span_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+                options.step_ms = (span_ms / events.max(1) as i64).max(1);
+                options.start_ms = chrono::Utc::now().timestamp_millis() - span_ms;
+            }
+            let generator = Generator::new(options);
             commands::generate::run(bootstrap_servers, topic, events, rate, generator).await
         }
         Command::Bench {

@@ -243,7 +243,10 @@ fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
                 from: offset,
                 to: offset + 1,
             };
-            log.commit(vec![range], vec![], vec![], None).await.unwrap();
+            let coverage = weir_schemas::WatermarkCoverage::Complete;
+            log.commit(vec![range], vec![], vec![], None, &coverage)
+                .await
+                .unwrap();
         }
         let log_dir = root.clone().join("_weir").join("log");
         let mut kept: Vec<String> = store

@@ -3,8 +3,10 @@
 //! A client of its own, apart from the pipeline's consumer: the consumer's cached high
 //! watermarks stop moving exactly when lag matters most (consumption paused under
 //! backpressure, a stalled pipeline), while a ListOffsets request answers regardless. It
-//! serves both `weir lag` (every partition of the topics, while the service may be down) and
-//! the running service's lag metrics (the partitions it owns, every few seconds).
+//! serves `weir lag` (every partition of the topics, while the service may be down), the
+//! running service's lag metrics (the partitions it owns, every few seconds) and its
+//! checkpoints (which partitions are idle at their log end, which hold messages no watermark
+//! speaks for).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -52,6 +54,25 @@ impl OffsetClient {
         timeout: Duration,
     ) -> Result<BTreeMap<PartitionKey, LogBounds>, KafkaError> {
         let mut partitions = BTreeMap::new();
+        for key in self.topic_partitions(topics, timeout)? {
+            let bounds = self
+                .bounds(&key, timeout)
+                .map_err(|source| KafkaError::Offsets {
+                    partition: key.clone(),
+                    source,
+                })?;
+            partitions.insert(key, bounds);
+        }
+        Ok(partitions)
+    }
+
+    /// Every partition of `topics`, from the brokers' metadata.
+    pub fn topic_partitions(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionKey>, KafkaError> {
+        let mut partitions = Vec::new();
         for topic in topics {
             let metadata = self
                 .client
@@ -65,16 +86,12 @@ impl OffsetClient {
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none())
                 .ok_or_else(|| KafkaError::NoTopic(topic.clone()))?;
-            for partition in found.partitions() {
-                let key = PartitionKey::new(topic, partition.id());
-                let bounds = self
-                    .bounds(&key, timeout)
-                    .map_err(|source| KafkaError::Offsets {
-                        partition: key.clone(),
-                        source,
-                    })?;
-                partitions.insert(key, bounds);
-            }
+            partitions.extend(
+                found
+                    .partitions()
+                    .iter()
+                    .map(|partition| PartitionKey::new(topic, partition.id())),
+            );
         }
         Ok(partitions)
     }

@@ -2,7 +2,7 @@
 
 use arrow::array::RecordBatch;
 
-use crate::{EmittedWatermark, OffsetRange, RecordedWatermark};
+use crate::{EmittedWatermark, OffsetRange, RecordedWatermark, WatermarkCoverage};
 
 /// The offsets a dataset's files since the last commit cover, the event-time watermarks they
 /// are complete up to, and for a windowed dataset the state of its open windows: everything
@@ -12,6 +12,9 @@ pub struct Checkpoint {
     pub ranges: Vec<OffsetRange>,
     pub watermarks: Vec<RecordedWatermark>,
     pub window_state: Option<WindowCheckpoint>,
+    /// Whether the watermarks speak for every partition of the topics; time partitions are
+    /// marked complete only when they do.
+    pub coverage: WatermarkCoverage,
 }
 
 /// The open windows of a windowed dataset after a checkpoint, for the partitions it owns.

@@ -42,6 +42,10 @@ pub enum Reason {
     BadPartitionValue,
     /// Every window the event falls in (of the transform named in the detail) was emitted.
     Late,
+    /// A windowed transform's SQL failed on a closed window's results (the detail names the
+    /// transform, the window and the error); the payload holds the window's rows as the
+    /// aggregation yielded them, as JSON lines. Its events are not dead letters themselves.
+    WindowFailed,
 }
 
 impl Reason {
@@ -58,6 +62,7 @@ impl Reason {
             Reason::TransformFailed => "transform_failed".into(),
             Reason::BadPartitionValue => "bad_partition_value".into(),
             Reason::Late => "late".into(),
+            Reason::WindowFailed => "window_failed".into(),
         }
     }
 }

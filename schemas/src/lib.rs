@@ -27,4 +27,6 @@ pub use offsets::{OffsetRange, OffsetRanges, PartitionKey};
 pub use schema::{EventSchema, SchemaError};
 pub use settings::Settings;
 pub use time::{TimeGranularity, rfc3339_ms};
-pub use watermark::{EmittedWatermark, EventTimes, PartitionWatermark, RecordedWatermark};
+pub use watermark::{
+    EmittedWatermark, EventTimes, PartitionWatermark, RecordedWatermark, WatermarkCoverage,
+};

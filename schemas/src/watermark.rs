@@ -73,6 +73,29 @@ pub struct EmittedWatermark {
     pub emitted_ms: Option<i64>,
 }
 
+/// Whether a dataset's committed watermark speaks for every partition of its topics.
+///
+/// The committed watermark is the lowest over the partitions the log has a watermark for. A
+/// partition it has none for, whose log holds messages not committed yet (a backlog read one
+/// partition after another, an instance that has not committed yet), may still bring rows of
+/// any time; until none is left, no time partition is marked complete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WatermarkCoverage {
+    /// Every partition of the topics has a watermark recorded, or nothing left to commit.
+    Complete,
+    /// These partitions hold messages that no recorded watermark speaks for.
+    Missing(Vec<PartitionKey>),
+    /// The brokers did not say which partitions the topics have, or where they end.
+    #[default]
+    Unknown,
+}
+
+impl WatermarkCoverage {
+    pub fn is_complete(&self) -> bool {
+        matches!(self, WatermarkCoverage::Complete)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use arrow::array::StringArray;
 use tracing::Instrument;
-use weir_schemas::{Checkpoint, PartitionKey};
-use weir_sink::{Committed, DatasetWriter};
+use weir_schemas::{Checkpoint, PartitionKey, RecordedWatermark};
+use weir_sink::{Committed, DatasetWriter, LogState};
 use weir_transform::Now;
 
+use super::log_view::{LogView, Questions};
 use super::{DeadLetterSink, RunError, State};
 use crate::telemetry::Observer;
 
@@ -37,22 +38,49 @@ impl State {
     async fn commit_all(&mut self, closing: bool) -> Result<(), RunError> {
         let started = Instant::now();
         let now = Now::read();
-        let watermarks = self.watermarks.recorded(now);
-        self.observer.watermarks(
-            watermarks
-                .iter()
-                .map(|r| (r.partition.clone(), r.watermark.watermark_ms)),
-        );
         if self.pending.offsets.is_empty() {
+            // What the brokers said at the last commit may be stale: no partition counts as
+            // idle without asking them again, which only a commit does.
+            self.watermarks.read_to_log_end(&Default::default());
+            let watermarks = self.watermarks.recorded(now);
+            self.report_watermarks(&watermarks);
             if let Some(source) = &self.source {
                 source.commit_again();
             }
             return Ok(());
         }
+        let view = self.log_view(now).await;
+        let watermarks = self.watermarks.recorded(now);
+        self.report_watermarks(&watermarks);
         let watermark = self.watermarks.watermark(now);
+        let positions = &self.next_offsets;
+        let mut dead = self.pending.dead_letters.take();
+        // Windows are emitted (and their state saved) only with offsets to commit: the state
+        // must always match the offsets committed beside it. They are emitted before anything
+        // is committed, so that the dead letters of windows whose results failed go with
+        // the other dead letters.
+        let mut emissions = Vec::with_capacity(self.outputs.len());
+        let outputs = self.transforms.outputs_mut().iter_mut();
+        for (output, dataset) in outputs.zip(&self.outputs) {
+            let ranges = self
+                .pending
+                .offsets
+                .after(|p| dataset.writer.next_offset(p));
+            let mut emitted = match ranges.is_empty() {
+                true => None,
+                false => {
+                    output
+                        .checkpoint(&watermarks, watermark, self.owned.iter(), &ranges)
+                        .await?
+                }
+            };
+            if let Some(emitted) = &mut emitted {
+                dead.extend(std::mem::take(&mut emitted.dead_letters));
+            }
+            emissions.push((ranges, emitted));
+        }
         // Dead letters first: a windowed dataset that committed skips its rows on replay,
         // so the `late` letters they made must already be committed.
-        let mut dead = self.pending.dead_letters.take();
         dead.apply(self.dead_letter_payloads);
         match &mut self.dead_letters {
             DeadLetterSink::Topic { topic, .. } => {
@@ -80,43 +108,40 @@ impl State {
                         writer.write(&batch, Some(&days)).await?;
                     }
                 }
+                let ranges = self.pending.offsets.after(|p| writer.next_offset(p));
+                let coverage = view.coverage(writer.state(), &ranges, &watermarks, positions);
                 let checkpoint = Checkpoint {
-                    ranges: self.pending.offsets.after(|p| writer.next_offset(p)),
+                    ranges,
                     watermarks: watermarks.clone(),
                     window_state: None,
+                    coverage,
                 };
                 let began = Instant::now();
                 let committed = writer.commit(checkpoint).await?;
                 report_commit(&self.observer, writer.as_ref(), &committed, began);
             }
         }
-        let outputs = self.transforms.outputs_mut().iter_mut();
-        for (output, dataset) in outputs.zip(&mut self.outputs) {
+        let outputs = self.transforms.outputs().iter();
+        for ((output, dataset), (ranges, emitted)) in outputs.zip(&mut self.outputs).zip(emissions)
+        {
             let began = Instant::now();
             let writer = &mut dataset.writer;
-            let ranges = self.pending.offsets.after(|p| writer.next_offset(p));
-            // Windows are emitted and their state saved only with offsets to commit: the
-            // state must always match the offsets committed beside it.
-            let emitted = match ranges.is_empty() {
-                true => None,
-                false => {
-                    output
-                        .checkpoint(&watermarks, watermark, self.owned.iter())
-                        .await?
-                }
-            };
             let checkpoint = match emitted {
                 Some(emitted) => {
                     for (batch, paths) in &emitted.rows {
                         writer.write(batch, paths.as_ref()).await?;
                     }
+                    let coverage =
+                        view.coverage(writer.state(), &ranges, &emitted.watermarks, positions);
                     Checkpoint {
                         ranges,
                         watermarks: emitted.watermarks,
                         window_state: Some(emitted.state),
+                        coverage,
                     }
                 }
                 None => Checkpoint {
+                    coverage: view.coverage(writer.state(), &ranges, &watermarks, positions),
                     ranges,
                     watermarks: watermarks.clone(),
                     window_state: None,
@@ -163,6 +188,42 @@ impl State {
             "checkpoint committed"
         );
         Ok(())
+    }
+}
+
+impl State {
+    fn report_watermarks(&self, watermarks: &[RecordedWatermark]) {
+        self.observer.watermarks(
+            watermarks
+                .iter()
+                .map(|r| (r.partition.clone(), r.watermark.watermark_ms)),
+        );
+    }
+
+    /// What the brokers say about where partitions end (see [`LogView`]), and which quiet
+    /// partitions are idle by it.
+    async fn log_view(&mut self, now: Now) -> LogView {
+        let quiet = self.watermarks.quiet(now.instant);
+        let view = match &self.brokers {
+            Some(brokers) => {
+                let mut logs: Vec<&LogState> =
+                    self.outputs.iter().map(|o| o.writer.state()).collect();
+                if let DeadLetterSink::Dataset { writer, .. } = &self.dead_letters {
+                    logs.push(writer.state());
+                }
+                let questions = Questions {
+                    quiet: quiet.clone(),
+                    positions: &self.next_offsets,
+                    logs,
+                    recorded: self.watermarks.timed().cloned().collect(),
+                };
+                LogView::ask(brokers, &questions).await
+            }
+            None => LogView::without_brokers(self.owned.iter().cloned()),
+        };
+        let idle = view.read_to_log_end(&quiet, &self.next_offsets);
+        self.watermarks.read_to_log_end(&idle);
+        view
     }
 }
 

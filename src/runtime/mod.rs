@@ -18,10 +18,12 @@
 //! | `rebalance.rs` | partitions assigned (claims, resume positions, windows) and revoked |
 //! | `batch.rs` | one consumed batch through the transforms into the datasets |
 //! | `checkpoint.rs` | committing every dataset, then the Kafka offsets |
+//! | `log_view.rs` | what the brokers say at a checkpoint: idle partitions, watermark coverage |
 //! | `summary.rs` | what a run did |
 
 mod batch;
 mod checkpoint;
+mod log_view;
 mod rebalance;
 mod session;
 mod summary;
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
+use weir_ingest::offsets::OffsetClient;
 use weir_ingest::{ConsumerConfig, Decoding, KafkaSource};
 use weir_schemas::{DeadLetters, OffsetRanges, PartitionKey, PayloadPolicy, SourceBatch};
 use weir_sink::DatasetWriter;
@@ -41,6 +44,7 @@ use weir_transform::{TransformError, Transforms, Watermarks};
 
 use crate::pipeline::{DeadLetterTarget, Pipeline};
 use crate::telemetry::{Observer, Timestamps};
+use log_view::Brokers;
 
 pub use summary::{DatasetSummary, Summary};
 
@@ -79,6 +83,11 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let mut state = State::open(pipeline, observer).await?;
+    state.brokers = Some(Brokers::new(
+        OffsetClient::new(&state.kafka, true)?,
+        state.kafka.topics.clone(),
+        state.kafka.start,
+    ));
     tracing::info!(pipeline = %state.name, topics = ?state.kafka.topics, writer = %state.writer, "pipeline started");
     loop {
         match state.consume(&mut shutdown).await {
@@ -178,6 +187,8 @@ struct State {
     dead_letter_payloads: PayloadPolicy,
     /// The consumer of the current session.
     source: Option<Arc<KafkaSource>>,
+    /// What checkpoints ask where partitions end; `None` when replaying batches.
+    brokers: Option<Brokers>,
     /// Partitions assigned to this instance and claimed in every dataset.
     owned: HashSet<PartitionKey>,
     /// Where newly assigned partitions resume, until their first message arrives.
@@ -241,6 +252,7 @@ impl State {
             dead_letters,
             dead_letter_payloads: config.dead_letters.payload,
             source: None,
+            brokers: None,
             owned: HashSet::new(),
             resumed_at: HashMap::new(),
             next_offsets: HashMap::new(),

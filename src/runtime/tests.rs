@@ -493,6 +493,88 @@ async fn rows_a_transform_fails_on_are_dead_letters_for_it_alone() {
     run(&config, 130..140, 10).await;
 }
 
+/// A window whose results the SQL fails on closes as a dead letter instead of failing every
+/// checkpoint, and every restart after it: the other windows are emitted, the service goes
+/// on, and a restart neither fails nor writes the letter again.
+#[tokio::test]
+async fn a_window_whose_results_fail_is_a_dead_letter_and_the_rest_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_files_with(
+        dir.path(),
+        r#"
+        [[transforms]]
+        name = "ratio_per_minute"
+        sql = "sql/ratio_per_minute.sql"
+        [transforms.sink]
+        url = "out/ratio_per_minute"
+        "#,
+    );
+    // Minute 0 holds 58 valid orders (3 and 5 are dead letters): a division by zero.
+    std::fs::write(
+        dir.path().join("sql/ratio_per_minute.sql"),
+        "SELECT window_start, 600 / (count(*) - 58) AS ratio FROM orders \
+         GROUP BY tumble(ts, INTERVAL '1 minute')",
+    )
+    .unwrap();
+    let datasets = run(&config, 0..190, 50).await;
+    assert_eq!(
+        committed(datasets[2].as_ref(), "ratio").await,
+        vec![300, 300]
+    );
+    assert_eq!(
+        committed(datasets[1].as_ref(), "orders").await,
+        vec![58, 60, 60]
+    );
+    let failed: Vec<(i64, String, String)> = dead_letters_in_full(datasets[3].as_ref())
+        .await
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "window_failed")
+        .collect();
+    // Placed at the last message of the commit that closed minute 0.
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (offset, _, detail) = &failed[0];
+    assert_eq!(*offset, 99);
+    assert!(
+        detail.starts_with(
+            "window [1970-01-01T00:00:00.000Z, 1970-01-01T00:01:00.000Z) failed: transform \
+             `ratio_per_minute` failed"
+        ) && detail.contains("zero"),
+        "{detail}"
+    );
+    // Its payload holds the window's row, as the aggregation yielded it.
+    let payload = failed_window_payload(datasets[3].as_ref()).await;
+    let row: serde_json::Value = serde_json::from_str(payload.trim()).unwrap();
+    let start = row["window_start"].as_str().unwrap();
+    assert!(start.starts_with("1970-01-01T00:00:00"), "{row}");
+    assert_eq!(row.as_object().unwrap().len(), 3, "{row}");
+
+    let datasets = run(&config, 190..200, 10).await;
+    let letters = dead_letters(datasets[3].as_ref()).await;
+    let windows: Vec<&(i64, String)> = letters
+        .iter()
+        .filter(|(_, reason)| reason == "window_failed")
+        .collect();
+    assert_eq!(windows.len(), 1, "{letters:?}");
+    for dataset in &datasets {
+        let report = dataset.verify().await.unwrap();
+        assert!(report.ok(), "{report}");
+    }
+}
+
+/// The payload of the one `window_failed` dead letter in `dataset`.
+async fn failed_window_payload(dataset: &dyn Dataset) -> String {
+    for (_, batch) in dataset.read_committed().await.unwrap() {
+        let reasons = batch.column_by_name("reason").unwrap().as_string::<i32>();
+        let payloads = batch.column_by_name("payload").unwrap().as_binary::<i32>();
+        for row in 0..batch.num_rows() {
+            if reasons.value(row) == "window_failed" {
+                return String::from_utf8(payloads.value(row).to_vec()).unwrap();
+            }
+        }
+    }
+    panic!("no window_failed dead letter")
+}
+
 /// With `payload = "drop"` the dead letters keep where a message came from and why, not
 /// what it held.
 #[tokio::test]

@@ -5,6 +5,7 @@ back with DuckDB or pyarrow, comparing it row for row with what was produced. No
 uses weir's code: it is the second opinion.
 
     weirtest.py produce --bootstrap HOST:PORT --topic T --partitions N --expected FILE
+    weirtest.py create-topic --bootstrap HOST:PORT --topic T --partitions N
     weirtest.py verify --expected FILE --orders DIR --big-orders DIR --dead-letters DIR
     weirtest.py verify-s3 --expected FILE --endpoint URL --bucket B --prefix P
     weirtest.py create-bucket --endpoint URL --bucket B
@@ -80,19 +81,28 @@ def events():
     return out
 
 
+def make_topic(conf, topic, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(conf)  # kept alive until the futures resolve
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    for f in futures.values():
+        f.result(timeout=30)
+
+
+def create_topic(args):
+    make_topic({"bootstrap.servers": args.bootstrap}, args.topic, args.partitions)
+
+
 def produce(args):
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     conf = {"bootstrap.servers": args.bootstrap}
     if args.sasl_user:
         conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
                      "sasl.username": args.sasl_user, "sasl.password": args.sasl_password})
     if not args.topic_exists:
-        admin = AdminClient(conf)
-        futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)])
-        for f in futures.values():
-            f.result(timeout=30)
+        make_topic(conf, args.topic, args.partitions)
     producer = Producer({**conf, "acks": "all", "linger.ms": 5})
     delivered = []
     failures = []
@@ -609,6 +619,10 @@ def main():
     s.add_argument("--sasl-user", help="authenticate with SASL/SCRAM-SHA-512")
     s.add_argument("--sasl-password")
     s.add_argument("--expected", required=True)
+    s = sub.add_parser("create-topic")
+    s.add_argument("--bootstrap", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--partitions", type=int, required=True)
     s = sub.add_parser("verify")
     s.add_argument("--expected", required=True)
     s.add_argument("--orders", required=True)
@@ -651,7 +665,7 @@ def main():
     s = sub.add_parser("load-yaml")
     s.add_argument("files", nargs="+")
     args = p.parse_args()
-    {"produce": produce, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
+    {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
      "hive-values": hive_values,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
      "fault-proxy": fault_proxy, "counts": counts,

@@ -14,8 +14,8 @@ use arrow::datatypes::TimestampMillisecondType;
 use datafusion::error::DataFusionError;
 use weir_schemas::metadata::{self, Partitions};
 use weir_schemas::{
-    EmittedWatermark, PartitionKey, Reason, RecordedWatermark, SourceBatch, WindowCheckpoint,
-    rfc3339_ms,
+    DeadLetter, DeadLetters, EmittedWatermark, OffsetRange, PartitionKey, Reason,
+    RecordedWatermark, SourceBatch, WindowCheckpoint, rfc3339_ms,
 };
 
 use crate::bisect::Bisection;
@@ -41,6 +41,9 @@ pub struct Output {
 pub struct Emitted {
     /// The windows closed by the watermark, through the rest of the query.
     pub rows: Rows,
+    /// Closed windows whose results the query, or their partition paths, failed on: to be
+    /// committed with the dead letters, before the dataset commits the windows as emitted.
+    pub dead_letters: DeadLetters,
     /// The open windows, saved with the commit.
     pub state: WindowCheckpoint,
     /// The watermarks to record: a windowed dataset is complete only up to the windows it
@@ -256,11 +259,18 @@ impl Output {
     /// at the pipeline's watermark, or at its own when it lags behind (taken over with a
     /// backlog); a partition without an event time yet closes nothing. `None` for a stateless
     /// output.
+    ///
+    /// A window whose results fail (in the SQL above its aggregation, or in their partition
+    /// paths) closes all the same, as a dead letter: left open, it would fail every later
+    /// checkpoint and every restart. Dead letters name a Kafka position: a window's is the
+    /// last message of `ranges` (the offsets this commit covers) in a partition with events
+    /// in it, else the last of the first range.
     pub async fn checkpoint(
         &mut self,
         watermarks: &[RecordedWatermark],
         pipeline: Option<i64>,
         owned: impl Iterator<Item = &PartitionKey>,
+        ranges: &[OffsetRange],
     ) -> Result<Option<Emitted>, TransformError> {
         let Some(windows) = &mut self.windows else {
             return Ok(None);
@@ -290,15 +300,59 @@ impl Output {
                 Some(r)
             })
             .collect();
-        let rows = self.route(done.output)?;
+        let mut dead_letters = DeadLetters::default();
+        for window in &done.failed {
+            let detail = format!(
+                "window [{}, {}) failed: {}",
+                rfc3339_ms(window.start_ms),
+                rfc3339_ms(window.end_ms),
+                window.error
+            );
+            tracing::warn!(transform = self.name(), window = %rfc3339_ms(window.start_ms), "a window's results failed; they are a dead letter");
+            if let Some(letter) = window_letter(&window.rows, &window.partitions, ranges, detail) {
+                dead_letters.push(letter);
+            }
+        }
+        let mut rows = Rows::new();
+        for batch in done.output {
+            let (routed, failed) = self.route_isolating(batch);
+            rows.extend(routed);
+            for (row, error) in failed {
+                let detail = format!("a window's row failed: {error}");
+                if let Some(letter) = window_letter(&row, &[], ranges, detail) {
+                    dead_letters.push(letter);
+                }
+            }
+        }
         Ok(Some(Emitted {
             rows,
+            dead_letters,
             state: WindowCheckpoint {
                 snapshot: done.snapshot,
                 emitted,
             },
             watermarks,
         }))
+    }
+
+    /// Routes `batch`, setting apart the rows whose partition paths fail (found by
+    /// bisection), each as a one-row batch with its error.
+    fn route_isolating(&self, batch: RecordBatch) -> (Rows, Vec<(RecordBatch, TransformError)>) {
+        let mut rows = Rows::new();
+        let mut failed = Vec::new();
+        let mut bisection = Bisection::new(batch.num_rows());
+        while let Some(slice) = bisection.next_slice() {
+            let part = batch.slice(slice.start, slice.len());
+            match self.route(vec![part.clone()]) {
+                Ok(routed) => rows.extend(routed),
+                Err(error) => {
+                    if bisection.failed(slice).is_some() {
+                        failed.push((part, error));
+                    }
+                }
+            }
+        }
+        (rows, failed)
     }
 
     /// Forgets revoked partitions and their open windows (after their last checkpoint).
@@ -323,4 +377,36 @@ impl Output {
             source,
         }
     }
+}
+
+/// The dead letter of a window's `rows` (as JSON lines), placed at the last message of
+/// `ranges` in one of `partitions` (the first range's without one); `None` without ranges.
+fn window_letter(
+    rows: &RecordBatch,
+    partitions: &[PartitionKey],
+    ranges: &[OffsetRange],
+    detail: String,
+) -> Option<DeadLetter> {
+    let range = ranges
+        .iter()
+        .find(|r| partitions.contains(&r.partition))
+        .or(ranges.first())?;
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    let payload = match writer.write(rows).and_then(|()| writer.finish()) {
+        Ok(()) => Some(writer.into_inner()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write a failed window's rows as JSON");
+            None
+        }
+    };
+    Some(DeadLetter {
+        reason: Reason::WindowFailed,
+        detail,
+        topic: range.partition.topic.clone(),
+        partition: range.partition.partition,
+        offset: range.to - 1,
+        timestamp_ms: None,
+        key: None,
+        payload,
+    })
 }

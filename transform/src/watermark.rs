@@ -2,9 +2,12 @@
 //!
 //! Per Kafka partition the watermark is the highest event time read from it minus the
 //! configured out-of-orderness. The pipeline's watermark is the lowest over its partitions
-//! that are not idle: a partition without messages for `idle_timeout` stops holding it back,
-//! and when every partition is idle the highest of them counts (nothing known is still
-//! coming). Partitions that never had an event do not count. Watermarks only move forward,
+//! that are not idle, and a partition without an event yet holds it back too: reading a
+//! backlog, one partition's messages may all come before another's first. A partition is idle
+//! when it had no message for `idle_timeout` and the brokers say it was read to its log end
+//! (a partition quiet only because the consumer has not got to it is not idle); it then stops
+//! holding the watermark back, and when every partition is idle the highest of them counts
+//! (nothing known is still coming). Watermarks only move forward,
 //! across restarts too: each commit records every owned partition's watermark, and an assigned
 //! partition starts from what the commit logs recorded.
 //!
@@ -13,7 +16,7 @@
 //! ahead its event times are. Events ahead of the clock (within the bound ingest dead-letters
 //! beyond) wait for the clock to reach them instead of closing every window before them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use weir_schemas::{PartitionKey, PartitionWatermark, RecordedWatermark, SourceBatch};
@@ -55,6 +58,8 @@ struct PartitionTime {
     /// below it, whatever the out-of-orderness is now.
     floor_ms: Option<i64>,
     last_message: Instant,
+    /// The brokers said, since its last message, that it was read to its log end.
+    at_log_end: bool,
 }
 
 impl PartitionTime {
@@ -91,6 +96,7 @@ impl Watermarks {
                 max_event_ms: recorded.map(|r| r.max_event_ms),
                 floor_ms: recorded.map(|r| r.watermark_ms),
                 last_message: now,
+                at_log_end: false,
             },
         );
     }
@@ -114,28 +120,66 @@ impl Watermarks {
         if let Some(time) = self.partitions.get_mut(partition) {
             time.last_message = now;
             time.max_event_ms = time.max_event_ms.max(max_event_ms);
+            time.at_log_end = false;
         }
     }
 
-    fn is_idle(&self, time: &PartitionTime, now: Instant) -> bool {
+    /// The partitions without a message for `idle_timeout`: idle if they were read to their
+    /// log end, which only the brokers can say.
+    pub fn quiet(&self, now: Instant) -> Vec<PartitionKey> {
+        let mut quiet: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, time)| self.is_quiet(time, now))
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        quiet.sort();
+        quiet
+    }
+
+    /// The partitions a commit records a watermark for: those with an event time.
+    pub fn timed(&self) -> impl Iterator<Item = &PartitionKey> {
+        self.partitions
+            .iter()
+            .filter(|(_, time)| time.max_event_ms.is_some())
+            .map(|(partition, _)| partition)
+    }
+
+    /// Takes in which partitions the brokers just said were read to their log end: those
+    /// of them that stay quiet are idle; every other partition is not.
+    pub fn read_to_log_end(&mut self, at_log_end: &HashSet<PartitionKey>) {
+        for (partition, time) in &mut self.partitions {
+            time.at_log_end = at_log_end.contains(partition);
+        }
+    }
+
+    fn is_quiet(&self, time: &PartitionTime, now: Instant) -> bool {
         now.saturating_duration_since(time.last_message) >= self.idle_timeout
+    }
+
+    fn is_idle(&self, time: &PartitionTime, now: Instant) -> bool {
+        time.at_log_end && self.is_quiet(time, now)
     }
 
     /// The pipeline watermark at `now`, epoch milliseconds; `None` before any event.
     pub fn watermark(&mut self, now: Now) -> Option<i64> {
         let ooo = self.out_of_orderness_ms;
+        // `None` when every partition is idle; `Some(None)` when one that is not has no
+        // watermark yet (`None` is the least of options).
         let active = self
             .partitions
             .values()
             .filter(|t| !self.is_idle(t, now.instant))
-            .filter_map(|t| t.watermark(ooo, now.wall_ms))
+            .map(|t| t.watermark(ooo, now.wall_ms))
             .min();
-        let candidate = active.or_else(|| {
-            self.partitions
+        let candidate = match active {
+            Some(lowest) => lowest,
+            None => self
+                .partitions
                 .values()
                 .filter_map(|t| t.watermark(ooo, now.wall_ms))
-                .max()
-        });
+                .max(),
+        };
         self.current = self.current.max(candidate);
         self.current
     }
@@ -187,6 +231,10 @@ mod tests {
         }
     }
 
+    fn read_to_end(partitions: &[i32]) -> HashSet<PartitionKey> {
+        partitions.iter().map(|&n| p(n)).collect()
+    }
+
     #[test]
     fn the_slowest_active_partition_holds_the_watermark_and_it_never_goes_back() {
         let start = Instant::now();
@@ -195,15 +243,20 @@ mod tests {
         w.assign(p(0), None, start);
         w.assign(p(1), None, start);
         w.observe(&p(0), Some(100_000), start);
-        // Partition 1 has no event yet: it does not count.
-        assert_eq!(w.watermark(at(start)), Some(90_000));
+        // Partition 1 has no event yet: a backlog's first messages may all come from
+        // partition 0, and partition 1's may be older.
+        assert_eq!(w.watermark(at(start)), None);
         w.observe(&p(1), Some(50_000), start);
-        // It is slower; the reported watermark does not move back.
-        assert_eq!(w.watermark(at(start)), Some(90_000));
+        assert_eq!(w.watermark(at(start)), Some(40_000));
         w.observe(&p(1), Some(120_000), start);
         w.observe(&p(0), Some(95_000), start);
         assert_eq!(w.watermark(at(start)), Some(90_000));
+        // A newly assigned partition is far behind; the reported watermark does not move back.
+        w.assign(p(2), None, start);
+        w.observe(&p(2), Some(30_000), start);
+        assert_eq!(w.watermark(at(start)), Some(90_000));
         w.observe(&p(0), Some(130_000), start);
+        w.observe(&p(2), Some(140_000), start);
         assert_eq!(w.watermark(at(start)), Some(110_000));
     }
 
@@ -213,10 +266,18 @@ mod tests {
         let mut w = Watermarks::new(Duration::ZERO, Duration::from_secs(60));
         w.assign(p(0), None, start);
         w.assign(p(1), None, start);
+        w.assign(p(2), None, start);
         w.observe(&p(0), Some(1_000), start);
         w.observe(&p(1), Some(5_000), start);
         let later = start + Duration::from_secs(61);
         w.observe(&p(1), Some(8_000), later);
+        // Quiet is not idle: partitions 0 and 2 may have messages the consumer has not got
+        // to yet. Only the brokers can say they were read to their log end.
+        assert_eq!(w.quiet(later), vec![p(0), p(2)]);
+        assert_eq!(w.watermark(at(later)), None);
+        w.read_to_log_end(&read_to_end(&[0]));
+        assert_eq!(w.watermark(at(later)), None, "partition 2 has no event yet");
+        w.read_to_log_end(&read_to_end(&[0, 2]));
         assert_eq!(w.watermark(at(later)), Some(8_000));
         // Recorded for a commit, the idle partition takes the pipeline's watermark.
         let recorded: Vec<(i32, i64, i64)> = w
@@ -231,10 +292,14 @@ mod tests {
             })
             .collect();
         assert_eq!(recorded, vec![(0, 8_000, 1_000), (1, 8_000, 8_000)]);
+        // A message makes a partition active again, whatever the brokers said before.
+        w.observe(&p(0), Some(2_000), later);
+        w.observe(&p(1), Some(9_000), later);
+        assert_eq!(w.watermark(at(later)), Some(8_000));
         // When every partition is idle, the highest counts.
         let much_later = later + Duration::from_secs(61);
-        w.observe(&p(0), Some(2_000), start);
-        assert_eq!(w.watermark(at(much_later)), Some(8_000));
+        w.read_to_log_end(&read_to_end(&[0, 1, 2]));
+        assert_eq!(w.watermark(at(much_later)), Some(9_000));
     }
 
     #[test]
@@ -268,6 +333,7 @@ mod tests {
         assert_eq!(w.watermark(clock(start, 900_000)), Some(470_000));
         // Both idle: the far-future partition counts, but only up to the clock.
         let idle = start + Duration::from_secs(61);
+        w.read_to_log_end(&read_to_end(&[0, 1]));
         assert_eq!(w.watermark(clock(idle, 900_000)), Some(870_000));
         let recorded: Vec<i64> = w
             .recorded(clock(idle, 900_000))

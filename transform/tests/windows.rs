@@ -418,7 +418,7 @@ async fn released_partitions_take_their_windows_along() {
 }
 
 #[tokio::test]
-async fn a_failing_query_leaves_the_windows_as_they_were() {
+async fn a_query_failing_on_input_changes_nothing_and_on_a_window_closes_that_window_apart() {
     let engine = SqlEngine::new("events", schema())
         .unwrap()
         .with_event_time("ts");
@@ -453,14 +453,25 @@ async fn a_failing_query_leaves_the_windows_as_they_were() {
             .is_err()
     );
     assert_eq!(state.open_groups(), 1);
-    // Emitting fails on the one-event window: it stays open, unemitted.
-    let failed = state.checkpoint(|_| Some(20_000)).await;
-    assert!(failed.is_err());
-    assert_eq!(state.open_groups(), 1);
-    assert_eq!(state.emitted(&partition), None);
-    // With a second event it emits, counting both and only them.
-    add(&mut state, &[event(4_000, 25)]).await.unwrap();
+    add(&mut state, &[event(11_000, 25), event(12_000, 25)])
+        .await
+        .unwrap();
+    // Emitting fails on the one-event window alone. Left open it would fail every later
+    // checkpoint, so it closes, unemitted, with its rows and the error set apart; the other
+    // window is emitted.
     let done = state.checkpoint(|_| Some(20_000)).await.unwrap();
     let out = concat_batches(&done.output[0].schema(), &done.output).unwrap();
-    assert_eq!(rows(&[out], &["window_start", "r"]), ["0|15"]);
+    assert_eq!(rows(&[out], &["window_start", "r"]), ["10000|10"]);
+    assert_eq!(done.failed.len(), 1);
+    let failed = &done.failed[0];
+    assert_eq!((failed.start_ms, failed.end_ms), (0, 10_000));
+    assert_eq!(failed.partitions, std::slice::from_ref(&partition));
+    assert_eq!(failed.rows.num_rows(), 1);
+    assert!(
+        failed.error.to_string().contains("ratio"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(state.open_groups(), 0);
+    assert_eq!(state.emitted(&partition), Some(20_000));
 }

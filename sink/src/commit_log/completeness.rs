@@ -1,7 +1,8 @@
 //! Which time partitions are complete: `_SUCCESS` once the committed watermark passes a
 //! partition's end, the watermark in `_weir/watermark.json`, and rows that came too late.
 
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use weir_schemas::WatermarkCoverage;
 
 use super::paths::{WEIR_DIR, under};
 use super::{CommitLog, WrittenFile};
@@ -33,12 +34,18 @@ impl CommitLog {
     }
 
     /// Writes `_SUCCESS` into every time partition the committed watermark has passed the
-    /// end of, and the watermark itself to `_weir/watermark.json`, for schedulers to wait on.
-    /// A failed write is retried at the next commit.
-    pub(super) async fn mark_complete(&mut self) {
+    /// end of, and the watermark itself to `_weir/watermark.json`, for schedulers to wait on;
+    /// only when the watermark speaks for every partition of the topics (`coverage`), and
+    /// only once every committed file, whoever committed it, is under its final name. A
+    /// failed write is retried at the next commit.
+    pub(super) async fn mark_complete(&mut self, coverage: &WatermarkCoverage) {
         let Some(watermark) = self.state.watermark_ms() else {
             return;
         };
+        if !coverage.is_complete() {
+            tracing::debug!(dataset = %self.dataset, ?coverage, "the committed watermark does not cover every partition yet");
+            return;
+        }
         if let Some(granularity) = self.time_partitions {
             let complete: Vec<String> = self
                 .incomplete
@@ -46,6 +53,14 @@ impl CommitLog {
                 .filter(|b| granularity.end_ms(b).is_some_and(|end| end <= watermark))
                 .cloned()
                 .collect();
+            // A writer that died between its entry and its moves left committed files under
+            // their staged names; a reader trusting the marker would miss them.
+            if !complete.is_empty()
+                && let Err(e) = self.publish_unpublished().await
+            {
+                tracing::warn!(dataset = %self.dataset, error = %e, "cannot publish every committed file; completeness markers wait for the next commit");
+                return;
+            }
             for bucket in complete {
                 let marker = match under(&self.root, &bucket) {
                     Ok(dir) => dir.join("_SUCCESS"),
@@ -54,8 +69,14 @@ impl CommitLog {
                         continue;
                     }
                 };
-                match self.store.put(&marker, PutPayload::default()).await {
-                    Ok(_) => {
+                // Created once: a second writer's marker would hide when it first appeared.
+                let create = PutOptions::from(PutMode::Create);
+                match self
+                    .store
+                    .put_opts(&marker, PutPayload::default(), create)
+                    .await
+                {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {
                         self.incomplete.remove(&bucket);
                         tracing::debug!(dataset = %self.dataset, partition = %bucket, "time partition complete");
                     }

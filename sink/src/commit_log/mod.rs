@@ -68,7 +68,9 @@ use std::time::Duration;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use weir_schemas::{OffsetRange, PartitionKey, RecordedWatermark, TimeGranularity};
+use weir_schemas::{
+    OffsetRange, PartitionKey, RecordedWatermark, TimeGranularity, WatermarkCoverage,
+};
 
 use crate::store::PathLimits;
 
@@ -81,8 +83,10 @@ pub struct CommitLog {
     state: LogState,
     /// The claim entry this writer made for each partition it owns.
     claims: HashMap<PartitionKey, u64>,
-    /// Files of entries read from the log that may not have been moved to their final name.
-    unpublished: Vec<WrittenFile>,
+    /// Files of other writers' entries read from the log that may not have been moved to
+    /// their final names: of each writer, those of its latest entry only, since a writer
+    /// appends an entry only after publishing the files of its previous one.
+    unpublished: HashMap<String, Vec<WrittenFile>>,
     /// The dataset's time partitions, if it has them.
     time_partitions: Option<TimeGranularity>,
     /// Time partitions with committed files whose `_SUCCESS` marker is not written yet.
@@ -134,7 +138,6 @@ impl CommitLog {
         log.refresh().await?;
         log.check_start().await?;
         log.publish_unpublished().await?;
-        log.mark_complete().await;
         Ok(log)
     }
 
@@ -147,7 +150,7 @@ impl CommitLog {
             writer: writer.to_owned(),
             state: LogState::default(),
             claims: HashMap::new(),
-            unpublished: Vec::new(),
+            unpublished: HashMap::new(),
             time_partitions: None,
             incomplete: Default::default(),
             published_watermark: None,
@@ -242,14 +245,16 @@ impl CommitLog {
     }
 
     /// Appends a commit of `files` covering `ranges`, then moves the files to their final
-    /// names. Refused with [`LogError::Fenced`] when another writer claimed one of the
-    /// partitions since this writer did.
+    /// names, and marks the time partitions complete that the committed watermark passed if
+    /// it speaks for every partition (`coverage`). Refused with [`LogError::Fenced`] when
+    /// another writer claimed one of the partitions since this writer did.
     pub async fn commit(
         &mut self,
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
         watermarks: Vec<RecordedWatermark>,
         window_state: Option<WindowStateRef>,
+        coverage: &WatermarkCoverage,
     ) -> Result<u64, LogError> {
         let needed: Vec<String> = self
             .state
@@ -276,7 +281,7 @@ impl CommitLog {
             }
         }
         self.note_time_partitions(&files, true);
-        self.mark_complete().await;
+        self.mark_complete(coverage).await;
         self.snapshot_if_due(seq).await;
         Ok(seq)
     }
@@ -332,9 +337,13 @@ impl CommitLog {
     }
 
     fn take_in(&mut self, entry: Entry) {
+        if entry.writer != self.writer {
+            // Its writer published its previous entry's files before appending this one.
+            self.unpublished.remove(&entry.writer);
+        }
         if let Action::Commit { files, .. } = &entry.action {
-            if entry.writer != self.writer {
-                self.unpublished.extend(files.iter().cloned());
+            if entry.writer != self.writer && !files.is_empty() {
+                self.unpublished.insert(entry.writer.clone(), files.clone());
             }
             self.note_time_partitions(files, false);
         }

@@ -62,10 +62,12 @@ impl CommitLog {
         if self.unpublished.is_empty() {
             return Ok(());
         }
-        let (files, unstorable): (Vec<WrittenFile>, Vec<WrittenFile>) =
-            std::mem::take(&mut self.unpublished)
-                .into_iter()
-                .partition(|file| self.unstorable(file).is_none());
+        let unpublished = std::mem::take(&mut self.unpublished);
+        let (files, unstorable): (Vec<WrittenFile>, Vec<WrittenFile>) = unpublished
+            .values()
+            .flatten()
+            .cloned()
+            .partition(|file| self.unstorable(file).is_none());
         for file in &unstorable {
             let reason = self.unstorable(file).unwrap_or_default();
             self.quarantine(file, &reason).await?;
@@ -82,7 +84,7 @@ impl CommitLog {
                     tracing::error!(error = %e, "committed file lost")
                 }
                 Err(e) => {
-                    self.unpublished = files;
+                    self.unpublished = unpublished;
                     return Err(e);
                 }
                 Ok(()) => {}

@@ -10,8 +10,17 @@ use weir_schemas::{
     EmittedWatermark, OffsetRange, PartitionWatermark, RecordedWatermark, TimeGranularity,
 };
 
+/// Commits whose watermarks speak for every partition of the topics.
+const COVERED: WatermarkCoverage = WatermarkCoverage::Complete;
+
 fn p(n: i32) -> PartitionKey {
     PartitionKey::new("t", n)
+}
+
+/// Commits offsets `from..to` of partition `n` and nothing else.
+async fn commit_range(log: &mut CommitLog, n: i32, from: i64, to: i64) -> Result<u64, LogError> {
+    let ranges = vec![range(n, from, to)];
+    log.commit(ranges, vec![], vec![], None, &COVERED).await
 }
 
 fn range(n: i32, from: i64, to: i64) -> OffsetRange {
@@ -67,16 +76,19 @@ async fn a_claim_fences_the_previous_owner() {
     let store = local(&dir);
     let mut zombie = open(&store, "zombie").await;
     assert_eq!(zombie.claim(&[p(0), p(1)]).await.unwrap(), vec![None, None]);
-    zombie
-        .commit(vec![range(0, 0, 10)], vec![], vec![], None)
-        .await
-        .unwrap();
+    commit_range(&mut zombie, 0, 0, 10).await.unwrap();
     // The group moved partition 0 to another instance while the zombie was paused.
     let mut owner = open(&store, "owner").await;
     assert_eq!(owner.claim(&[p(0)]).await.unwrap(), vec![Some(10)]);
     let refused = assert_fenced(
         zombie
-            .commit(vec![range(0, 10, 20), range(1, 0, 5)], vec![], vec![], None)
+            .commit(
+                vec![range(0, 10, 20), range(1, 0, 5)],
+                vec![],
+                vec![],
+                None,
+                &COVERED,
+            )
             .await,
     );
     assert!(
@@ -85,15 +97,9 @@ async fn a_claim_fences_the_previous_owner() {
             .contains("t/0 was claimed by owner at entry 2"),
         "{refused}"
     );
-    owner
-        .commit(vec![range(0, 10, 20)], vec![], vec![], None)
-        .await
-        .unwrap();
+    commit_range(&mut owner, 0, 10, 20).await.unwrap();
     // Partition 1 is still the zombie's; a commit for it alone goes through.
-    zombie
-        .commit(vec![range(1, 0, 5)], vec![], vec![], None)
-        .await
-        .unwrap();
+    commit_range(&mut zombie, 1, 0, 5).await.unwrap();
     let fresh = open(&store, "reader").await;
     assert_eq!(fresh.next_offset(&p(0)), Some(20));
     assert_eq!(fresh.next_offset(&p(1)), Some(5));
@@ -109,15 +115,8 @@ async fn a_claim_belongs_to_its_entry_not_only_to_the_writer_name() {
     // Another log object under the same name claims again: the first one's claim is gone.
     let mut second = open(&store, "a").await;
     second.claim(&[p(0)]).await.unwrap();
-    assert_fenced(
-        first
-            .commit(vec![range(0, 0, 1)], vec![], vec![], None)
-            .await,
-    );
-    second
-        .commit(vec![range(0, 0, 1)], vec![], vec![], None)
-        .await
-        .unwrap();
+    assert_fenced(commit_range(&mut first, 0, 0, 1).await);
+    commit_range(&mut second, 0, 0, 1).await.unwrap();
 }
 
 fn watermark(n: i32, watermark_ms: i64) -> RecordedWatermark {
@@ -137,13 +136,13 @@ async fn the_dataset_watermark_is_the_lowest_partition_one_and_never_goes_back()
     let mut log = open(&store, "w").await;
     log.claim(&[p(0), p(1)]).await.unwrap();
     let both = vec![watermark(0, 5_000), watermark(1, 2_000)];
-    log.commit(vec![range(0, 0, 1)], vec![], both, None)
+    log.commit(vec![range(0, 0, 1)], vec![], both, None, &COVERED)
         .await
         .unwrap();
     assert_eq!(log.state().watermark_ms(), Some(2_000));
     // A lower value (an instance with a larger out-of-orderness) does not move it back.
     let lower = vec![watermark(0, 9_000), watermark(1, 1_000)];
-    log.commit(vec![range(0, 1, 2)], vec![], lower, None)
+    log.commit(vec![range(0, 1, 2)], vec![], lower, None, &COVERED)
         .await
         .unwrap();
     let state = open(&store, "reader").await.state().clone();
@@ -160,6 +159,7 @@ async fn the_dataset_watermark_is_the_lowest_partition_one_and_never_goes_back()
                 vec![],
                 vec![watermark(1, 50_000)],
                 None,
+                &COVERED,
             )
             .await,
     );
@@ -190,13 +190,13 @@ async fn time_partitions_are_marked_complete_once_the_watermark_passes_their_end
     let marker = |bucket: &str| dir.path().join(bucket).join("_SUCCESS").exists();
     let files = vec![file(1, ten), file(2, &format!("{eleven}/country=NL"))];
     let wm = vec![watermark(0, at(10, 59))];
-    log.commit(vec![range(0, 0, 2)], files, wm, None)
+    log.commit(vec![range(0, 0, 2)], files, wm, None, &COVERED)
         .await
         .unwrap();
     assert!(!marker(ten) && !marker(eleven));
     // The watermark reaches the end of hour 10 exactly: hour 10 is complete.
     let wm = vec![watermark(0, at(11, 0))];
-    log.commit(vec![range(0, 2, 3)], vec![], wm, None)
+    log.commit(vec![range(0, 2, 3)], vec![], wm, None, &COVERED)
         .await
         .unwrap();
     assert!(marker(ten) && !marker(eleven));
@@ -210,10 +210,71 @@ async fn time_partitions_are_marked_complete_once_the_watermark_passes_their_end
     next.claim(&[p(0)]).await.unwrap();
     assert!(!marker(eleven));
     let wm = vec![watermark(0, at(12, 5))];
-    next.commit(vec![range(0, 3, 4)], vec![], wm, None)
+    next.commit(vec![range(0, 3, 4)], vec![], wm, None, &COVERED)
         .await
         .unwrap();
     assert!(marker(eleven));
+}
+
+/// `_SUCCESS` promises a reader every row of its time partition: it waits until the watermark
+/// speaks for every partition of the topics, and until every committed file, whoever
+/// committed it, is under its final name.
+#[tokio::test]
+async fn a_time_partition_is_marked_complete_only_once_every_partition_and_file_is_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStore::new(local(&dir)));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let hour = Some(TimeGranularity::Hour);
+    let mut a = open_with(&store, "a", hour, None).await.unwrap();
+    let mut b = open_with(&store, "b", hour, None).await.unwrap();
+    a.claim(&[p(0)]).await.unwrap();
+    b.claim(&[p(1)]).await.unwrap();
+    let ten = "dt=2026-11-25/hour=10";
+    let at = |h: i64, m: i64| 1_795_564_800_000 + (h * 60 + m) * 60_000; // 2026-11-25
+    let staged = Path::from("_weir/staging/a-000001.parquet.pending");
+    store
+        .put(&staged, PutPayload::from_static(b"rows of ten"))
+        .await
+        .unwrap();
+    let file = WrittenFile {
+        path: format!("{ten}/part-a-000001.parquet"),
+        staging: staged.to_string(),
+        partition: ten.into(),
+        rows: 1,
+        bytes: 11,
+    };
+    // Writer a commits hour 10's file but every move of it fails: a dies there.
+    faulty.inject(vec![Fault::Before("copy"); 4]);
+    let moved = a
+        .commit(
+            vec![range(0, 0, 1)],
+            vec![file.clone()],
+            vec![watermark(0, at(11, 5))],
+            None,
+            &COVERED,
+        )
+        .await;
+    assert!(moved.is_err(), "{moved:?}");
+    let published = dir.path().join(&file.path);
+    let marker = dir.path().join(ten).join("_SUCCESS");
+    assert!(!published.exists() && !marker.exists());
+    // Writer b's watermark passes hour 10 too, but partition 2 holds messages no commit has
+    // a watermark for: nothing is complete, nor is the watermark published.
+    let partial = WatermarkCoverage::Missing(vec![p(2)]);
+    let wm = vec![watermark(1, at(11, 10))];
+    b.commit(vec![range(1, 0, 1)], vec![], wm, None, &partial)
+        .await
+        .unwrap();
+    assert!(!marker.exists());
+    assert!(!dir.path().join("_weir/watermark.json").exists());
+    // Once every partition is accounted for, b moves a's file before it marks the hour.
+    let wm = vec![watermark(1, at(11, 20))];
+    b.commit(vec![range(1, 1, 2)], vec![], wm, None, &COVERED)
+        .await
+        .unwrap();
+    assert!(marker.exists());
+    assert_eq!(std::fs::read(&published).unwrap(), b"rows of ten");
+    assert!(!dir.path().join(staged.as_ref()).exists());
 }
 
 #[tokio::test]
@@ -227,8 +288,8 @@ async fn racing_writers_get_one_order() {
     let mut seqs = Vec::new();
     for round in 0..20 {
         let (x, y) = tokio::join!(
-            a.commit(vec![range(0, round, round + 1)], vec![], vec![], None),
-            b.commit(vec![range(1, round, round + 1)], vec![], vec![], None),
+            commit_range(&mut a, 0, round, round + 1),
+            commit_range(&mut b, 1, round, round + 1),
         );
         seqs.push(x.unwrap());
         seqs.push(y.unwrap());
@@ -251,9 +312,7 @@ async fn a_put_whose_answer_was_lost_is_found_not_repeated() {
     // The claim lands but its writer hears an error; then a plain failure.
     faulty.inject(vec![Fault::After("put"), Fault::Before("put")]);
     log.claim(&[p(0)]).await.unwrap_or_else(|e| panic!("{e}"));
-    log.commit(vec![range(0, 0, 3)], vec![], vec![], None)
-        .await
-        .unwrap();
+    commit_range(&mut log, 0, 0, 3).await.unwrap();
     let fresh = open(&store, "reader").await;
     assert_eq!(
         fresh.state().next_seq,
@@ -301,9 +360,7 @@ async fn snapshots_let_a_reader_start_late_in_the_log() {
     let mut log = open(&store, "w").await;
     log.claim(&[p(0)]).await.unwrap();
     for i in 0..SNAPSHOT_EVERY as i64 + 5 {
-        log.commit(vec![range(0, i, i + 1)], vec![], vec![], None)
-            .await
-            .unwrap();
+        commit_range(&mut log, 0, i, i + 1).await.unwrap();
     }
     // Without the early entries, the snapshot alone says where partition 0 continues.
     for seq in 0..SNAPSHOT_EVERY {
@@ -349,6 +406,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
             vec![],
             vec![],
             Some(window_state),
+            &COVERED,
         )
         .await
         .unwrap();
@@ -382,6 +440,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
                 emitted_ms: Some(3_000),
             }],
         }),
+        &COVERED,
     )
     .await
     .unwrap();
@@ -411,6 +470,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
                     emitted_ms: Some(4_000),
                 }],
             }),
+            &COVERED,
         )
         .await,
     );
@@ -432,12 +492,22 @@ async fn opening_the_log_publishes_files_a_dead_writer_committed() {
         rows: 1,
         bytes: 4,
     };
-    let mut dead = open(&store, "dead").await;
+    let faulty = Arc::new(FaultyStore::new(store.clone()));
+    let mut dead = open(&(faulty.clone() as Arc<dyn ObjectStore>), "dead").await;
     dead.claim(&[p(0)]).await.unwrap();
-    // The writer dies after its commit entry, before moving the file.
-    dead.commit(vec![range(0, 0, 1)], vec![file.clone()], vec![], None)
-        .await
-        .unwrap();
+    // The writer dies after its commit entry, before moving the file: every move fails.
+    faulty.inject(vec![Fault::Before("copy"); 4]);
+    let moved = dead
+        .commit(
+            vec![range(0, 0, 1)],
+            vec![file.clone()],
+            vec![],
+            None,
+            &COVERED,
+        )
+        .await;
+    assert!(moved.is_err(), "{moved:?}");
+    assert!(dir.path().join(staged.as_ref()).exists());
     let orphan = Path::from("_weir/staging/dead-000002.parquet.pending");
     store
         .put(&orphan, PutPayload::from_static(b"uncommitted"))
@@ -484,7 +554,7 @@ async fn a_committed_file_the_store_cannot_name_is_quarantined_not_retried_for_e
     let mut old = open(&store, "w").await;
     old.claim(&[p(0)]).await.unwrap();
     // The entry is written; moving the file to its final name fails (name too long).
-    old.commit(vec![range(0, 0, 1)], vec![file], vec![], None)
+    old.commit(vec![range(0, 0, 1)], vec![file], vec![], None, &COVERED)
         .await
         .unwrap_err();
 
@@ -539,15 +609,13 @@ async fn entries_past_their_retention_go_and_the_log_still_reads_and_verifies() 
         rows: 1,
         bytes: 4,
     };
-    log.commit(vec![range(0, 0, 1)], vec![file], vec![], None)
+    log.commit(vec![range(0, 0, 1)], vec![file], vec![], None, &COVERED)
         .await
         .unwrap();
     // Entries 2..=204; snapshots after 100 and 200 each prune up to themselves.
     let last = 2 * SNAPSHOT_EVERY + 4;
     for offset in 1..last as i64 {
-        log.commit(vec![range(0, offset, offset + 1)], vec![], vec![], None)
-            .await
-            .unwrap();
+        commit_range(&mut log, 0, offset, offset + 1).await.unwrap();
     }
     let kept: Vec<String> = (2 * SNAPSHOT_EVERY + 1..=last)
         .map(|seq| format!("{seq:020}.json"))
@@ -560,14 +628,9 @@ async fn entries_past_their_retention_go_and_the_log_still_reads_and_verifies() 
     let reader = open(&store, "reader").await;
     assert_eq!(reader.next_offset(&p(0)), Some(last as i64));
     // The writer goes on.
-    log.commit(
-        vec![range(0, last as i64, last as i64 + 1)],
-        vec![],
-        vec![],
-        None,
-    )
-    .await
-    .unwrap();
+    commit_range(&mut log, 0, last as i64, last as i64 + 1)
+        .await
+        .unwrap();
 
     let report = crate::verify::verify("t", store.clone(), &Path::default())
         .await
@@ -631,17 +694,13 @@ async fn a_writer_behind_a_pruned_log_starts_from_the_snapshot_and_is_fenced() {
     let store = local(&dir);
     let mut paused = open_pruning(&store, "paused").await;
     paused.claim(&[p(0)]).await.unwrap();
-    paused
-        .commit(vec![range(0, 0, 1)], vec![], vec![], None)
-        .await
-        .unwrap();
+    commit_range(&mut paused, 0, 0, 1).await.unwrap();
     // Another writer takes the partition and commits past a snapshot, which prunes
     // every entry the paused writer has not read, entry 2 (the owner's claim) included.
     let mut owner = open_pruning(&store, "owner").await;
     owner.claim(&[p(0)]).await.unwrap();
     for offset in 1..SNAPSHOT_EVERY as i64 + 2 {
-        owner
-            .commit(vec![range(0, offset, offset + 1)], vec![], vec![], None)
+        commit_range(&mut owner, 0, offset, offset + 1)
             .await
             .unwrap();
     }
@@ -652,11 +711,7 @@ async fn a_writer_behind_a_pruned_log_starts_from_the_snapshot_and_is_fenced() {
             .exists()
     );
     // Entry 2 is free again, but the paused writer reads from the snapshot on.
-    assert_fenced(
-        paused
-            .commit(vec![range(0, 1, 2)], vec![], vec![], None)
-            .await,
-    );
+    assert_fenced(commit_range(&mut paused, 0, 1, 2).await);
     assert!(
         !dir.path()
             .join("_weir/log")

@@ -376,6 +376,7 @@ impl DatasetWriter for ParquetWriter {
             ranges,
             watermarks,
             window_state,
+            coverage,
         } = checkpoint;
         let window_state = match window_state {
             Some(state) => Some(self.window_state(state).await?),
@@ -389,7 +390,7 @@ impl DatasetWriter for ParquetWriter {
         let late_before = self.log.late_rows();
         match self
             .log
-            .commit(ranges, files.clone(), watermarks, window_state)
+            .commit(ranges, files.clone(), watermarks, window_state, &coverage)
             .await
         {
             Ok(seq) => Ok(Committed {

@@ -30,7 +30,7 @@ mod snapshot;
 mod state;
 pub(crate) mod syntax;
 
-pub use snapshot::Checkpointed;
+pub use snapshot::{Checkpointed, FailedWindow};
 pub use state::WindowState;
 
 /// The columns a windowed transform selects to name its window.

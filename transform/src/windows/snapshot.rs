@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt32Array,
 };
-use arrow::compute::take;
+use arrow::compute::{take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimestampMillisecondType, UInt32Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::EmitTo;
@@ -23,14 +23,39 @@ use weir_schemas::PartitionKey;
 
 use super::WindowKind;
 use super::state::{WindowState, new_accumulators};
+use crate::bisect::Bisection;
 use crate::error::TransformError;
+
+/// A closed window among the merged rows: which rows are its keys', whose shares it holds.
+struct ClosedWindow {
+    start_ms: i64,
+    end_ms: i64,
+    rows: Vec<u32>,
+    partitions: Vec<PartitionKey>,
+}
 
 /// What a checkpoint of the window state yields.
 pub struct Checkpointed {
     /// The emitted windows, through the rest of the query.
     pub output: Vec<RecordBatch>,
+    /// Closed windows the rest of the query failed on: not emitted, and closed all the same.
+    pub failed: Vec<FailedWindow>,
     /// The open windows' partial aggregates; `None` when no window is open.
     pub snapshot: Option<RecordBatch>,
+}
+
+/// A closed window whose results the query above its aggregation fails on (a division by
+/// zero or a failed cast in the select list, say). Left open it would fail every checkpoint
+/// and every restart after, so it is closed without its results, which are kept here.
+pub struct FailedWindow {
+    /// Epoch milliseconds.
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The partitions whose events are in it.
+    pub partitions: Vec<PartitionKey>,
+    /// Its rows as the aggregation yields them, one per key: what the query failed on.
+    pub rows: RecordBatch,
+    pub error: TransformError,
 }
 
 impl WindowState {
@@ -71,30 +96,105 @@ impl WindowState {
             self.broken = Some(error.to_string());
             return Err(self.failed(error));
         }
-        let output = match &closed {
+        let (output, failed) = match &closed {
             Some(closed) => match self.emit(closed).await {
-                Ok(output) => output,
+                Ok(emitted) => emitted,
                 Err(error) => {
-                    // Nothing was emitted: the windows stay open, for a fixed query to emit.
+                    // Nothing was emitted: the windows stay open.
                     if let Err(e) = self.load(closed) {
                         self.broken = Some(e.to_string());
                     }
                     return Err(self.failed(error));
                 }
             },
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         self.emitted = emitted;
         Ok(Checkpointed {
             output,
+            failed,
             snapshot: open,
         })
     }
 
     /// Closed windows (a snapshot) merged across partitions, through the rest of the query.
-    async fn emit(&self, closed: &RecordBatch) -> Result<Vec<RecordBatch>> {
+    /// Windows it fails on are found by bisection over whole windows (every key and every
+    /// partition's share of a window stay together, so no result is split in two) and
+    /// returned apart; the others are emitted. Nothing extra runs when nothing fails.
+    async fn emit(&self, closed: &RecordBatch) -> Result<(Vec<RecordBatch>, Vec<FailedWindow>)> {
         let rows = self.merge_closed(closed)?;
-        collect(self.plan.above(rows)?, self.task_ctx.clone()).await
+        let windows = self.windows_of(&rows, closed);
+        let mut output = Vec::new();
+        let mut failed = Vec::new();
+        let mut bisection = Bisection::new(windows.len());
+        while let Some(slice) = bisection.next_slice() {
+            let part = match slice.len() == windows.len() {
+                true => rows.clone(),
+                false => {
+                    let indices = windows[slice.clone()].iter().flat_map(|w| &w.rows).copied();
+                    take_record_batch(&rows, &UInt32Array::from_iter_values(indices))?
+                }
+            };
+            let result = match self.plan.above(part.clone()) {
+                Ok(plan) => collect(plan, self.task_ctx.clone()).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(batches) => output.extend(batches),
+                Err(error) => {
+                    if let Some(window) = bisection.failed(slice) {
+                        let window = &windows[window];
+                        failed.push(FailedWindow {
+                            start_ms: window.start_ms,
+                            end_ms: window.end_ms,
+                            partitions: window.partitions.clone(),
+                            rows: part,
+                            error: self.failed(error),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((output, failed))
+    }
+
+    /// The windows among merged closed `rows`, in order, with the partitions whose shares
+    /// of each the `closed` snapshot holds.
+    fn windows_of(&self, rows: &RecordBatch, closed: &RecordBatch) -> Vec<ClosedWindow> {
+        let bounds = |batch: &RecordBatch, start: usize, end: usize| -> Vec<(i64, i64)> {
+            let column = |i: usize| batch.column(i).as_primitive::<TimestampMillisecondType>();
+            let (starts, ends) = (column(start), column(end));
+            (0..batch.num_rows())
+                .map(|row| (starts.value(row), ends.value(row)))
+                .collect()
+        };
+        let mut windows: std::collections::BTreeMap<(i64, i64), ClosedWindow> = Default::default();
+        for (row, (start_ms, end_ms)) in bounds(rows, self.layout.start, self.layout.end)
+            .into_iter()
+            .enumerate()
+        {
+            let window = windows
+                .entry((start_ms, end_ms))
+                .or_insert_with(|| ClosedWindow {
+                    start_ms,
+                    end_ms,
+                    rows: Vec::new(),
+                    partitions: Vec::new(),
+                });
+            window.rows.push(row as u32);
+        }
+        // A snapshot's columns: `_topic`, `_partition`, `window_start`, `window_end`, ...
+        let topics = closed.column(0).as_string::<i32>();
+        let numbers = closed.column(1).as_primitive::<Int32Type>();
+        for (row, bounds) in bounds(closed, 2, 3).into_iter().enumerate() {
+            let partition = PartitionKey::new(topics.value(row), numbers.value(row));
+            if let Some(window) = windows.get_mut(&bounds)
+                && !window.partitions.contains(&partition)
+            {
+                window.partitions.push(partition);
+            }
+        }
+        windows.into_values().collect()
     }
 
     /// Takes the whole state out as two snapshots: the windows closed by `closed_until` (per
