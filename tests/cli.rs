@@ -161,3 +161,28 @@ fn time_partitions_need_the_event_time_in_the_output() {
         "{stderr}"
     );
 }
+
+/// A malformed `--storage` option may be a credential pasted without its key: the error says
+/// which option is wrong without repeating it.
+#[test]
+fn a_malformed_storage_option_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = weir()
+        .arg("verify")
+        .arg(dir.path())
+        .args([
+            "--storage",
+            "aws_region=us-east-1",
+            "--storage",
+            "AKIAs3cretpaste",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--storage option 2 is not KEY=VALUE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

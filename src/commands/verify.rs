@@ -10,9 +10,23 @@ use crate::pipeline::Pipeline;
 pub async fn run(
     config: Option<&Path>,
     urls: &[String],
-    storage: Vec<(String, String)>,
+    storage: Vec<String>,
     json: bool,
 ) -> anyhow::Result<()> {
+    let options = storage
+        .iter()
+        .enumerate()
+        .map(|(n, option)| {
+            let (key, value) = option.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--storage option {} is not KEY=VALUE (its text is not shown: it may hold \
+                     a secret)",
+                    n + 1
+                )
+            })?;
+            Ok((key.to_owned(), value.to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut reports = Vec::new();
     if let Some(config) = config {
         let config = PipelineConfig::load(config, &Environment)?;
@@ -21,7 +35,6 @@ pub async fn run(
             reports.push(dataset.verify().await?);
         }
     }
-    let options = storage.into_iter().collect();
     for url in urls {
         let (store, root) = weir_sink::open_store(url, &options)?;
         reports.push(weir_sink::verify::verify(url, store, &root).await?);

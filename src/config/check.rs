@@ -67,7 +67,8 @@ impl PipelineConfig {
                 "otlp_endpoint",
                 format!(
                     "`telemetry.otlp_endpoint` must be an http:// address of a collector on the \
-                     node or in the pod (OTLP over TLS is not supported), found \"{endpoint}\""
+                     node or in the pod (OTLP over TLS is not supported), found \"{}\"",
+                    crate::telemetry::scrub::urls(endpoint)
                 ),
             ));
         }

@@ -79,11 +79,17 @@ impl PipelineConfig {
             let offset = e.span().map_or(0, |s| s.start);
             let line = expanded[..offset.min(expanded.len())].matches('\n').count() + 1;
             let mut message = e.message().trim_end().to_owned();
-            // Values too short to be secrets would only garble the message. A value the
-            // message quotes is escaped there (`\"`, `\n`): both forms are hidden.
-            for value in substituted.iter().filter(|v| v.len() >= 4) {
+            // A value the message quotes is escaped there (`\"`, `\n`): both forms are
+            // hidden. A short one is hidden only where it is quoted: replaced everywhere, a
+            // `1` would garble every number in the message.
+            for value in substituted.iter().filter(|v| !v.is_empty()) {
                 for form in [value.to_owned(), value.escape_debug().to_string()] {
-                    message = message.replace(&form, "<redacted>");
+                    message = match form.len() >= 4 {
+                        true => message.replace(&form, "<redacted>"),
+                        false => ["\"", "'", "`"].iter().fold(message, |text, quote| {
+                            text.replace(&format!("{quote}{form}{quote}"), "<redacted>")
+                        }),
+                    };
                 }
             }
             invalid(path, &text, line, message)
@@ -221,5 +227,9 @@ url = "out/dlq"
             "{err}"
         );
         assert!(!err.contains("hun"), "{err}");
+        // A short secret is hidden where the message quotes it.
+        let err = load(&text, &[("SECRET", "x7")]).err().unwrap().to_string();
+        assert!(err.contains("max_batch_messages"), "{err}");
+        assert!(!err.contains("\"x7\""), "{err}");
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod instruments;
 mod log_end;
 pub mod observer;
+pub(crate) mod scrub;
 pub mod server;
 mod status;
 
@@ -206,8 +207,8 @@ pub fn otlp_tracer(pipeline: &str, endpoint: &str) -> Result<SdkTracerProvider, 
 
 fn otlp_failed(endpoint: &str, error: impl std::fmt::Display) -> TelemetryError {
     TelemetryError::Otlp {
-        endpoint: endpoint.to_owned(),
-        message: error.to_string(),
+        endpoint: scrub::urls(endpoint),
+        message: scrub::error(&error.to_string()),
     }
 }
 

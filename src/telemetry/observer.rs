@@ -21,6 +21,7 @@ use weir_sink::PartitionState;
 use super::freshness::Timestamps;
 use super::health::HealthLimits;
 use super::instruments::{Instruments, register_gauges};
+use super::scrub;
 use super::status::Sample;
 
 /// The pipeline's state as the observer last heard it.
@@ -136,7 +137,7 @@ impl Observer {
                     &self.attributes(&[("dataset", name.clone()), ("action", action.into())]),
                 );
             }
-            view.datasets.entry(name).or_default().url = url;
+            view.datasets.entry(name).or_default().url = scrub::urls(&url);
         }
         view.storage_checked = true;
     }
@@ -241,7 +242,8 @@ impl Observer {
         if error.is_none() {
             view.last_checkpoint = Some(Instant::now());
         }
-        view.last_checkpoint_error = error;
+        // The log has the whole error; probes and the status page show it without values.
+        view.last_checkpoint_error = error.as_deref().map(scrub::error);
         drop(view);
         if committed_anything {
             self.instruments.checkpoints.add(1, &self.attributes);
