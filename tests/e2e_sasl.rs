@@ -3,13 +3,9 @@
 
 mod common;
 
-use common::cli::{Committed, run_until_committed};
-use common::datasets::verify_orders;
-use common::fixtures::{orders_config_with, orders_env};
-use common::kafka::{produce_orders_with, start_tansu};
+use common::cli::{Connection, orders_round_trip};
+use common::kafka::{create_tansu_user, start_tansu};
 use common::net::free_port;
-use common::process::weir;
-use common::tool;
 
 const PASSWORD: &str = "weir-sasl-s3cret";
 
@@ -21,71 +17,26 @@ fn consumes_with_scram_credentials_from_the_environment() {
     // Users are created while the broker still accepts anyone, then it restarts requiring
     // authentication on the same storage.
     let mut open = start_tansu(dir.path(), port, false, "tansu-open.log");
-    let created = std::process::Command::new(tool("WEIR_TEST_TANSU"))
-        .args(["user", "create", "--broker", &format!("tcp://{bootstrap}")])
-        .args(["--mechanism", "scram512", "weir", PASSWORD])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    create_tansu_user(port, "weir", PASSWORD);
     open.child.kill().unwrap();
     open.child.wait().unwrap();
     let mut broker = start_tansu(dir.path(), port, true, "tansu.log");
 
-    let topic = "orders-sasl";
-    let (expected, messages) = produce_orders_with(
+    let (log, _) = orders_round_trip(
         dir.path(),
-        &bootstrap,
-        topic,
-        2,
-        true,
-        &["--sasl-user", "weir", "--sasl-password", PASSWORD],
-    );
-
-    let config = orders_config_with(
-        dir.path(),
-        "max_batch_wait = \"50ms\"\n",
-        "max_batch_wait = \"50ms\"\n\n[source.properties]\n\
-         \"security.protocol\" = \"SASL_PLAINTEXT\"\n\
-         \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\
-         \"sasl.username\" = \"weir\"\n\
-         \"sasl.password\" = \"${KAFKA_PASSWORD}\"\n",
-    );
-    let out = dir.path().join("out");
-    let orders = out.join("orders");
-    let mut cmd = weir();
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .envs(orders_env(
-            &bootstrap,
-            topic,
-            &out,
-            orders.to_str().unwrap(),
-        ))
-        .env("KAFKA_PASSWORD", PASSWORD)
-        .env("WEIR_LOG", "debug");
-    let sasl = [
-        ("security.protocol", "SASL_PLAINTEXT"),
-        ("sasl.mechanisms", "SCRAM-SHA-512"),
-        ("sasl.username", "weir"),
-        ("sasl.password", PASSWORD),
-    ];
-    let log = run_until_committed(
-        cmd,
-        dir.path().join("weir.log"),
-        Committed {
+        "orders-sasl",
+        &Connection {
             bootstrap: &bootstrap,
-            topic,
-            partitions: 2,
-            messages,
-            properties: &sasl,
+            produce_args: &["--sasl-user", "weir", "--sasl-password", PASSWORD],
+            properties: &[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.username", "weir"),
+                ("sasl.password", "${KAFKA_PASSWORD}"),
+            ],
+            vars: &[("KAFKA_PASSWORD", PASSWORD)],
         },
     );
     broker.assert_running();
     assert!(!log.contains(PASSWORD), "the password leaked into the log");
-
-    verify_orders(&expected, &orders, &out);
 }

@@ -20,5 +20,6 @@ pub use decode::{Decode, Decoded, DecoderError, EventTimeBounds, SourceTable};
 pub use json::JsonDecoder;
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};
 pub use source::{
-    ConsumerConfig, Decoding, KafkaSource, SourceEvent, SourceStats, StartPosition, spawn_reader,
+    ClientErrors, ConsumerConfig, Decoding, KafkaSource, SourceEvent, SourceStats, StartPosition,
+    spawn_reader,
 };

@@ -7,16 +7,17 @@
 //! partitions there); for a revocation, that everything read from them is committed. Since
 //! the pipeline takes events in order, it has processed every earlier message by then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::message::Message;
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, Settings, SourceBatch};
@@ -84,6 +85,85 @@ pub struct SourceStats {
     pub bytes: AtomicU64,
     /// Times the reader found the pipeline full and waited before handing on a batch.
     pub backpressure_pauses: AtomicU64,
+    pub client_errors: ClientErrors,
+}
+
+/// How often one and the same Kafka client error is logged at most.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The Kafka client's errors as the consumer met them. librdkafka reports a broker it cannot
+/// use (refused, a TLS handshake or a login that fails) at every reconnection attempt, many
+/// times a second: each distinct error is logged at most once per [`REPEAT_LOG_EVERY`], with
+/// how often it came since, and the latest is kept for the probes to show.
+#[derive(Debug, Default)]
+pub struct ClientErrors {
+    seen: Mutex<SeenErrors>,
+}
+
+#[derive(Debug, Default)]
+struct SeenErrors {
+    latest: Option<(String, Instant)>,
+    /// Per error text: when it was last logged, and how often it came since.
+    logged: HashMap<String, (Instant, u64)>,
+}
+
+impl ClientErrors {
+    /// Takes in an error that says why the client cannot work (not a consequence of one,
+    /// such as "all brokers are down"): the probes show the latest.
+    pub fn record(&self, text: &str, now: Instant) {
+        let text = without_timing(text);
+        self.seen.lock().expect("not poisoned").latest = Some((text, now));
+    }
+
+    /// Whether to log `text` now: `Some(repeats)`, with how often it came without being
+    /// logged since it last was. Texts that differ only in librdkafka's timing note
+    /// ("after 4ms in state …") are one.
+    pub fn to_log(&self, text: &str, now: Instant) -> Option<u64> {
+        let text = without_timing(text);
+        let mut seen = self.seen.lock().expect("not poisoned");
+        // Error texts carry broker addresses, not values: few of them. Bounded all the same.
+        if seen.logged.len() > 64 {
+            seen.logged.clear();
+        }
+        match seen.logged.get_mut(&text) {
+            Some((last, repeats)) if now.saturating_duration_since(*last) < REPEAT_LOG_EVERY => {
+                *repeats += 1;
+                None
+            }
+            Some((last, repeats)) => {
+                *last = now;
+                Some(std::mem::take(repeats))
+            }
+            None => {
+                seen.logged.insert(text, (now, 0));
+                Some(0)
+            }
+        }
+    }
+
+    /// The latest error and when it came.
+    pub fn latest(&self) -> Option<(String, Instant)> {
+        self.seen.lock().expect("not poisoned").latest.clone()
+    }
+}
+
+/// `text` without librdkafka's notes of how long an attempt took, " (after 4ms in state
+/// CONNECT)", which make every repetition of an error a new text.
+fn without_timing(text: &str) -> String {
+    let mut rest = text;
+    let mut out = String::with_capacity(text.len());
+    while let Some(start) = rest.find(" (after ") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(')') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl SourceStats {
@@ -105,6 +185,25 @@ struct SourceContext {
     fatal: Mutex<Option<String>>,
     /// The group offsets to commit for the partitions owned: the latest ones asked for.
     group_offsets: Mutex<BTreeMap<PartitionKey, i64>>,
+    stats: Arc<SourceStats>,
+}
+
+impl SourceContext {
+    /// Logs a client error, unless the same one was logged a moment ago; `cause`: it says why
+    /// the client cannot work, and the probes show it.
+    fn client_error(&self, error: &dyn std::fmt::Display, detail: &str, cause: bool) {
+        let text = match detail.is_empty() {
+            true => error.to_string(),
+            false => format!("{error}: {detail}"),
+        };
+        let now = Instant::now();
+        if cause {
+            self.stats.client_errors.record(&text, now);
+        }
+        if let Some(repeated) = self.stats.client_errors.to_log(&text, now) {
+            tracing::warn!(%error, detail, repeated, "kafka client error");
+        }
+    }
 }
 
 impl SourceContext {
@@ -242,7 +341,34 @@ fn list(partitions: &[PartitionKey]) -> String {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: RdKafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "kafka client error");
+        let consequence = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        self.client_error(&error, reason, !consequence);
+    }
+
+    /// librdkafka's own log, its errors and warnings with repetitions held back as for
+    /// client errors: it logs a failed connection at every attempt.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        let repeated = || {
+            let text = format!("{facility} {message}");
+            self.stats.client_errors.to_log(&text, Instant::now())
+        };
+        match level {
+            Emerg | Alert | Critical | Error => {
+                if let Some(repeated) = repeated() {
+                    tracing::error!(target: "librdkafka", repeated, "librdkafka: {facility} {message}");
+                }
+            }
+            Warning => {
+                if let Some(repeated) = repeated() {
+                    tracing::warn!(target: "librdkafka", repeated, "librdkafka: {facility} {message}");
+                }
+            }
+            Notice | Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            Debug => tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}"),
+        }
     }
 }
 
@@ -290,7 +416,8 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn connect(config: ConsumerConfig) -> Result<Self, KafkaError> {
+    /// A consumer for `config`, counting into `stats`.
+    pub fn connect(config: ConsumerConfig, stats: Arc<SourceStats>) -> Result<Self, KafkaError> {
         let mut client = client_config(&config.bootstrap_servers, &config.properties);
         client
             .set("group.id", &config.group_id)
@@ -322,6 +449,7 @@ impl KafkaSource {
             forward: Mutex::new(None),
             fatal: Mutex::new(None),
             group_offsets: Mutex::new(BTreeMap::new()),
+            stats,
         };
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(context)
@@ -375,7 +503,8 @@ impl KafkaSource {
                 Some(Err(e @ RdKafkaError::MessageConsumptionFatal(_))) => {
                     return Err(KafkaError::Fatal(e));
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "kafka consume error"),
+                // The client's error callback said why already.
+                Some(Err(e)) => context.client_error(&e, "", false),
                 None => {}
             }
         }
@@ -532,4 +661,31 @@ pub fn spawn_reader(
             (result, decoding)
         })
         .expect("spawning a thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_client_error_is_logged_once_per_interval_with_its_count() {
+        let errors = ClientErrors::default();
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let refused =
+            |ms| format!("b:9092/1: Connect failed: refused (after {ms}ms in state CONNECT)");
+        assert_eq!(errors.to_log(&refused(0), at(0)), Some(0));
+        // The same error, whatever librdkafka's timing note says.
+        assert_eq!(errors.to_log(&refused(3), at(1)), None);
+        assert_eq!(errors.to_log(&refused(1), at(2)), None);
+        // Another error is its own.
+        assert_eq!(errors.to_log("TLS", at(2)), Some(0));
+        assert_eq!(errors.to_log(&refused(2), at(31)), Some(2));
+        assert_eq!(errors.to_log(&refused(0), at(32)), None);
+        // The probes get the latest cause, without the timing note.
+        assert_eq!(errors.latest(), None);
+        errors.record(&refused(7), at(33));
+        let said = "b:9092/1: Connect failed: refused".to_owned();
+        assert_eq!(errors.latest(), Some((said, at(33))));
+    }
 }

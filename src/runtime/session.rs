@@ -16,7 +16,8 @@ impl State {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), RunError> {
-        let source = Arc::new(KafkaSource::connect(self.kafka.clone())?);
+        let stats = self.observer.source_stats();
+        let source = Arc::new(KafkaSource::connect(self.kafka.clone(), stats)?);
         self.source = Some(source.clone());
         let decoding = self
             .decoding

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::observer::{Observer, View};
+use super::scrub;
 
 /// When the probes call the pipeline unhealthy or not ready.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +64,16 @@ impl Observer {
             problems.push("the datasets' storage has not been checked yet".to_owned());
         }
         if view.partitions.is_empty() {
-            problems.push("no Kafka partitions assigned to this instance".to_owned());
+            let mut problem = "no Kafka partitions assigned to this instance".to_owned();
+            // Most often why: brokers it cannot reach, a TLS handshake or a login that fails.
+            if let Some((error, at)) = self.source.client_errors.latest() {
+                problem.push_str(&format!(
+                    "; the Kafka client's latest error, {} s ago: {}",
+                    now.saturating_duration_since(at).as_secs(),
+                    scrub::error(&error)
+                ));
+            }
+            problems.push(problem);
         }
         if let Some(since) = view.checkpoint_running_since {
             let running = now.saturating_duration_since(since);
@@ -137,6 +147,19 @@ mod tests {
         let ready = o.status().ready;
         assert!(!ready.ok);
         assert!(reasons(&ready).contains("no Kafka partitions"));
+    }
+
+    #[test]
+    fn without_partitions_it_says_what_the_kafka_client_last_failed_on() {
+        let o = observer(MINUTE, MINUTE);
+        o.storage_checked([]);
+        let error = "ssl://b:9093/bootstrap: SSL handshake failed: certificate verify failed";
+        o.source.client_errors.record(error, Instant::now());
+        let said = reasons(&o.status().ready);
+        assert!(
+            said.contains("no Kafka partitions assigned to this instance; the Kafka client's latest error, 0 s ago: ssl://b:9093/bootstrap: SSL handshake failed: certificate verify failed"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::kafka::committed_total_with;
+use super::datasets::verify_orders;
+use super::fixtures::{orders_config_with, orders_env};
+use super::kafka::{committed_total_with, produce_orders_with};
 use super::net::wait_until;
 use super::process::{Process, weir};
 
@@ -110,4 +112,65 @@ pub fn generate(
         .stdout(std::fs::File::create(generated).expect("creating the generated file"))
         .spawn()
         .expect("starting weir generate")
+}
+
+/// How the test's clients and `weir run` reach a broker.
+pub struct Connection<'a> {
+    pub bootstrap: &'a str,
+    /// Arguments for weirtest.py's producer (SASL credentials, a CA).
+    pub produce_args: &'a [&'a str],
+    /// librdkafka properties as the pipeline file has them, `${VAR}` standing for what comes
+    /// from the environment (`vars`): a password, a CA file.
+    pub properties: &'a [(&'a str, &'a str)],
+    pub vars: &'a [(&'a str, &'a str)],
+}
+
+/// The orders fixture end to end over `connection`: produced by weirtest.py into `topic`
+/// (2 partitions), consumed by `weir run` (debug log) until its group committed everything,
+/// then read back by DuckDB. Returns weir's log and the pipeline file.
+pub fn orders_round_trip(dir: &Path, topic: &str, connection: &Connection) -> (String, PathBuf) {
+    let Connection {
+        bootstrap,
+        produce_args,
+        properties,
+        vars,
+    } = connection;
+    let (expected, messages) = produce_orders_with(dir, bootstrap, topic, 2, true, produce_args);
+    let mut table = String::from("max_batch_wait = \"50ms\"\n\n[source.properties]\n");
+    for (key, value) in properties.iter() {
+        table.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
+    let config = orders_config_with(dir, "max_batch_wait = \"50ms\"\n", &table);
+    let out = dir.join("out");
+    let orders = out.join("orders");
+    let mut command = weir();
+    command
+        .args(["run", "--config"])
+        .arg(&config)
+        .envs(orders_env(bootstrap, topic, &out, orders.to_str().unwrap()))
+        .envs(vars.iter().copied())
+        .env("WEIR_LOG", "debug");
+    let expanded: Vec<(&str, String)> = properties
+        .iter()
+        .map(|(key, value)| {
+            let value = vars.iter().fold(value.to_string(), |value, (var, set)| {
+                value.replace(&format!("${{{var}}}"), set)
+            });
+            (*key, value)
+        })
+        .collect();
+    let client: Vec<(&str, &str)> = expanded.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let log = run_until_committed(
+        command,
+        dir.join("weir.log"),
+        Committed {
+            bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &client,
+        },
+    );
+    eprintln!("{}", verify_orders(&expected, &orders, &out));
+    (log, config)
 }

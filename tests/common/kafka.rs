@@ -115,7 +115,20 @@ pub fn broker_log_end(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64>
 
 /// A Tansu broker on `port` with SQLite storage in `dir`, listening when this returns.
 pub fn start_tansu(dir: &Path, port: u16, authentication: bool, log: &str) -> Process {
+    start_tansu_with(dir, port, &format!("127.0.0.1:{port}"), authentication, log)
+}
+
+/// [`start_tansu`], telling clients to connect to `advertised` (`host:port`) instead, e.g.
+/// a TLS endpoint in front of it.
+pub fn start_tansu_with(
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    authentication: bool,
+    log: &str,
+) -> Process {
     let listener = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://{advertised}");
     let mut command = Command::new(tool("WEIR_TEST_TANSU"));
     command
         .arg("broker")
@@ -123,7 +136,7 @@ pub fn start_tansu(dir: &Path, port: u16, authentication: bool, log: &str) -> Pr
             "--listener-url",
             &listener,
             "--advertised-listener-url",
-            &listener,
+            &advertised,
         ])
         // Tansu resolves the SQLite path against its working directory.
         .args(["--storage-engine", "sqlite://tansu.db"])
@@ -134,4 +147,24 @@ pub fn start_tansu(dir: &Path, port: u16, authentication: bool, log: &str) -> Pr
     let mut broker = Process::start("tansu", command, dir.join(log));
     wait_for_listener(&mut broker, port);
     broker
+}
+
+/// Creates the SCRAM-SHA-512 user `user` with `password` on the Tansu broker listening on
+/// `port` (while it still accepts anyone).
+pub fn create_tansu_user(port: u16, user: &str, password: &str) {
+    let created = Command::new(tool("WEIR_TEST_TANSU"))
+        .args([
+            "user",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args(["--mechanism", "scram512", user, password])
+        .output()
+        .expect("running tansu user create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
 }

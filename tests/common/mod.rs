@@ -27,7 +27,7 @@ pub fn tool(var: &str) -> PathBuf {
         _ => panic!(
             "{var} does not name an installed tool. Run the suite with `scripts/test`, which \
              installs Python's duckdb, pyarrow, confluent-kafka, moto, PyYAML and rotel, the \
-             Tansu broker, and Debian's chromium and prometheus."
+             Tansu broker, and Debian's chromium, prometheus, openssl and socat."
         ),
     }
 }

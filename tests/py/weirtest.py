@@ -101,6 +101,9 @@ def produce(args):
     if args.sasl_user:
         conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
                      "sasl.username": args.sasl_user, "sasl.password": args.sasl_password})
+    if args.ssl_ca:
+        protocol = "SASL_SSL" if args.sasl_user else "SSL"
+        conf.update({"security.protocol": protocol, "ssl.ca.location": args.ssl_ca})
     if not args.topic_exists:
         make_topic(conf, args.topic, args.partitions)
     producer = Producer({**conf, "acks": "all", "linger.ms": 5})
@@ -618,6 +621,7 @@ def main():
     s.add_argument("--topic-exists", action="store_true", help="the topic was created by the harness")
     s.add_argument("--sasl-user", help="authenticate with SASL/SCRAM-SHA-512")
     s.add_argument("--sasl-password")
+    s.add_argument("--ssl-ca", help="connect over TLS, trusting this CA file")
     s.add_argument("--expected", required=True)
     s = sub.add_parser("create-topic")
     s.add_argument("--bootstrap", required=True)
