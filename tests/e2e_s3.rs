@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cli::{Committed, run_until_committed};
-use common::fixtures::orders_env;
+use common::fixtures::{orders_config_with, orders_env};
 use common::kafka::{committed_total, produce_orders};
 use common::net::{free_port, wait_for_listener};
 use common::process::{Process, output_ok, weir, weirtest};
@@ -52,21 +52,7 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
 fn transient_storage_faults_lose_nothing_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (_moto, endpoint) = start_moto_with_bucket(dir.path());
-    let port = free_port();
-    let mut command = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
-    command
-        .arg(repo().join("tests/py/weirtest.py"))
-        .args([
-            "fault-proxy",
-            "--port",
-            &port.to_string(),
-            "--target",
-            &endpoint,
-        ])
-        .args(["--seed", "7", "--rate", "0.25"]);
-    let mut proxy = Process::start("fault proxy", command, dir.path().join("proxy.log"));
-    wait_for_listener(&mut proxy, port);
-    let faulty = format!("http://127.0.0.1:{port}");
+    let (proxy, faulty) = fault_proxy(dir.path(), &endpoint, &["--seed", "7", "--rate", "0.25"]);
 
     let topic = "orders-faults";
     let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
@@ -163,7 +149,81 @@ fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str,
 /// `weir <command>` (run or verify) of the orders pipeline writing its main dataset to `url`
 /// on the S3 server at `endpoint`, with the credentials in the environment as a deployment
 /// would have them.
+/// A store slow enough that a checkpoint outlasts `max.poll.interval.ms` (a proxy delays
+/// every request by 0.4 s, and a checkpoint makes several) does not cost the instance its
+/// place in the group: while the pipeline is full, the consumer pauses its partitions and
+/// polls on. The partitions are assigned once and never lost, and every row lands once.
+#[test]
+fn a_checkpoint_slower_than_the_poll_interval_keeps_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
+    let delays = ["--rate", "1", "--kinds", "delay", "--delay", "1"];
+    let (_proxy, slow) = fault_proxy(dir.path(), &endpoint, &delays);
+    let topic = "orders-slow";
+    let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
+    let config = orders_config_with(
+        dir.path(),
+        "max_batch_messages = 16\nmax_batch_wait = \"50ms\"\n",
+        "max_batch_messages = 4\nmax_batch_wait = \"50ms\"\n\n[source.properties]\n\
+         \"max.poll.interval.ms\" = \"6000\"\n\
+         \"session.timeout.ms\" = \"6000\"\n\
+         \"heartbeat.interval.ms\" = \"1000\"\n",
+    );
+    let url = "s3://weir-test/datasets/orders";
+    // Small batches: a few fill the pipeline while a checkpoint waits on the slow store.
+    let cmd = weir_on_s3_with(&config, "run", dir.path(), &bootstrap, topic, url, &slow);
+    let log = run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
+    );
+    assert!(!log.contains("maximum poll interval"), "{log}");
+    assert!(!log.contains("partitions lost"), "{log}");
+    assert_eq!(log.matches("partitions assigned").count(), 1, "{log}");
+    check_orders_on_s3(dir.path(), &expected, &bootstrap, topic, &endpoint);
+}
+
+/// weirtest.py's fault proxy in front of the S3 server at `endpoint`, with `faults` (its
+/// arguments); the proxy's process and its URL.
+fn fault_proxy(dir: &Path, endpoint: &str, faults: &[&str]) -> (Process, String) {
+    let port = free_port();
+    let mut command = std::process::Command::new(tool("WEIR_TEST_PYTHON"));
+    command
+        .arg(repo().join("tests/py/weirtest.py"))
+        .args([
+            "fault-proxy",
+            "--port",
+            &port.to_string(),
+            "--target",
+            endpoint,
+        ])
+        .args(faults);
+    let mut proxy = Process::start("fault proxy", command, dir.join("proxy.log"));
+    wait_for_listener(&mut proxy, port);
+    (proxy, format!("http://127.0.0.1:{port}"))
+}
+
 fn weir_on_s3(
+    command: &str,
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    url: &str,
+    endpoint: &str,
+) -> std::process::Command {
+    let fixture = repo().join("tests/fixtures/orders/pipeline.toml");
+    weir_on_s3_with(&fixture, command, dir, bootstrap, topic, url, endpoint)
+}
+
+/// [`weir_on_s3`] with the pipeline file `config`.
+fn weir_on_s3_with(
+    config: &Path,
     command: &str,
     dir: &Path,
     bootstrap: &str,
@@ -173,7 +233,7 @@ fn weir_on_s3(
 ) -> std::process::Command {
     let mut cmd = weir();
     cmd.args([command, "--config"])
-        .arg(repo().join("tests/fixtures/orders/pipeline.toml"))
+        .arg(config)
         .envs(orders_env(bootstrap, topic, &dir.join("out"), url))
         .env("S3_ENDPOINT", endpoint)
         .env("AWS_ACCESS_KEY_ID", "weir-test")

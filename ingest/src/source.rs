@@ -7,7 +7,7 @@
 //! partitions there); for a revocation, that everything read from them is committed. Since
 //! the pipeline takes events in order, it has processed every earlier message by then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -186,6 +186,8 @@ struct SourceContext {
     /// The group offsets to commit for the partitions owned: the latest ones asked for.
     group_offsets: Mutex<BTreeMap<PartitionKey, i64>>,
     stats: Arc<SourceStats>,
+    /// A batch waiting for room in the full pipeline while the consumer polls on.
+    waiting: Mutex<Option<Polled>>,
 }
 
 impl SourceContext {
@@ -218,9 +220,19 @@ impl SourceContext {
         }
     }
 
+    /// Hands `polled` on, after the batch waiting for room if there is one, so that a
+    /// rebalance event never overtakes messages polled before it.
     fn forward(&self, polled: Polled) -> bool {
-        let sender = self.forward.lock().expect("not poisoned").clone();
-        sender.is_some_and(|s| s.send(polled).is_ok())
+        let Some(sender) = self.forward.lock().expect("not poisoned").clone() else {
+            return false;
+        };
+        let waiting = self.waiting.lock().expect("not poisoned").take();
+        if let Some(waiting) = waiting
+            && sender.send(waiting).is_err()
+        {
+            return false;
+        }
+        sender.send(polled).is_ok()
     }
 
     fn fail(&self, reason: String) {
@@ -450,6 +462,7 @@ impl KafkaSource {
             fatal: Mutex::new(None),
             group_offsets: Mutex::new(BTreeMap::new()),
             stats,
+            waiting: Mutex::new(None),
         };
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(context)
@@ -482,30 +495,9 @@ impl KafkaSource {
                     None => break,
                 },
             };
-            let polled = self.consumer.poll(timeout);
-            if let Some(reason) = context.fatal.lock().expect("not poisoned").take() {
-                return Err(KafkaError::Rebalance(reason));
-            }
-            match polled {
-                Some(Ok(m)) => {
-                    deadline.get_or_insert_with(|| Instant::now() + cfg.max_batch_wait);
-                    let mut raw = context.building.lock().expect("not poisoned");
-                    raw.push(
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        m.timestamp().to_millis(),
-                        m.key(),
-                        m.payload(),
-                    );
-                    (count, bytes) = (raw.len(), raw.payload_bytes());
-                }
-                Some(Err(e @ RdKafkaError::MessageConsumptionFatal(_))) => {
-                    return Err(KafkaError::Fatal(e));
-                }
-                // The client's error callback said why already.
-                Some(Err(e)) => context.client_error(&e, "", false),
-                None => {}
+            if let Some((messages, payload_bytes)) = self.poll_once(timeout)? {
+                deadline.get_or_insert_with(|| Instant::now() + cfg.max_batch_wait);
+                (count, bytes) = (messages, payload_bytes);
             }
         }
         let raw = std::mem::replace(
@@ -513,6 +505,111 @@ impl KafkaSource {
             RawMessages::with_capacity(cfg.max_batch_messages),
         );
         Ok((!raw.is_empty()).then(|| raw.finish()))
+    }
+
+    /// One poll: a message goes into the batch being built (`Some` of its size so far,
+    /// messages and payload bytes), callbacks run, a fatal error or a failed rebalance ends
+    /// consumption.
+    fn poll_once(&self, timeout: Duration) -> Result<Option<(usize, usize)>, KafkaError> {
+        let context = self.consumer.context();
+        let polled = self.consumer.poll(timeout);
+        if let Some(reason) = context.fatal.lock().expect("not poisoned").take() {
+            return Err(KafkaError::Rebalance(reason));
+        }
+        match polled {
+            Some(Ok(m)) => {
+                let mut raw = context.building.lock().expect("not poisoned");
+                raw.push(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.key(),
+                    m.payload(),
+                );
+                Ok(Some((raw.len(), raw.payload_bytes())))
+            }
+            Some(Err(e @ RdKafkaError::MessageConsumptionFatal(_))) => Err(KafkaError::Fatal(e)),
+            // The client's error callback said why already.
+            Some(Err(e)) => {
+                context.client_error(&e, "", false);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Hands `messages` on to the decoder. While the pipeline is full (a slow checkpoint or
+    /// store holding it up), every assigned partition is paused and the consumer keeps
+    /// polling: the group takes a member that stops polling for `max.poll.interval.ms` for
+    /// dead, and would move its partitions away. Paused partitions yield no messages (the
+    /// prefetched ones are dropped, and fetched again from the next offset on resume), so
+    /// only a partition assigned meanwhile can bring any, into the next batch. A rebalance
+    /// callback meanwhile hands the waiting batch on before its event. `false` once the
+    /// pipeline is gone.
+    fn hand_on(&self, messages: Messages, stop: &AtomicBool) -> Result<bool, KafkaError> {
+        use std::sync::mpsc::TrySendError;
+        let context = self.consumer.context();
+        let Some(sender) = context.forward.lock().expect("not poisoned").clone() else {
+            return Ok(false);
+        };
+        match sender.try_send(Polled::Messages(Box::new(messages))) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Disconnected(_)) => return Ok(false),
+            Err(TrySendError::Full(polled)) => {
+                *context.waiting.lock().expect("not poisoned") = Some(polled);
+            }
+        }
+        let mut paused = BTreeSet::new();
+        self.pause_new(&mut paused);
+        tracing::debug!("pipeline full: partitions paused, polling on for the group");
+        let handed_on = loop {
+            let waiting = context.waiting.lock().expect("not poisoned").take();
+            let Some(polled) = waiting else {
+                // A rebalance callback handed it on.
+                break true;
+            };
+            if stop.load(Ordering::Relaxed) {
+                break sender.send(polled).is_ok();
+            }
+            match sender.try_send(polled) {
+                Ok(()) => break true,
+                Err(TrySendError::Disconnected(_)) => break false,
+                Err(TrySendError::Full(polled)) => {
+                    *context.waiting.lock().expect("not poisoned") = Some(polled);
+                }
+            }
+            // Serves heartbeats and rebalances.
+            self.poll_once(Duration::from_millis(100))?;
+            self.pause_new(&mut paused);
+        };
+        let mut resumed = TopicPartitionList::new();
+        for (topic, partition) in &paused {
+            resumed.add_partition(topic, *partition);
+        }
+        if let Err(e) = self.consumer.resume(&resumed) {
+            tracing::warn!(error = %e, "cannot resume the paused partitions");
+        }
+        Ok(handed_on)
+    }
+
+    /// Pauses the assigned partitions not in `paused` yet, and adds them to it.
+    fn pause_new(&self, paused: &mut BTreeSet<(String, i32)>) {
+        let assigned = match self.consumer.assignment() {
+            Ok(assigned) => assigned,
+            Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
+        };
+        let mut new = TopicPartitionList::new();
+        for element in assigned.elements() {
+            if paused.insert((element.topic().to_owned(), element.partition())) {
+                new.add_partition(element.topic(), element.partition());
+            }
+        }
+        if new.count() > 0
+            && let Err(e) = self.consumer.pause(&new)
+        {
+            tracing::warn!(error = %e, "cannot pause the assigned partitions");
+        }
     }
 
     /// Starts committing, for every partition in `ranges`, the offset after the last one,
@@ -647,7 +744,7 @@ pub fn spawn_reader(
                     stats
                         .bytes
                         .fetch_add(messages.payload_bytes() as u64, Ordering::Relaxed);
-                    if !context.forward(Polled::Messages(Box::new(messages))) {
+                    if !source.hand_on(messages, &stop)? {
                         break;
                     }
                 }

@@ -504,7 +504,8 @@ def fault_proxy(args):
             # something S3 answers the same way, so it only fails before.
             if method in ("PUT", "DELETE") and "uploadId" not in path:
                 kinds.append("after")
-            return rng.choice(kinds)
+            kinds = [k for k in kinds if k in args.kinds.split(",")]
+            return rng.choice(kinds) if kinds else None
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -521,7 +522,7 @@ def fault_proxy(args):
             if fault == "before":
                 return self.reply(503, b"<Error><Code>SlowDown</Code></Error>", {})
             if fault == "delay":
-                time.sleep(1.5)
+                time.sleep(args.delay)
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -654,6 +655,8 @@ def main():
     s.add_argument("--target", required=True)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--rate", type=float, default=0.2)
+    s.add_argument("--kinds", default="before,delay,after", help="the faults to draw from")
+    s.add_argument("--delay", type=float, default=1.5, help="seconds a delayed request waits")
     s = sub.add_parser("check-exactly-once")
     s.add_argument("--out", required=True)
     s.add_argument("--generated", required=True)
