@@ -6,7 +6,7 @@ use std::time::Instant;
 use arrow::array::StringArray;
 use tracing::Instrument;
 use weir_schemas::{Checkpoint, PartitionKey, RecordedWatermark};
-use weir_sink::{Committed, DatasetWriter, LogState};
+use weir_sink::{Committed, DatasetWriter};
 use weir_transform::Now;
 
 use super::log_view::{LogView, Questions};
@@ -189,9 +189,7 @@ impl State {
         );
         Ok(())
     }
-}
 
-impl State {
     fn report_watermarks(&self, watermarks: &[RecordedWatermark]) {
         self.observer.watermarks(
             watermarks
@@ -206,15 +204,10 @@ impl State {
         let quiet = self.watermarks.quiet(now.instant);
         let view = match &self.brokers {
             Some(brokers) => {
-                let mut logs: Vec<&LogState> =
-                    self.outputs.iter().map(|o| o.writer.state()).collect();
-                if let DeadLetterSink::Dataset { writer, .. } = &self.dead_letters {
-                    logs.push(writer.state());
-                }
                 let questions = Questions {
-                    quiet: quiet.clone(),
+                    quiet: &quiet,
                     positions: &self.next_offsets,
-                    logs,
+                    logs: self.dataset_logs().collect(),
                     recorded: self.watermarks.timed().cloned().collect(),
                 };
                 LogView::ask(brokers, &questions).await

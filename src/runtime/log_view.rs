@@ -51,7 +51,7 @@ pub(super) struct LogView {
 /// What a checkpoint needs to know about, from the pipeline's state.
 pub(super) struct Questions<'a> {
     /// Owned partitions without a message for the idle timeout.
-    pub quiet: Vec<PartitionKey>,
+    pub quiet: &'a [PartitionKey],
     /// Where reading of each owned partition stands.
     pub positions: &'a HashMap<PartitionKey, i64>,
     /// The logs of every dataset, as their writers know them.
@@ -99,7 +99,7 @@ impl LogView {
         let client = brokers.client.clone();
         let topics = brokers.topics.clone();
         let start = brokers.start;
-        let quiet = questions.quiet.clone();
+        let quiet = questions.quiet.to_vec();
         let watermarked = questions.watermarked_everywhere();
         let placed = questions.placed();
         let answered = tokio::task::spawn_blocking(move || {

@@ -275,6 +275,15 @@ impl State {
         self.outputs.iter_mut().map(|o| &mut o.writer).chain(dead)
     }
 
+    /// The commit log of every dataset, as [`State::datasets`] lists them.
+    fn dataset_logs(&self) -> impl Iterator<Item = &weir_sink::LogState> {
+        let dead = match &self.dead_letters {
+            DeadLetterSink::Dataset { writer, .. } => Some(writer.state()),
+            DeadLetterSink::Topic { .. } => None,
+        };
+        self.outputs.iter().map(|o| o.writer.state()).chain(dead)
+    }
+
     fn buffered_bytes(&self) -> usize {
         self.outputs.iter().map(|o| o.writer.buffered_bytes()).sum()
     }
