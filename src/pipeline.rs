@@ -131,6 +131,7 @@ impl Pipeline {
                 max_open_files: t.sink.max_open_files,
                 log_retention: Some(config.delivery.log_retention),
                 path_limits: PathLimits::for_url(&url),
+                snapshot_every: Some(config.delivery.snapshot_every),
             };
             let dataset = ParquetDataset::new(&t.name, store, root, &transform.schema(), options);
             let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?
@@ -168,6 +169,7 @@ impl Pipeline {
                     time_partitions: None,
                     log_retention: Some(config.delivery.log_retention),
                     path_limits: PathLimits::for_url(&url),
+                    snapshot_every: Some(config.delivery.snapshot_every),
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 let dataset = ParquetDataset::new("dead_letters", store, root, &schema, options);

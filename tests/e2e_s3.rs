@@ -3,11 +3,12 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cli::{Committed, run_until_committed};
-use common::fixtures::{orders_config_with, orders_env};
+use common::fixtures::{orders_config_edited, orders_config_with, orders_env};
 use common::kafka::{committed_total, produce_orders};
 use common::net::{free_port, wait_for_listener};
 use common::process::{Process, output_ok, weir, weirtest};
@@ -95,18 +96,7 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
     let url = "s3://no-such-bucket/orders";
     let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &endpoint);
     let mut weir = Process::start("weir", cmd, dir.path().join("weir.log"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = weir.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "weir kept running:\n{}",
-            weir.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = weir.wait_for_exit("its start", Duration::from_secs(120));
     let log = weir.log_text();
     assert!(!status.success(), "weir must fail:\n{log}");
     assert!(
@@ -124,10 +114,175 @@ fn a_persistent_storage_error_stops_weir_with_the_error_and_commits_nothing() {
     );
 }
 
+// Deterministic crash points of the commit protocol on S3: the fault proxy kills weir (SIGKILL)
+// at one request of its first commit after the claim, before the request reaches the server or
+// after the server acted on it. A restart, straight to the server, must recover: every row
+// exactly once and a passing `weir verify`.
+
+/// Files staged, their entry not yet appended (the claim is the first entry). The pipeline's
+/// other datasets, on local disk, have committed the checkpoint already: the restart must
+/// not start this dataset, which has no commit yet, where they are.
+#[test]
+fn a_crash_after_staging_before_the_entry_recovers_exactly() {
+    crash_and_recover(
+        "staged",
+        r"^PUT /weir-test/datasets/orders/_weir/log/",
+        2,
+        "before",
+    );
+}
+
+/// The entry appended, none of its files moved to their final names yet.
+#[test]
+fn a_crash_after_the_entry_before_any_copy_recovers_exactly() {
+    crash_and_recover(
+        "entry",
+        r"^PUT /weir-test/datasets/orders/_weir/log/",
+        2,
+        "after",
+    );
+}
+
+/// One committed file copied to its final name, the others (copied concurrently) maybe not.
+#[test]
+fn a_crash_in_the_middle_of_the_copies_recovers_exactly() {
+    crash_and_recover("copy", r"^COPY /weir-test/datasets/orders/", 1, "after");
+}
+
+/// A file copied to its final name, its staged copy not yet deleted.
+#[test]
+fn a_crash_after_a_copy_before_its_delete_recovers_exactly() {
+    let staged = r"^DELETE /weir-test/datasets/orders/_weir/staging/";
+    crash_and_recover("delete", staged, 1, "before");
+}
+
+/// The entry a snapshot is due after appended and published, the snapshot not written.
+#[test]
+fn a_crash_before_a_snapshot_recovers_exactly() {
+    let snapshot = r"^PUT /weir-test/datasets/orders/_weir/snapshots/";
+    crash_and_recover("snapshot", snapshot, 1, "before");
+}
+
+/// The snapshot written, the entries and offsets after it not yet.
+#[test]
+fn a_crash_right_after_a_snapshot_recovers_exactly() {
+    let snapshot = r"^PUT /weir-test/datasets/orders/_weir/snapshots/";
+    crash_and_recover("snapshotted", snapshot, 1, "after");
+}
+
+/// Runs the orders pipeline through a proxy that kills weir at the `nth` request matching
+/// `request` (`METHOD /bucket/key`, a copy as `COPY`), `when` "before" or "after" the server
+/// acts on it; then runs it again until every offset is committed and checks the dataset.
+fn crash_and_recover(name: &str, request: &str, nth: u32, when: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
+    let pid_file = dir.path().join("weir.pid");
+    let crash = [
+        "--rate",
+        "0",
+        "--crash",
+        request,
+        "--crash-nth",
+        &nth.to_string(),
+        "--crash-when",
+        when,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ];
+    let (proxy, crashing) = fault_proxy(dir.path(), &endpoint, &crash);
+    let topic = format!("orders-crash-{name}");
+    let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), &topic);
+    // Frequent commits and a snapshot every three entries: several commits, one with a
+    // snapshot, before the data runs out. The killed member's session ends soon, so that the
+    // restart gets the partitions without a long wait.
+    let config = orders_config_edited(
+        dir.path(),
+        &[
+            (
+                "commit_interval = \"500ms\"",
+                "commit_interval = \"100ms\"\nsnapshot_every = 3",
+            ),
+            (
+                "max_batch_wait = \"50ms\"\n",
+                "max_batch_wait = \"50ms\"\n\n[source.properties]\n\
+                 \"session.timeout.ms\" = \"6000\"\n\
+                 \"heartbeat.interval.ms\" = \"1000\"\n",
+            ),
+        ],
+    );
+    let url = "s3://weir-test/datasets/orders";
+
+    let cmd = weir_on_s3_with(
+        &config,
+        "run",
+        dir.path(),
+        &bootstrap,
+        &topic,
+        url,
+        &crashing,
+    );
+    let mut crashed = Process::start("weir", cmd, dir.path().join("crashed.log"));
+    // Written whole, then renamed: the proxy never reads half a pid.
+    let partial = dir.path().join("weir.pid.partial");
+    std::fs::write(&partial, crashed.child.id().to_string()).unwrap();
+    std::fs::rename(&partial, &pid_file).unwrap();
+    let status = crashed.wait_for_exit("its crash point", Duration::from_secs(120));
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "weir was to be killed at {request} ({status}):\n{}\nproxy:\n{}",
+        crashed.log_text(),
+        proxy.log_text()
+    );
+    assert!(proxy.log_text().contains("crashed"), "{}", proxy.log_text());
+
+    let cmd = weir_on_s3_with(
+        &config,
+        "run",
+        dir.path(),
+        &bootstrap,
+        &topic,
+        url,
+        &endpoint,
+    );
+    run_until_committed(
+        cmd,
+        dir.path().join("weir.log"),
+        Committed {
+            bootstrap: &bootstrap,
+            topic: &topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
+    );
+    let crashed = ["--crashed"];
+    check_orders_on_s3_after(
+        dir.path(),
+        &expected,
+        &bootstrap,
+        &topic,
+        &endpoint,
+        &crashed,
+    );
+}
+
 /// The orders dataset on the S3 server at `endpoint` holds exactly the expected rows (read by
 /// pyarrow), and `weir verify` finds the pipeline's three datasets sound.
 fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str, endpoint: &str) {
-    weirtest(&[
+    check_orders_on_s3_after(dir, expected, bootstrap, topic, endpoint, &[]);
+}
+
+/// [`check_orders_on_s3`] with more arguments for `weirtest.py verify-s3`.
+fn check_orders_on_s3_after(
+    dir: &Path,
+    expected: &Path,
+    bootstrap: &str,
+    topic: &str,
+    endpoint: &str,
+    extra: &[&str],
+) {
+    let mut args = vec![
         "verify-s3",
         "--expected",
         expected.to_str().unwrap(),
@@ -137,7 +292,9 @@ fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str,
         "weir-test",
         "--prefix",
         "datasets/orders",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    weirtest(&args);
     let url = "s3://weir-test/datasets/orders";
     let report = output_ok(&mut weir_on_s3(
         "verify", dir, bootstrap, topic, url, endpoint,

@@ -42,6 +42,7 @@ fn write_dataset(dir: &Path) {
             time_partitions: None,
             log_retention: None,
             path_limits: PathLimits::for_url(dir.to_str().unwrap()),
+            snapshot_every: None,
         };
         let mut writer = ParquetDataset::new("damaged", store, root, &schema, options)
             .open_writer("w", Duration::from_secs(3600))

@@ -1,6 +1,7 @@
 //! What a pipeline gets for what its file leaves out, and the least it may ask for: one place
 //! to read every default that docs/configuration.md lists.
 
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -69,8 +70,13 @@ impl Default for DeliveryConfig {
             commit_interval: default_commit_interval(),
             max_buffered: default_max_buffered(),
             log_retention: default_log_retention(),
+            snapshot_every: default_snapshot_every(),
         }
     }
+}
+
+pub(super) fn default_snapshot_every() -> NonZeroU64 {
+    NonZeroU64::new(weir_sink::commit_log::SNAPSHOT_EVERY).expect("a positive interval")
 }
 
 pub(super) fn default_start() -> StartPosition {

@@ -2,6 +2,7 @@
 //! deserializers their durations go through.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use super::defaults::{
     default_file_age, default_file_rows, default_file_size, default_history, default_idle_timeout,
     default_listen, default_log_end_interval, default_log_retention, default_max_ahead_of_clock,
     default_max_buffered, default_open_files, default_otlp_interval, default_out_of_orderness,
-    default_row_group_rows, default_start, default_table,
+    default_row_group_rows, default_snapshot_every, default_start, default_table,
 };
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +128,10 @@ pub struct DeliveryConfig {
     /// How long each dataset's commit log keeps entries a newer snapshot replaces.
     #[serde(default = "default_log_retention", deserialize_with = "duration")]
     pub log_retention: Duration,
+    /// Entries of each dataset's commit log between snapshots of its state: where a start
+    /// reads from, and what lets older entries be pruned.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: NonZeroU64,
 }
 
 /// How event time turns into watermarks.

@@ -36,6 +36,30 @@ impl Brokers {
             start,
         }
     }
+
+    /// Where the pipeline starts a partition nothing else places.
+    pub(super) fn start(&self) -> StartPosition {
+        self.start
+    }
+
+    /// The consumer group's committed offsets of `partitions` (those it has), within
+    /// [`ANSWER_WITHIN`]; `None` if the brokers did not answer.
+    pub(super) async fn group_offsets(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> Option<BTreeMap<PartitionKey, i64>> {
+        let client = self.client.clone();
+        let partitions = partitions.to_vec();
+        tokio::task::spawn_blocking(move || {
+            client
+                .group_offsets(&partitions.iter().collect(), ANSWER_WITHIN)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read the group's offsets"))
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 /// What one checkpoint knows of the partitions' logs.

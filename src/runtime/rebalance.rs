@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use weir_ingest::StartPosition;
 use weir_schemas::{PartitionKey, PartitionWatermark};
 
 use super::{Pending, RunError, State};
@@ -12,13 +13,14 @@ use super::{Pending, RunError, State};
 impl State {
     /// Claims newly assigned partitions in every dataset and returns where each resumes: the
     /// lowest position over the datasets that committed it, or the group's committed offset
-    /// when none did. A dataset added to a running pipeline starts where the others are.
+    /// (or the start position) when none did.
     pub(super) async fn assign(
         &mut self,
         partitions: &[PartitionKey],
     ) -> Result<Vec<Option<i64>>, RunError> {
         self.observer.assigned(partitions);
-        let mut resume: Vec<Option<i64>> = vec![None; partitions.len()];
+        let mut committed: Vec<Option<i64>> = vec![None; partitions.len()];
+        let mut uncommitted: Vec<Vec<String>> = vec![Vec::new(); partitions.len()];
         let observer = self.observer.clone();
         for dataset in self.datasets() {
             let next = dataset.claim(partitions).await?;
@@ -26,13 +28,16 @@ impl State {
                 dataset.name(),
                 partitions.iter().map(|p| (p, dataset.partition_state(p))),
             );
-            for (resume, next) in resume.iter_mut().zip(next) {
-                *resume = match (*resume, next) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+            for ((committed, uncommitted), next) in
+                committed.iter_mut().zip(&mut uncommitted).zip(next)
+            {
+                match next {
+                    Some(next) => *committed = Some(committed.map_or(next, |c| c.min(next))),
+                    None => uncommitted.push(dataset.name().to_owned()),
+                }
             }
         }
+        let resume = self.resume(partitions, committed, &uncommitted).await;
         self.restore_windows(partitions).await?;
         let now = Instant::now();
         for partition in partitions {
@@ -53,6 +58,63 @@ impl State {
             self.owned.insert(partition.clone());
         }
         Ok(resume)
+    }
+
+    /// Where each partition resumes, from the lowest position of the datasets that committed
+    /// it (`committed`) and the datasets that never did (`uncommitted`). A dataset without a
+    /// commit starts from the group's offset, not from the others' position: Kafka holds an
+    /// offset only once every dataset committed up to it, while the others may be ahead by a
+    /// checkpoint that stopped half-way, whose rows this dataset never got. So where some
+    /// datasets committed a partition and others did not, it resumes from the lower of the
+    /// group's offset and theirs (a dataset added to a running pipeline thus starts where the
+    /// others' last checkpoint ended). Without a group offset it starts from the beginning of
+    /// the log if the pipeline reads from the earliest, else from the others' position.
+    async fn resume(
+        &self,
+        partitions: &[PartitionKey],
+        committed: Vec<Option<i64>>,
+        uncommitted: &[Vec<String>],
+    ) -> Vec<Option<i64>> {
+        let mixed: Vec<PartitionKey> = partitions
+            .iter()
+            .zip(&committed)
+            .zip(uncommitted)
+            .filter(|((_, c), u)| c.is_some() && !u.is_empty())
+            .map(|((p, _), _)| p.clone())
+            .collect();
+        if mixed.is_empty() {
+            return committed;
+        }
+        let (group, start) = match &self.brokers {
+            Some(brokers) => (brokers.group_offsets(&mixed).await, brokers.start()),
+            None => (None, StartPosition::Earliest),
+        };
+        partitions
+            .iter()
+            .zip(committed)
+            .zip(uncommitted)
+            .map(|((partition, committed), uncommitted)| {
+                let committed = committed?;
+                if uncommitted.is_empty() {
+                    return Some(committed);
+                }
+                let resume = match group.as_ref().map(|g| g.get(partition)) {
+                    Some(Some(&offset)) => Some(offset.min(committed)),
+                    Some(None) if start == StartPosition::Latest => Some(committed),
+                    // No group offset, or the brokers did not say: the consumer's own rule
+                    // (the group's offset, else the start position) cannot skip these rows.
+                    _ => None,
+                };
+                tracing::info!(
+                    %partition,
+                    datasets = ?uncommitted,
+                    others_at = committed,
+                    resume = ?resume,
+                    "datasets without a commit of the partition start from the group's offset"
+                );
+                resume
+            })
+            .collect()
     }
 
     /// Takes in the open windows that the commit logs hold for newly assigned partitions.

@@ -24,11 +24,19 @@ pub fn orders_env(
 /// A copy of the orders test pipeline in `dir`, its pipeline.toml changed by replacing
 /// `from` with `to`. Returns the new pipeline.toml.
 pub fn orders_config_with(dir: &Path, from: &str, to: &str) -> PathBuf {
+    orders_config_edited(dir, &[(from, to)])
+}
+
+/// [`orders_config_with`] with several replacements, made in order.
+pub fn orders_config_edited(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     let fixture = repo().join("tests/fixtures/orders");
-    let text = std::fs::read_to_string(fixture.join("pipeline.toml")).expect("the fixture");
-    assert!(text.contains(from), "the fixture has no `{from}`");
+    let mut text = std::fs::read_to_string(fixture.join("pipeline.toml")).expect("the fixture");
+    for (from, to) in edits {
+        assert!(text.contains(from), "the fixture has no `{from}`");
+        text = text.replace(from, to);
+    }
     let config = dir.join("pipeline.toml");
-    std::fs::write(&config, text.replace(from, to)).expect("writing the config");
+    std::fs::write(&config, text).expect("writing the config");
     std::fs::create_dir_all(dir.join("sql")).expect("creating sql/");
     for file in ["schema.toml", "sql/orders.sql", "sql/big_orders.sql"] {
         std::fs::copy(fixture.join(file), dir.join(file)).expect("copying the fixture");

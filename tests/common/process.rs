@@ -91,6 +91,12 @@ impl Process {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{signal} {} failed", self.name);
+        self.wait_for_exit(&format!("SIG{signal}"), timeout)
+    }
+
+    /// Waits for the process to exit of itself, or after `what`; panics with the log if it
+    /// has not within `timeout`.
+    pub fn wait_for_exit(&mut self, what: &str, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("polling a child") {
@@ -98,7 +104,7 @@ impl Process {
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not exit within {timeout:?} of SIG{signal}:\n{}",
+                "{} did not exit within {timeout:?} of {what}:\n{}",
                 self.name,
                 self.log_text()
             );

@@ -226,17 +226,19 @@ def verify_s3(args):
     data = [f for f in files if not f.startswith(weir_dir)]
     if not data or any(not f.endswith(".parquet") for f in data):
         sys.exit(f"unexpected objects under the prefix: {data}")
-    # After a clean stop everything staged was committed and moved; the log remains.
+    # After a clean stop everything staged was committed and moved; the log remains. A
+    # killed writer's uncommitted files stay staged until the orphan grace has passed.
     staged = [f for f in files if f.startswith(weir_dir + "staging/")]
     log = [f for f in files if f.startswith(weir_dir + "log/")]
-    if staged or not log:
+    if (staged and not args.crashed) or not log:
         sys.exit(f"expected a commit log and no staged objects: log {log}, staged {staged}")
     table = ds.dataset(f"{args.bucket}/{args.prefix}", filesystem=s3, format="parquet",
                        partitioning="hive").to_table()
     got = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in table.to_pylist())
     want = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in expected["rows"])
     expect_equal("S3 rows", got, want)
-    print(f"verified {len(got)} rows in {len(data)} S3 objects, {len(log)} commit log entries")
+    print(f"verified {len(got)} rows in {len(data)} S3 objects, {len(log)} commit log entries, "
+          f"{len(staged)} staged objects")
 
 
 def hive_values(args):
@@ -482,9 +484,18 @@ def logged_watermark(dataset):
 def fault_proxy(args):
     """An S3 proxy that injects faults: 503s before forwarding, 500s after forwarding (the
     request took effect but its answer is lost) and delays. Faults hit a seeded random share
-    of requests; each one is logged as a line starting with `injected`."""
+    of requests; each one is logged as a line starting with `injected`.
+
+    With --crash, it also kills the process in --pid-file with SIGKILL at one request: the
+    --crash-nth one whose `METHOD /path` matches the regular expression (a copy is `COPY`, a
+    bulk delete one `DELETE /bucket/key` per key),
+    before forwarding it or after the server has acted on it (--crash-when). The request is
+    never answered; the kill is logged as a line starting with `crashed`."""
     import http.client
+    import os
     import random
+    import re
+    import signal
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -493,6 +504,26 @@ def fault_proxy(args):
     target = urlparse(args.target)
     rng = random.Random(args.seed)
     lock = threading.Lock()
+    crash = {"seen": 0, "done": False}
+
+    def crash_due(requests):
+        with lock:
+            if not args.crash or crash["done"]:
+                return False
+            if not any(re.search(args.crash, request) for request in requests):
+                return False
+            crash["seen"] += 1
+            crash["done"] = crash["seen"] == args.crash_nth
+            return crash["done"]
+
+    def kill(when, request):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(args.pid_file) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with open(args.pid_file) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGKILL)
+        print(f"crashed {pid} {when} {request}", flush=True)
 
     def draw(method, path):
         with lock:
@@ -516,7 +547,17 @@ def fault_proxy(args):
         def handle_one(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
-            fault = draw(self.command, self.path)
+            copy = self.command == "PUT" and "x-amz-copy-source" in self.headers
+            request = f"{'COPY' if copy else self.command} {self.path}"
+            requests = [request]
+            if self.command == "POST" and self.path.endswith("?delete"):
+                bucket = self.path.split("?")[0]
+                keys = re.findall(r"<Key>([^<]*)</Key>", (body or b"").decode())
+                requests = [f"DELETE {bucket}/{key}" for key in keys]
+            crashing = crash_due(requests)
+            if crashing and args.crash_when == "before":
+                return kill("before", request)
+            fault = None if crashing else draw(self.command, self.path)
             if fault:
                 print(f"injected {fault} {self.command} {self.path}", flush=True)
             if fault == "before":
@@ -528,6 +569,8 @@ def fault_proxy(args):
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            if crashing:
+                return kill("after", request)
             if fault == "after":
                 return self.reply(500, b"<Error><Code>InternalError</Code></Error>", {})
             self.reply(resp.status, data, {k: v for k, v in resp.getheaders()
@@ -641,6 +684,7 @@ def main():
     s.add_argument("--endpoint", required=True)
     s.add_argument("--bucket", required=True)
     s.add_argument("--prefix", required=True)
+    s.add_argument("--crashed", action="store_true", help="a writer was killed: staged objects may remain")
     s = sub.add_parser("hive-values")
     s.add_argument("--dataset", required=True, help="a directory, or a prefix in --bucket")
     s.add_argument("--column", required=True, help="the partition column")
@@ -657,6 +701,11 @@ def main():
     s.add_argument("--rate", type=float, default=0.2)
     s.add_argument("--kinds", default="before,delay,after", help="the faults to draw from")
     s.add_argument("--delay", type=float, default=1.5, help="seconds a delayed request waits")
+    s.add_argument("--crash", help="kill --pid-file's process at a request matching this regex")
+    s.add_argument("--crash-nth", type=int, default=1, help="at the nth matching request")
+    s.add_argument("--crash-when", choices=["before", "after"], default="before",
+                   help="before forwarding the request or after the server acted on it")
+    s.add_argument("--pid-file", help="holds the pid of the process --crash kills")
     s = sub.add_parser("check-exactly-once")
     s.add_argument("--out", required=True)
     s.add_argument("--generated", required=True)

@@ -63,6 +63,7 @@ pub(crate) use snapshot::snapshot_state;
 pub use state::{LogState, PartitionState, Violation};
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ pub struct CommitLog {
     /// How long a path the store holds; a committed file whose final name breaks it is
     /// quarantined rather than published.
     path_limits: Option<PathLimits>,
+    /// A snapshot is written after every this many entries.
+    snapshot_every: NonZeroU64,
 }
 
 /// How a writer keeps a dataset's log.
@@ -111,6 +114,9 @@ pub struct LogOptions {
     pub retention: Option<Duration>,
     /// How long a path the store holds (`None`: not checked).
     pub path_limits: Option<PathLimits>,
+    /// A snapshot of the state is written after every this many entries (`None`:
+    /// [`SNAPSHOT_EVERY`]).
+    pub snapshot_every: Option<NonZeroU64>,
 }
 
 impl CommitLog {
@@ -133,6 +139,9 @@ impl CommitLog {
         log.time_partitions = options.time_partitions;
         log.retention = options.retention;
         log.path_limits = options.path_limits;
+        if let Some(every) = options.snapshot_every {
+            log.snapshot_every = every;
+        }
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
@@ -157,6 +166,7 @@ impl CommitLog {
             late_rows: 0,
             retention: None,
             path_limits: None,
+            snapshot_every: NonZeroU64::new(SNAPSHOT_EVERY).expect("a positive interval"),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Snapshots of the state after every `SNAPSHOT_EVERY` entries: where readers start, so that
+//! Snapshots of the state after every so many entries (by default `SNAPSHOT_EVERY`): where readers start, so that
 //! start-up reads little and older entries can be pruned.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,8 @@ use super::paths::{snapshot_dir, snapshot_path};
 use super::prune::list_numbered;
 use super::{CommitLog, LogError, LogState, PartitionState};
 
-/// A snapshot of the state is written after every this many entries.
+/// A snapshot of the state is written after every this many entries, unless the dataset
+/// says otherwise.
 pub const SNAPSHOT_EVERY: u64 = 100;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,13 +71,16 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Writes the state after entry `seq`, this writer's latest, every `SNAPSHOT_EVERY`
+    /// Writes the state after entry `seq`, this writer's latest, every `snapshot_every`
     /// entries. Every file committed up to it must be published first (this writer's own
     /// included), since a reader starting from the snapshot does not look at older entries.
     /// Failing to write one is only logged: the entries it would replace stay until a later
     /// snapshot does.
     pub(super) async fn snapshot_if_due(&mut self, seq: u64) {
-        if seq == 0 || !seq.is_multiple_of(SNAPSHOT_EVERY) || self.state.next_seq != seq + 1 {
+        if seq == 0
+            || !seq.is_multiple_of(self.snapshot_every.get())
+            || self.state.next_seq != seq + 1
+        {
             return;
         }
         if let Err(e) = self.write_snapshot(seq).await {

@@ -47,6 +47,7 @@ async fn open_with(
         time_partitions,
         retention,
         path_limits: Some(crate::PathLimits::for_url("/local")),
+        ..LogOptions::default()
     };
     CommitLog::open("t", store.clone(), root, writer, options).await
 }
@@ -372,6 +373,25 @@ async fn snapshots_let_a_reader_start_late_in_the_log() {
     let fresh = open(&store, "reader").await;
     assert_eq!(fresh.next_offset(&p(0)), Some(SNAPSHOT_EVERY as i64 + 5));
     assert_eq!(fresh.state().next_seq, SNAPSHOT_EVERY + 6);
+}
+
+#[tokio::test]
+async fn a_dataset_sets_how_often_its_log_is_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local(&dir);
+    let options = LogOptions {
+        snapshot_every: std::num::NonZeroU64::new(3),
+        ..LogOptions::default()
+    };
+    let mut log = CommitLog::open("t", store.clone(), Path::default(), "w", options)
+        .await
+        .unwrap();
+    log.claim(&[p(0)]).await.unwrap();
+    for i in 0..7 {
+        commit_range(&mut log, 0, i, i + 1).await.unwrap();
+    }
+    let snapshots: Vec<u64> = log.snapshots().await.unwrap().into_keys().collect();
+    assert_eq!(snapshots, [3, 6]);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 mod window_state;
 mod writer;
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,10 @@ pub struct DatasetOptions {
     pub log_retention: Option<Duration>,
     /// How long a path the store holds.
     pub path_limits: PathLimits,
+    /// Commit log entries between snapshots of its state (`None`: [`SNAPSHOT_EVERY`]).
+    ///
+    /// [`SNAPSHOT_EVERY`]: crate::commit_log::SNAPSHOT_EVERY
+    pub snapshot_every: Option<NonZeroU64>,
 }
 
 /// Room kept in a key for the name of a file under its partition
@@ -142,6 +147,7 @@ impl ParquetDataset {
             time_partitions: self.options.time_partitions,
             retention: self.options.log_retention,
             path_limits: Some(self.options.path_limits),
+            snapshot_every: self.options.snapshot_every,
         };
         let log = CommitLog::open(
             &self.name,

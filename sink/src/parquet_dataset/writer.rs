@@ -445,6 +445,7 @@ mod tests {
             time_partitions: None,
             log_retention: None,
             path_limits: crate::PathLimits::for_url("/local"),
+            snapshot_every: None,
         }
     }
 
