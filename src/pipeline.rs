@@ -129,6 +129,7 @@ impl Pipeline {
                 upload_buffer_bytes: upload_buffer(t.sink.target_file_size.as_u64()),
                 time_partitions: t.sink.time_partitions,
                 max_open_files: t.sink.max_open_files,
+                max_partitions_per_checkpoint: t.sink.max_partitions_per_checkpoint,
                 log_retention: Some(config.delivery.log_retention),
                 path_limits: PathLimits::for_url(&url),
                 snapshot_every: Some(config.delivery.snapshot_every),
@@ -165,6 +166,8 @@ impl Pipeline {
                     },
                     upload_buffer_bytes: 8 << 20,
                     max_open_files: 1,
+                    // Unpartitioned.
+                    max_partitions_per_checkpoint: usize::MAX,
                     // By the day they were dead-lettered, not by event time.
                     time_partitions: None,
                     log_retention: Some(config.delivery.log_retention),

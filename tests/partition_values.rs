@@ -209,3 +209,89 @@ fn partition_values_read_back_exactly_from_s3() {
     );
     assert_eq!(seen["pyarrow"], expected(&values), "pyarrow over S3");
 }
+
+/// A partition column with a distinct value in every event (2,000 of them), a commit interval
+/// of 10 s: the pipeline checkpoints whenever a dataset has written to
+/// `max_partitions_per_checkpoint` paths, so no checkpoint's files grow with the values (the
+/// first tick used to commit them all at once). Every row lands once.
+#[test]
+fn many_distinct_partition_values_make_checkpoints_of_bounded_size() {
+    const CAP: usize = 100;
+    const BATCH: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let values: Vec<String> = (0..2000).map(|i| format!("v-{i:04}")).collect();
+    let topic = "many-values";
+    let cluster = cluster_with(topic, &values);
+    let bootstrap = cluster.bootstrap_servers();
+    let dataset = dir.path().join("out/by_value");
+    let url = dataset.display().to_string();
+    let config = pipeline(dir.path(), &bootstrap, topic, &url, None);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let edits = [
+        (
+            "commit_interval = \"200ms\"",
+            "commit_interval = \"10s\"".to_owned(),
+        ),
+        (
+            "max_batch_wait = \"50ms\"",
+            format!("max_batch_wait = \"50ms\"\nmax_batch_messages = {BATCH}"),
+        ),
+        (
+            "partition_by = [{ name = \"c\", expr = \"value\" }]",
+            format!(
+                "partition_by = [{{ name = \"c\", expr = \"value\" }}]\n\
+                 max_partitions_per_checkpoint = {CAP}\nmax_open_files = 16"
+            ),
+        ),
+    ];
+    let text = edits.iter().fold(text, |text, (from, to)| {
+        assert!(text.contains(from), "no `{from}` in the pipeline");
+        text.replace(from, to)
+    });
+    std::fs::write(&config, text).unwrap();
+
+    let mut command = weir();
+    command.args(["run", "--config"]).arg(&config);
+    run_until_committed(
+        command,
+        dir.path().join("weir.log"),
+        Committed {
+            bootstrap: &bootstrap,
+            topic,
+            partitions: 1,
+            messages: values.len() as i64,
+            properties: &[],
+        },
+    );
+
+    let mut entries = 0;
+    for entry in std::fs::read_dir(dataset.join("_weir/log")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(files) = entry["files"].as_array() else {
+            continue;
+        };
+        let paths: std::collections::HashSet<&str> = files
+            .iter()
+            .map(|f| f["partition"].as_str().unwrap())
+            .collect();
+        // The batch that reaches the cap is written whole.
+        assert!(
+            paths.len() < CAP + BATCH,
+            "a commit of {} paths",
+            paths.len()
+        );
+        entries += 1;
+    }
+    assert!(entries >= values.len() / (CAP + BATCH), "{entries} commits");
+    let seen: serde_json::Value = serde_json::from_str(&weirtest(&[
+        "hive-values",
+        "--column",
+        "c",
+        "--dataset",
+        &url,
+    ]))
+    .unwrap();
+    assert_eq!(seen["duckdb"], expected(&values), "DuckDB");
+    assert_eq!(seen["pyarrow"], expected(&values), "pyarrow");
+}

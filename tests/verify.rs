@@ -39,6 +39,7 @@ fn write_dataset(dir: &Path) {
             },
             upload_buffer_bytes: 1 << 20,
             max_open_files: 16,
+            max_partitions_per_checkpoint: 1000,
             time_partitions: None,
             log_retention: None,
             path_limits: PathLimits::for_url(dir.to_str().unwrap()),

@@ -81,8 +81,12 @@ pub trait DatasetWriter: Send {
     /// Memory held by open files.
     fn buffered_bytes(&self) -> usize;
 
-    /// How many partition paths this writer wrote files to.
+    /// How many partition paths this writer wrote files to (counted up to 10,000).
     fn partitions_written(&self) -> usize;
+
+    /// Whether it has written to as many partition paths since the last commit as a commit
+    /// may hold: the pipeline then commits before it takes more rows.
+    fn partition_paths_full(&self) -> bool;
 
     /// Closes every open file and commits them with `checkpoint`, then makes them visible.
     /// Refused with [`crate::LogError::Fenced`] when another writer claimed one of the

@@ -80,7 +80,10 @@ impl PipelineConfig {
                     format!("two transforms are named `{}`", t.name),
                 ));
             }
-            if t.sink.max_file_rows == 0 || t.sink.row_group_rows == 0 || t.sink.max_open_files == 0
+            if t.sink.max_file_rows == 0
+                || t.sink.row_group_rows == 0
+                || t.sink.max_open_files == 0
+                || t.sink.max_partitions_per_checkpoint == 0
             {
                 return Err(fail(
                     "max_file_rows",

@@ -109,6 +109,9 @@ pub(super) fn default_file_age() -> Duration {
 pub(super) fn default_open_files() -> usize {
     256
 }
+pub(super) fn default_partitions_per_checkpoint() -> usize {
+    10_000
+}
 pub(super) fn default_commit_interval() -> Duration {
     Duration::from_secs(10)
 }

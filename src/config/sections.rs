@@ -17,7 +17,8 @@ use super::defaults::{
     default_file_age, default_file_rows, default_file_size, default_history, default_idle_timeout,
     default_listen, default_log_end_interval, default_log_retention, default_max_ahead_of_clock,
     default_max_buffered, default_open_files, default_otlp_interval, default_out_of_orderness,
-    default_row_group_rows, default_snapshot_every, default_start, default_table,
+    default_partitions_per_checkpoint, default_row_group_rows, default_snapshot_every,
+    default_start, default_table,
 };
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +98,10 @@ pub struct SinkConfig {
     pub max_file_age: Duration,
     #[serde(default = "default_open_files")]
     pub max_open_files: usize,
+    /// Distinct partition paths one checkpoint may write files to: reaching it makes the
+    /// pipeline checkpoint before it takes more rows.
+    #[serde(default = "default_partitions_per_checkpoint")]
+    pub max_partitions_per_checkpoint: usize,
     /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`.
     #[serde(default)]
     pub storage: Settings,

@@ -54,8 +54,8 @@ impl State {
                             self.handle(event).await?;
                             let buffered = self.buffered_bytes();
                             self.observer.buffered(buffered);
-                            if buffered >= self.max_buffered {
-                                tracing::debug!("buffers full, checkpointing early");
+                            if let Some(why) = self.checkpoint_due(buffered) {
+                                tracing::debug!(why, "checkpointing early");
                                 self.checkpoint(false).await?;
                                 next_checkpoint = tokio::time::Instant::now() + self.interval;
                             }
@@ -97,6 +97,23 @@ impl State {
             .map_err(|_| RunError::Panicked("closing of the Kafka consumer"))?;
         outcome?;
         Ok(reader_result?)
+    }
+
+    /// Why the pipeline must checkpoint before it takes more rows, with `buffered` bytes in
+    /// open files: the buffers are full, or a dataset wrote to as many partition paths as one
+    /// checkpoint may hold.
+    fn checkpoint_due(&self, buffered: usize) -> Option<String> {
+        if let Some(output) = self
+            .outputs
+            .iter()
+            .find(|o| o.writer.partition_paths_full())
+        {
+            let dataset = output.writer.name();
+            return Some(format!(
+                "dataset `{dataset}` reached max_partitions_per_checkpoint"
+            ));
+        }
+        (buffered >= self.max_buffered).then(|| "buffers full".to_owned())
     }
 
     async fn handle(&mut self, event: SourceEvent) -> Result<(), RunError> {

@@ -63,6 +63,9 @@ pub struct DatasetOptions {
     /// Files open at once; opening one more closes the oldest. Bounds file handles and
     /// memory when rows spread over many partitions.
     pub max_open_files: usize,
+    /// Distinct partition paths one commit may hold files of: reaching it makes the
+    /// pipeline commit before it takes more rows.
+    pub max_partitions_per_checkpoint: usize,
     /// The span of event time the leading partition directories hold, if they do: such
     /// partitions get a `_SUCCESS` marker once the committed watermark passes their end.
     pub time_partitions: Option<TimeGranularity>,

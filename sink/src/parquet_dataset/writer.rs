@@ -4,8 +4,10 @@
 //! Longer than 600 lines only by its tests (about 230), which write through the writer's
 //! whole surface and belong beside it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
 
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, take_record_batch};
@@ -42,9 +44,18 @@ pub struct ParquetWriter {
     open: HashMap<String, OpenFile>,
     /// Files closed since the last commit.
     written: Vec<WrittenFile>,
-    /// Every partition path a file was written to.
-    partitions: BTreeSet<String>,
+    /// The partition paths written to since the last commit.
+    paths_since_commit: HashSet<String>,
+    /// Partition paths a file was written to, counted up to [`PATHS_COUNTED`].
+    paths_counted: HashSet<String>,
 }
+
+/// Distinct partition paths counted for the run's summary; past it the count stops, so that
+/// a high-cardinality path never makes the writer remember without bound.
+const PATHS_COUNTED: usize = 10_000;
+
+/// Files closed (encoded, uploaded) at once at a checkpoint, or when too many are open.
+const CLOSE_CONCURRENCY: usize = 16;
 
 impl ParquetWriter {
     pub(super) fn new(dataset: ParquetDataset, writer: &str, log: CommitLog) -> Self {
@@ -55,7 +66,8 @@ impl ParquetWriter {
             next_file: 0,
             open: HashMap::new(),
             written: Vec::new(),
-            partitions: BTreeSet::new(),
+            paths_since_commit: HashSet::new(),
+            paths_counted: HashSet::new(),
         }
     }
 
@@ -130,6 +142,7 @@ impl ParquetWriter {
             }
             let file = self.open_file(partition)?;
             self.open.insert(partition.to_owned(), file);
+            self.paths_since_commit.insert(partition.to_owned());
         }
         let file = self.open.get_mut(partition).expect("just opened");
         file.writer
@@ -145,7 +158,7 @@ impl ParquetWriter {
         let size = file.writer.bytes_written() as u64 + file.writer.in_progress_size() as u64;
         if file.rows >= roll.max_file_rows || size >= roll.target_file_bytes {
             let file = self.open.remove(partition).expect("present");
-            self.close(partition.to_owned(), file).await?;
+            self.close(vec![(partition.to_owned(), file)]).await?;
         }
         Ok(())
     }
@@ -216,49 +229,44 @@ impl ParquetWriter {
         })
     }
 
-    async fn close(&mut self, partition: String, file: OpenFile) -> Result<(), SinkError> {
-        let OpenFile {
-            mut writer,
-            path,
-            relative,
-            staging,
-            rows,
-            ..
-        } = file;
-        let span = tracing::debug_span!("close_file", dataset = %self.dataset.name, %path, rows);
-        let metadata =
-            writer
-                .finish()
-                .instrument(span)
-                .await
-                .map_err(|source| SinkError::Write {
-                    dataset: self.dataset.name.clone(),
-                    path: path.to_string(),
-                    source,
-                })?;
-        debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
-        self.partitions.insert(partition.clone());
-        self.written.push(WrittenFile {
-            path: relative,
-            staging,
-            partition,
-            rows,
-            bytes: writer.bytes_written() as u64,
-        });
+    /// Closes `files` (at most [`CLOSE_CONCURRENCY`] at once) and records them as written.
+    async fn close(&mut self, files: Vec<(String, OpenFile)>) -> Result<(), SinkError> {
+        let dataset = self.dataset.name.as_str();
+        let closed: Vec<WrittenFile> = futures::stream::iter(files)
+            .map(|(partition, file)| finish(dataset, partition, file))
+            .buffer_unordered(CLOSE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for file in closed {
+            if self.paths_counted.len() < PATHS_COUNTED {
+                self.paths_counted.insert(file.partition.clone());
+            }
+            self.written.push(file);
+        }
         Ok(())
     }
 
+    /// Closes the oldest open files to make room for a new one: an eighth of the limit at
+    /// once, so that rows spread over many more paths than files may be open do not close
+    /// one file per row group, one upload after another.
     async fn close_oldest(&mut self) -> Result<(), SinkError> {
-        let oldest = self
-            .open
-            .iter()
-            .min_by_key(|(_, f)| f.opened)
-            .map(|(p, _)| p.clone());
-        if let Some(partition) = oldest {
-            let file = self.open.remove(&partition).expect("present");
-            self.close(partition, file).await?;
-        }
-        Ok(())
+        let room = (self.dataset.options.max_open_files / 8).max(1);
+        let mut by_age: Vec<(&String, Instant)> =
+            self.open.iter().map(|(p, f)| (p, f.opened)).collect();
+        by_age.sort_by_key(|&(_, opened)| opened);
+        let oldest: Vec<String> = by_age
+            .into_iter()
+            .take(room)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let files = oldest
+            .into_iter()
+            .map(|partition| {
+                let file = self.open.remove(&partition).expect("present");
+                (partition, file)
+            })
+            .collect();
+        self.close(files).await
     }
 
     /// Closes files that have been open longer than the roll policy's maximum age.
@@ -270,19 +278,21 @@ impl ParquetWriter {
             .filter(|(_, f)| f.opened.elapsed() >= max_age)
             .map(|(p, _)| p.clone())
             .collect();
-        for partition in aged {
-            let file = self.open.remove(&partition).expect("present");
-            self.close(partition, file).await?;
-        }
-        Ok(())
+        let files = aged
+            .into_iter()
+            .map(|partition| {
+                let file = self.open.remove(&partition).expect("present");
+                (partition, file)
+            })
+            .collect();
+        self.close(files).await
     }
 
     /// Closes every open file and returns the files made durable (staged) since the last flush.
     async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
         let open: Vec<(String, OpenFile)> = self.open.drain().collect();
-        for (partition, file) in open {
-            self.close(partition, file).await?;
-        }
+        self.close(open).await?;
+        self.paths_since_commit.clear();
         Ok(std::mem::take(&mut self.written))
     }
 
@@ -365,7 +375,11 @@ impl DatasetWriter for ParquetWriter {
     }
 
     fn partitions_written(&self) -> usize {
-        self.partitions.len()
+        self.paths_counted.len()
+    }
+
+    fn partition_paths_full(&self) -> bool {
+        self.paths_since_commit.len() >= self.dataset.options.max_partitions_per_checkpoint
     }
 
     /// Closes every open file, commits them with the checkpoint's offsets, watermarks and
@@ -409,6 +423,7 @@ impl DatasetWriter for ParquetWriter {
 
     async fn abort(&mut self) {
         self.open.clear();
+        self.paths_since_commit.clear();
         let written = std::mem::take(&mut self.written);
         self.dataset.delete_staged(&written).await;
     }
@@ -416,6 +431,41 @@ impl DatasetWriter for ParquetWriter {
     async fn read_window_state(&mut self, path: &str) -> Result<Vec<RecordBatch>, SinkError> {
         self.dataset.read_window_state(path).await
     }
+}
+
+/// Finishes `file` (its last row group and footer, the end of its upload): the file as
+/// the log records it.
+async fn finish(
+    dataset: &str,
+    partition: String,
+    file: OpenFile,
+) -> Result<WrittenFile, SinkError> {
+    let OpenFile {
+        mut writer,
+        path,
+        relative,
+        staging,
+        rows,
+        ..
+    } = file;
+    let span = tracing::debug_span!("close_file", dataset, %path, rows);
+    let metadata = writer
+        .finish()
+        .instrument(span)
+        .await
+        .map_err(|source| SinkError::Write {
+            dataset: dataset.to_owned(),
+            path: path.to_string(),
+            source,
+        })?;
+    debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
+    Ok(WrittenFile {
+        path: relative,
+        staging,
+        partition,
+        rows,
+        bytes: writer.bytes_written() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -434,6 +484,7 @@ mod tests {
     fn options(max_rows: u64) -> DatasetOptions {
         DatasetOptions {
             max_open_files: 16,
+            max_partitions_per_checkpoint: 1000,
             compression: Compression::Zstd,
             row_group_rows: 1000,
             roll: RollPolicy {
