@@ -4,18 +4,17 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::cli::{Committed, run_until_committed};
 use common::fixtures::{orders_config_edited, orders_config_with, orders_env};
-use common::kafka::{committed_total, produce_orders};
+use common::kafka::{committed_total, orders_on_embedded_cluster, produce_orders};
 use common::net::{free_port, wait_for_listener};
 use common::process::{Process, output_ok, weir, weirtest};
 use common::s3::{start_moto, start_moto_with_bucket};
 use common::{repo, tool};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 
 #[test]
 fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
@@ -273,7 +272,7 @@ fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str,
     check_orders_on_s3_after(dir, expected, bootstrap, topic, endpoint, &[]);
 }
 
-/// [`check_orders_on_s3`] with more arguments for `weirtest.py verify-s3`.
+/// [`check_orders_on_s3`] with more arguments for `weirtest.py verify-store`.
 fn check_orders_on_s3_after(
     dir: &Path,
     expected: &Path,
@@ -283,7 +282,7 @@ fn check_orders_on_s3_after(
     extra: &[&str],
 ) {
     let mut args = vec![
-        "verify-s3",
+        "verify-store",
         "--expected",
         expected.to_str().unwrap(),
         "--endpoint",
@@ -396,26 +395,6 @@ fn weir_on_s3_with(
         .env("AWS_ACCESS_KEY_ID", "weir-test")
         .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret");
     cmd
-}
-
-/// An embedded cluster with the known orders produced into `topic` (two partitions): the
-/// cluster, its bootstrap servers, the expectation file and the message count.
-fn orders_on_embedded_cluster(
-    dir: &Path,
-    topic: &str,
-) -> (
-    MockCluster<'static, DefaultProducerContext>,
-    String,
-    PathBuf,
-    i64,
-) {
-    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
-    let bootstrap = cluster.bootstrap_servers();
-    cluster
-        .create_topic(topic, 2, 1)
-        .expect("creating the topic");
-    let (expected, messages) = produce_orders(dir, &bootstrap, topic, 2, false);
-    (cluster, bootstrap, expected, messages)
 }
 
 /// On S3 as on disk, a commit log deletes the entries past their retention (in batches, by

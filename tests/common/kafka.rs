@@ -168,3 +168,23 @@ pub fn create_tansu_user(port: u16, user: &str, password: &str) {
         String::from_utf8_lossy(&created.stderr)
     );
 }
+
+/// An embedded cluster with the known orders produced into `topic` (two partitions): the
+/// cluster, its bootstrap servers, the expectation file and the message count.
+pub fn orders_on_embedded_cluster(
+    dir: &Path,
+    topic: &str,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    PathBuf,
+    i64,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster
+        .create_topic(topic, 2, 1)
+        .expect("creating the topic");
+    let (expected, messages) = produce_orders(dir, &bootstrap, topic, 2, false);
+    (cluster, bootstrap, expected, messages)
+}

@@ -6,6 +6,7 @@
 // Each test binary compiles the whole harness and uses a part of it.
 #![allow(dead_code)]
 
+pub mod blob_stores;
 pub mod cli;
 pub mod datasets;
 pub mod fixtures;
@@ -26,8 +27,9 @@ pub fn tool(var: &str) -> PathBuf {
         Some(path) if Path::new(&path).exists() => PathBuf::from(path),
         _ => panic!(
             "{var} does not name an installed tool. Run the suite with `scripts/test`, which \
-             installs Python's duckdb, pyarrow, confluent-kafka, moto, PyYAML and rotel, the \
-             Tansu broker, and Debian's chromium, prometheus, openssl and socat."
+             installs Python's duckdb, pyarrow, confluent-kafka, moto, fake-gcs-server, PyYAML \
+             and rotel, Azurite, the Tansu broker, and Debian's chromium, prometheus, openssl \
+             and socat."
         ),
     }
 }

@@ -7,7 +7,7 @@ uses weir's code: it is the second opinion.
     weirtest.py produce --bootstrap HOST:PORT --topic T --partitions N --expected FILE
     weirtest.py create-topic --bootstrap HOST:PORT --topic T --partitions N
     weirtest.py verify --expected FILE --orders DIR --big-orders DIR --dead-letters DIR
-    weirtest.py verify-s3 --expected FILE --endpoint URL --bucket B --prefix P
+    weirtest.py verify-store --expected FILE --endpoint URL --bucket B --prefix P [--store azure]
     weirtest.py create-bucket --endpoint URL --bucket B
     weirtest.py check-quickstart --out DIR --report FILE
 """
@@ -204,7 +204,39 @@ def verify(args):
     print(f"verified {len(got)} rows, {len(big)} big orders, {len(got_dead)} dead letters")
 
 
+# Azurite's well-known development account (public, the same in every installation).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def object_store(args):
+    """The pyarrow filesystem of the test server at --endpoint: S3 (moto) or Azure Blob
+    Storage (Azurite)."""
+    from pyarrow import fs
+    from urllib.parse import urlparse
+
+    if args.store == "azure":
+        # Azurite serves the Data Lake (dfs) endpoint pyarrow probes on the blob one.
+        authority = urlparse(args.endpoint).netloc
+        return fs.AzureFileSystem(account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY,
+                                  blob_storage_authority=authority, blob_storage_scheme="http",
+                                  dfs_storage_authority=authority, dfs_storage_scheme="http")
+    return fs.S3FileSystem(endpoint_override=args.endpoint, scheme="http", region="us-east-1",
+                           access_key="weir-test", secret_key="weir-test-secret")
+
+
 def create_bucket(args):
+    if args.store == "azure":
+        object_store(args).create_dir(args.bucket)
+        return
+    if args.store == "gcs":
+        import urllib.request
+
+        body = json.dumps({"name": args.bucket}).encode()
+        request = urllib.request.Request(f"{args.endpoint}/storage/v1/b?project=weir-test", data=body,
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).read()
+        return
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=args.endpoint, region_name="us-east-1",
@@ -212,14 +244,15 @@ def create_bucket(args):
     s3.create_bucket(Bucket=args.bucket)
 
 
-def verify_s3(args):
+def verify_store(args):
+    """The dataset under --prefix of --bucket (an S3 bucket or an Azure container) holds
+    exactly the expected rows, in finished objects only."""
     import pyarrow.dataset as ds
     from pyarrow import fs
 
     with open(args.expected) as f:
         expected = json.load(f)
-    s3 = fs.S3FileSystem(endpoint_override=args.endpoint, scheme="http", region="us-east-1",
-                         access_key="weir-test", secret_key="weir-test-secret")
+    s3 = object_store(args)
     files = [i.path for i in s3.get_file_info(fs.FileSelector(f"{args.bucket}/{args.prefix}", recursive=True))
              if i.type == fs.FileType.File]
     weir_dir = f"{args.bucket}/{args.prefix}/_weir/"
@@ -236,8 +269,8 @@ def verify_s3(args):
                        partitioning="hive").to_table()
     got = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in table.to_pylist())
     want = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in expected["rows"])
-    expect_equal("S3 rows", got, want)
-    print(f"verified {len(got)} rows in {len(data)} S3 objects, {len(log)} commit log entries, "
+    expect_equal(f"{args.store} rows", got, want)
+    print(f"verified {len(got)} rows in {len(data)} {args.store} objects, {len(log)} commit log entries, "
           f"{len(staged)} staged objects")
 
 
@@ -679,12 +712,14 @@ def main():
     s = sub.add_parser("create-bucket")
     s.add_argument("--endpoint", required=True)
     s.add_argument("--bucket", required=True)
-    s = sub.add_parser("verify-s3")
+    s.add_argument("--store", choices=["s3", "azure", "gcs"], default="s3")
+    s = sub.add_parser("verify-store")
     s.add_argument("--expected", required=True)
     s.add_argument("--endpoint", required=True)
     s.add_argument("--bucket", required=True)
     s.add_argument("--prefix", required=True)
     s.add_argument("--crashed", action="store_true", help="a writer was killed: staged objects may remain")
+    s.add_argument("--store", choices=["s3", "azure"], default="s3")
     s = sub.add_parser("hive-values")
     s.add_argument("--dataset", required=True, help="a directory, or a prefix in --bucket")
     s.add_argument("--column", required=True, help="the partition column")
@@ -721,7 +756,7 @@ def main():
     s = sub.add_parser("load-yaml")
     s.add_argument("files", nargs="+")
     args = p.parse_args()
-    {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-s3": verify_s3,
+    {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-store": verify_store,
      "hive-values": hive_values,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
      "fault-proxy": fault_proxy, "counts": counts,
