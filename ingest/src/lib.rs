@@ -9,16 +9,22 @@
 //! is dropped and nothing stops the service. [`offsets`] asks the brokers where partitions
 //! begin and end, for lag.
 
+#[cfg(feature = "kafka")]
 pub mod dead_letter_topic;
 pub mod decode;
 pub mod json;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
 pub mod offsets;
+#[cfg(feature = "kafka")]
 pub mod source;
 
 pub use decode::{Decode, Decoded, DecoderError, EventTimeBounds, SourceTable};
 pub use json::JsonDecoder;
+#[cfg(feature = "kafka")]
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};
+#[cfg(feature = "kafka")]
 pub use source::{
     ClientErrors, ConsumerConfig, Decoding, KafkaSource, SourceEvent, SourceStats, StartPosition,
     spawn_reader,

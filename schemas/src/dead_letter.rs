@@ -162,6 +162,17 @@ impl DeadLetters {
         std::mem::take(self)
     }
 
+    /// Memory the letters hold: their payloads, keys and details, and the letters themselves.
+    pub fn memory_bytes(&self) -> usize {
+        let held = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, Vec::capacity);
+        self.letters.capacity() * std::mem::size_of::<DeadLetter>()
+            + self
+                .letters
+                .iter()
+                .map(|l| l.detail.capacity() + held(&l.payload) + held(&l.key))
+                .sum::<usize>()
+    }
+
     /// Keeps of every payload and key what `policy` says.
     pub fn apply(&mut self, policy: PayloadPolicy) {
         if policy == PayloadPolicy::Keep {

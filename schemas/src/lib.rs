@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod dead_letter;
+pub mod hive;
 pub mod messages;
 pub mod metadata;
 pub mod offsets;

@@ -1,11 +1,11 @@
 //! `${VAR}`, `${VAR:-default}` and `${file:PATH}` in pipeline.toml, replaced before parsing;
 //! a small scanner of TOML strings and comments keeps references in comments as written.
+//!
+//! It depends on the standard library alone, so that its fuzz target (`fuzz/`) builds it
+//! without the rest of weir.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-
-use super::ConfigError;
-use super::locate::invalid;
 
 /// Looks up `${...}` references: the process environment, or overrides in tests and the
 /// quickstart.
@@ -29,14 +29,22 @@ impl Vars for BTreeMap<String, String> {
     }
 }
 
+/// A reference that cannot be replaced: on which line (from 1) and why.
+#[derive(Debug)]
+pub struct Unexpanded {
+    pub line: usize,
+    pub message: String,
+}
+
 /// Replaces `${VAR}`, `${VAR:-default}` and `${file:PATH}`; `$${` is a literal `${`.
 /// Values are escaped for a TOML basic string, so newlines and quotes cannot leave it.
-/// Returns the text and the values put in, which errors must not show.
+/// Returns the text and the values put in, which errors must not show. `path` is the
+/// file's, against which `${file:...}` paths are resolved.
 pub fn expand(
     text: &str,
     path: &Path,
     vars: &dyn Vars,
-) -> Result<(String, Vec<String>), ConfigError> {
+) -> Result<(String, Vec<String>), Unexpanded> {
     let mut out = String::with_capacity(text.len());
     let mut substituted = Vec::new();
     let mut strings = StringState::Outside;
@@ -54,11 +62,16 @@ pub fn expand(
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
-                return Err(invalid(path, text, index + 1, "unclosed `${`".into()));
+                return Err(Unexpanded {
+                    line: index + 1,
+                    message: "unclosed `${`".into(),
+                });
             };
             let reference = &after[..end];
-            let value = resolve(reference, path, vars)
-                .map_err(|message| invalid(path, text, index + 1, message))?;
+            let value = resolve(reference, path, vars).map_err(|message| Unexpanded {
+                line: index + 1,
+                message,
+            })?;
             escape_into(&mut out, &value);
             substituted.push(value);
             rest = &after[end + 1..];
@@ -82,18 +95,20 @@ enum StringState {
 /// Where `line`'s comment starts (its length when it has none), following `state` through
 /// the line's strings.
 fn comment_start(line: &str, state: &mut StringState) -> usize {
+    // Bytes, not chars: every delimiter is ASCII, and an escape (`\`) may precede a
+    // character of several bytes.
     let bytes = line.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let rest = &line[i..];
+        let rest = &bytes[i..];
         match *state {
             StringState::Outside => {
-                if rest.starts_with("\"\"\"") {
+                if rest.starts_with(b"\"\"\"") {
                     *state = StringState::MultiBasic;
                     i += 3;
                     continue;
                 }
-                if rest.starts_with("'''") {
+                if rest.starts_with(b"'''") {
                     *state = StringState::MultiLiteral;
                     i += 3;
                     continue;
@@ -112,12 +127,12 @@ fn comment_start(line: &str, state: &mut StringState) -> usize {
             StringState::Literal if bytes[i] == b'\'' || bytes[i] == b'\n' => {
                 *state = StringState::Outside;
             }
-            StringState::MultiBasic if rest.starts_with("\"\"\"") => {
+            StringState::MultiBasic if rest.starts_with(b"\"\"\"") => {
                 *state = StringState::Outside;
                 i += 3;
                 continue;
             }
-            StringState::MultiLiteral if rest.starts_with("'''") => {
+            StringState::MultiLiteral if rest.starts_with(b"'''") => {
                 *state = StringState::Outside;
                 i += 3;
                 continue;
@@ -191,6 +206,14 @@ mod tests {
              b = '#' # '${UNSET}'\n\
              c = \"\"\"\nline # x\n\"\"\"\n"
         );
+    }
+
+    #[test]
+    fn an_escape_before_a_character_of_several_bytes_is_no_panic() {
+        let vars = BTreeMap::from([("X".to_owned(), "x".to_owned())]);
+        let (expanded, _) =
+            expand("a = \"\\é ${X}\" # ${X}\n", Path::new("p.toml"), &vars).unwrap();
+        assert_eq!(expanded, "a = \"\\é x\" # ${X}\n");
     }
 
     #[test]

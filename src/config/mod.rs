@@ -74,7 +74,8 @@ impl PipelineConfig {
             path: path.to_owned(),
             source,
         })?;
-        let (expanded, substituted) = expand(&text, path, vars)?;
+        let (expanded, substituted) =
+            expand(&text, path, vars).map_err(|e| invalid(path, &text, e.line, e.message))?;
         let mut config: PipelineConfig = toml::from_str(&expanded).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             let line = expanded[..offset.min(expanded.len())].matches('\n').count() + 1;

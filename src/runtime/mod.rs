@@ -284,7 +284,10 @@ impl State {
         self.outputs.iter().map(|o| o.writer.state()).chain(dead)
     }
 
+    /// Memory a checkpoint releases: rows in open files and the dead letters waiting for it.
+    /// (Open windows stay open across checkpoints: the window state is reported on its own.)
     fn buffered_bytes(&self) -> usize {
-        self.outputs.iter().map(|o| o.writer.buffered_bytes()).sum()
+        let files: usize = self.outputs.iter().map(|o| o.writer.buffered_bytes()).sum();
+        files + self.pending.dead_letters.memory_bytes()
     }
 }

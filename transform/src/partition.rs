@@ -1,7 +1,6 @@
 //! Hive-style partition paths (`dt=2026-11-25/hour=14`) computed from SQL expressions over a
 //! transform's output rows.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
@@ -11,12 +10,10 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 
 use weir_schemas::TimeGranularity;
+use weir_schemas::hive::{NULL_PARTITION, escape_into};
 
 use crate::engine::SqlEngine;
 use crate::error::TransformError;
-
-/// Hive's name for the partition of NULL values; Spark, Trino and DuckDB read it back as NULL.
-pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// One path segment: `name=<value of expr>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,29 +171,6 @@ impl Partitioner {
             paths.append_value(&path);
         }
         Ok(Some(paths.finish()))
-    }
-}
-
-/// Escapes a value the way Hive does, so that any string makes one safe path segment.
-fn escape_into(out: &mut String, value: &str) {
-    if value.is_empty() {
-        out.push_str(NULL_PARTITION);
-        return;
-    }
-    for c in value.chars() {
-        let escape = c.is_control()
-            || matches!(
-                c,
-                '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
-            );
-        if escape {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                write!(out, "%{b:02X}").expect("writing to a String");
-            }
-        } else {
-            out.push(c);
-        }
     }
 }
 

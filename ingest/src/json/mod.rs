@@ -1,7 +1,7 @@
 //! JSON payloads to Arrow: the schema check picks the messages that fit, arrow-json decodes
 //! them into builders.
 
-mod check;
+pub mod check;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
