@@ -259,14 +259,19 @@ impl ParquetWriter {
             .take(room)
             .map(|(p, _)| p.clone())
             .collect();
-        let files = oldest
+        let files = self.take_open(oldest);
+        self.close(files).await
+    }
+
+    /// Takes the open files of `partitions` out of the open set.
+    fn take_open(&mut self, partitions: Vec<String>) -> Vec<(String, OpenFile)> {
+        partitions
             .into_iter()
             .map(|partition| {
                 let file = self.open.remove(&partition).expect("present");
                 (partition, file)
             })
-            .collect();
-        self.close(files).await
+            .collect()
     }
 
     /// Closes files that have been open longer than the roll policy's maximum age.
@@ -278,13 +283,7 @@ impl ParquetWriter {
             .filter(|(_, f)| f.opened.elapsed() >= max_age)
             .map(|(p, _)| p.clone())
             .collect();
-        let files = aged
-            .into_iter()
-            .map(|partition| {
-                let file = self.open.remove(&partition).expect("present");
-                (partition, file)
-            })
-            .collect();
+        let files = self.take_open(aged);
         self.close(files).await
     }
 
