@@ -17,6 +17,7 @@ pub mod config;
 pub mod generate;
 pub mod golden;
 pub mod lag;
+pub mod memory;
 pub mod pipeline;
 pub mod quickstart;
 pub mod runtime;

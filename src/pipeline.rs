@@ -73,9 +73,13 @@ impl Pipeline {
             .iter()
             .map(|(name, key)| (name.clone(), key.as_bytes().to_vec()))
             .collect();
-        let engine = SqlEngine::new(&config.source.table, schema.table_schema())?
-            .with_event_time(&config.source.event_time)
-            .with_hash_keys(&weir_transform::HashKeys::new(keys));
+        let engine = SqlEngine::with_memory_limit(
+            &config.source.table,
+            schema.table_schema(),
+            Some(config.delivery.max_query_memory.as_u64() as usize),
+        )?
+        .with_event_time(&config.source.event_time)
+        .with_hash_keys(&weir_transform::HashKeys::new(keys));
         let rules: Vec<(String, String)> = config
             .validation
             .iter()

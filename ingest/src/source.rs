@@ -179,6 +179,7 @@ struct SourceContext {
     /// The batch being polled.
     building: Mutex<RawMessages>,
     batch_capacity: usize,
+    batch_bytes: usize,
     /// Where polled batches and events go; `None` once the reader has stopped.
     forward: Mutex<Option<std::sync::mpsc::SyncSender<Polled>>>,
     /// Why consuming must stop, set by a callback that could not do its job.
@@ -213,7 +214,7 @@ impl SourceContext {
     fn hand_on_building(&self) {
         let raw = std::mem::replace(
             &mut *self.building.lock().expect("not poisoned"),
-            RawMessages::with_capacity(self.batch_capacity),
+            RawMessages::for_batch(self.batch_capacity, self.batch_bytes),
         );
         if !raw.is_empty() {
             self.forward(Polled::Messages(Box::new(raw.finish())));
@@ -456,8 +457,12 @@ impl KafkaSource {
             }
         }
         let context = SourceContext {
-            building: Mutex::new(RawMessages::with_capacity(config.max_batch_messages)),
+            building: Mutex::new(RawMessages::for_batch(
+                config.max_batch_messages,
+                config.max_batch_bytes,
+            )),
             batch_capacity: config.max_batch_messages,
+            batch_bytes: config.max_batch_bytes,
             forward: Mutex::new(None),
             fatal: Mutex::new(None),
             group_offsets: Mutex::new(BTreeMap::new()),
@@ -502,7 +507,7 @@ impl KafkaSource {
         }
         let raw = std::mem::replace(
             &mut *context.building.lock().expect("not poisoned"),
-            RawMessages::with_capacity(cfg.max_batch_messages),
+            RawMessages::for_batch(cfg.max_batch_messages, cfg.max_batch_bytes),
         );
         Ok((!raw.is_empty()).then(|| raw.finish()))
     }

@@ -34,6 +34,13 @@ pub struct Messages {
 
 impl RawMessages {
     pub fn with_capacity(messages: usize) -> Self {
+        Self::for_batch(messages, usize::MAX)
+    }
+
+    /// Room for a batch of up to `messages` messages and about `payload_bytes` of payloads
+    /// (a batch ends at the message that reaches it): reserving 256 bytes for each of
+    /// 10,000 messages would hold megabytes per batch that a limit of less never uses.
+    pub fn for_batch(messages: usize, payload_bytes: usize) -> Self {
         Self {
             topics: Vec::new(),
             topic_index: Vec::with_capacity(messages),
@@ -41,7 +48,10 @@ impl RawMessages {
             offsets: Vec::with_capacity(messages),
             timestamps: Vec::with_capacity(messages),
             keys: BinaryBuilder::with_capacity(messages, messages * 16),
-            payloads: BinaryBuilder::with_capacity(messages, messages * 256),
+            payloads: BinaryBuilder::with_capacity(
+                messages,
+                messages.saturating_mul(256).min(payload_bytes),
+            ),
             payload_bytes: 0,
             ranges: OffsetRanges::default(),
         }

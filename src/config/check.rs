@@ -5,7 +5,7 @@ use weir_schemas::EventSchema;
 use weir_schemas::schema::FieldType;
 use weir_transform::WindowKind;
 
-use super::defaults::{MIN_HASH_KEY_BYTES, MIN_LOG_RETENTION};
+use super::defaults::{MIN_HASH_KEY_BYTES, MIN_LOG_RETENTION, MIN_MEMORY};
 use super::{ConfigError, PipelineConfig};
 
 impl PipelineConfig {
@@ -44,6 +44,26 @@ impl PipelineConfig {
                     "`delivery.log_retention` must be at least {}, found {}",
                     humantime::format_duration(MIN_LOG_RETENTION),
                     humantime::format_duration(self.delivery.log_retention)
+                ),
+            ));
+        }
+        if self.delivery.max_memory < MIN_MEMORY {
+            return Err(fail(
+                "max_memory",
+                format!(
+                    "`delivery.max_memory` must be at least {MIN_MEMORY}, what weir holds \
+                     before it buffers anything; found {}",
+                    self.delivery.max_memory
+                ),
+            ));
+        }
+        if self.delivery.max_query_memory > self.delivery.max_memory {
+            return Err(fail(
+                "max_query_memory",
+                format!(
+                    "`delivery.max_query_memory` ({}) is part of `delivery.max_memory` ({}) \
+                     and cannot exceed it",
+                    self.delivery.max_query_memory, self.delivery.max_memory
                 ),
             ));
         }
@@ -196,6 +216,8 @@ pub fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result
 mod tests {
     use std::time::Duration;
 
+    use bytesize::ByteSize;
+
     use crate::config::tests::{MINIMAL, load};
 
     #[test]
@@ -233,6 +255,25 @@ mod tests {
             config.delivery.log_retention,
             Duration::from_secs(30 * 24 * 3600)
         );
+    }
+
+    #[test]
+    fn memory_budgets_below_what_weir_needs_or_out_of_order_are_refused() {
+        let text = format!("{MINIMAL}\n[delivery]\nmax_memory = \"16MiB\"\n");
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        assert!(
+            err.contains("`delivery.max_memory` must be at least 128.0 MiB"),
+            "{err}"
+        );
+        assert!(err.contains("found 16.0 MiB"), "{err}");
+        let text = format!(
+            "{MINIMAL}\n[delivery]\nmax_memory = \"200MiB\"\nmax_query_memory = \"256MiB\"\n"
+        );
+        let err = load(&text, &[("SECRET", "s")]).err().unwrap().to_string();
+        assert!(err.contains("cannot exceed it"), "{err}");
+        let config = load(&text.replace("256MiB", "32MiB"), &[("SECRET", "s")]).unwrap();
+        assert_eq!(config.delivery.max_memory, ByteSize::mib(200));
+        assert_eq!(config.delivery.max_query_memory, ByteSize::mib(32));
     }
 
     #[test]

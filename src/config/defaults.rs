@@ -69,6 +69,8 @@ impl Default for DeliveryConfig {
         Self {
             commit_interval: default_commit_interval(),
             max_buffered: default_max_buffered(),
+            max_memory: default_max_memory(),
+            max_query_memory: default_max_query_memory(),
             log_retention: default_log_retention(),
             snapshot_every: default_snapshot_every(),
         }
@@ -119,5 +121,14 @@ pub(super) fn default_log_retention() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
 pub(super) fn default_max_buffered() -> ByteSize {
+    ByteSize::mib(256)
+}
+/// What weir holds before it buffers a row (its SQL engine, librdkafka's queues, a decoded
+/// batch on its way) is about 50 MiB: a smaller `max_memory` would leave nothing to buffer.
+pub(super) const MIN_MEMORY: ByteSize = ByteSize::mib(128);
+pub(super) fn default_max_memory() -> ByteSize {
+    ByteSize::gib(1)
+}
+pub(super) fn default_max_query_memory() -> ByteSize {
     ByteSize::mib(256)
 }

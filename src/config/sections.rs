@@ -16,9 +16,9 @@ use super::defaults::{
     default_batch_bytes, default_batch_messages, default_batch_wait, default_commit_interval,
     default_file_age, default_file_rows, default_file_size, default_history, default_idle_timeout,
     default_listen, default_log_end_interval, default_log_retention, default_max_ahead_of_clock,
-    default_max_buffered, default_open_files, default_otlp_interval, default_out_of_orderness,
-    default_partitions_per_checkpoint, default_row_group_rows, default_snapshot_every,
-    default_start, default_table,
+    default_max_buffered, default_max_memory, default_max_query_memory, default_open_files,
+    default_otlp_interval, default_out_of_orderness, default_partitions_per_checkpoint,
+    default_row_group_rows, default_snapshot_every, default_start, default_table,
 };
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +130,13 @@ pub struct DeliveryConfig {
     /// Memory for buffered rows; when reached, files are flushed and consumption waits.
     #[serde(default = "default_max_buffered")]
     pub max_buffered: ByteSize,
+    /// The process's resident memory not backed by files; when a batch leaves it over this,
+    /// the pipeline checkpoints to release what it can.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: ByteSize,
+    /// The memory pool of the transforms' SQL queries.
+    #[serde(default = "default_max_query_memory")]
+    pub max_query_memory: ByteSize,
     /// How long each dataset's commit log keeps entries a newer snapshot replaces.
     #[serde(default = "default_log_retention", deserialize_with = "duration")]
     pub log_retention: Duration,

@@ -21,6 +21,7 @@ impl State {
         let span = tracing::info_span!("checkpoint", messages);
         self.observer.checkpoint_started();
         let result = self.commit_all(closing).instrument(span).await;
+        self.memory.release_freed();
         let error = result.as_ref().err().map(ToString::to_string);
         self.observer
             .checkpoint_finished(error, messages > 0, self.buffered_bytes());

@@ -24,6 +24,7 @@
 mod batch;
 mod checkpoint;
 mod log_view;
+mod memory_budget;
 mod rebalance;
 mod session;
 mod summary;
@@ -45,6 +46,7 @@ use weir_transform::{TransformError, Transforms, Watermarks};
 use crate::pipeline::{DeadLetterTarget, Pipeline};
 use crate::telemetry::{Observer, Timestamps};
 use log_view::Brokers;
+use memory_budget::MemoryBudget;
 
 pub use summary::{DatasetSummary, Summary};
 
@@ -177,6 +179,7 @@ struct State {
     decoding: Option<Decoding>,
     interval: Duration,
     max_buffered: usize,
+    memory: MemoryBudget,
     /// Unique to this process: it owns claims in the commit logs and names the files.
     writer: String,
     transforms: Transforms,
@@ -246,6 +249,7 @@ impl State {
             decoding: Some(decoding),
             interval: config.delivery.commit_interval,
             max_buffered: config.delivery.max_buffered.as_u64() as usize,
+            memory: MemoryBudget::new(config.delivery.max_memory.as_u64() as usize),
             writer,
             transforms,
             outputs,
@@ -282,6 +286,16 @@ impl State {
             DeadLetterSink::Topic { .. } => None,
         };
         self.outputs.iter().map(|o| o.writer.state()).chain(dead)
+    }
+
+    /// Bytes the open windows of every transform hold.
+    fn window_state_bytes(&self) -> usize {
+        self.transforms
+            .outputs()
+            .iter()
+            .filter_map(|o| o.windows())
+            .map(|w| w.memory_bytes())
+            .sum()
     }
 
     /// Memory a checkpoint releases: rows in open files and the dead letters waiting for it.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
 use weir_ingest::{KafkaSource, SourceEvent, spawn_reader};
 
+use super::memory_budget::OVER_MAX_MEMORY;
 use super::{RunError, State};
 
 impl State {
@@ -53,11 +54,15 @@ impl State {
                         Some(event) => {
                             self.handle(event).await?;
                             let buffered = self.buffered_bytes();
-                            self.observer.buffered(buffered);
-                            if let Some(why) = self.checkpoint_due(buffered) {
+                            let memory = self.memory.resident();
+                            self.observer.buffered(buffered, memory);
+                            if let Some(why) = self.checkpoint_due(buffered, memory) {
                                 tracing::debug!(why, "checkpointing early");
                                 self.checkpoint(false).await?;
                                 next_checkpoint = tokio::time::Instant::now() + self.interval;
+                                if why == OVER_MAX_MEMORY {
+                                    self.memory.checkpointed(self.window_state_bytes());
+                                }
                             }
                         }
                         None => break,
@@ -100,9 +105,12 @@ impl State {
     }
 
     /// Why the pipeline must checkpoint before it takes more rows, with `buffered` bytes in
-    /// open files: the buffers are full, or a dataset wrote to as many partition paths as one
-    /// checkpoint may hold.
-    fn checkpoint_due(&self, buffered: usize) -> Option<String> {
+    /// open files and `memory` held by the process: the buffers are full, memory is over
+    /// `max_memory`, or a dataset wrote to as many partition paths as one checkpoint may hold.
+    fn checkpoint_due(&mut self, buffered: usize, memory: Option<usize>) -> Option<String> {
+        if memory.is_some_and(|memory| self.memory.checkpoint_due(memory)) {
+            return Some(OVER_MAX_MEMORY.to_owned());
+        }
         if let Some(output) = self
             .outputs
             .iter()

@@ -213,6 +213,18 @@ pub(super) fn register_gauges(meter: &Meter, observer: Weak<Observer>) {
         |o| vec![(o.view().buffered_bytes as f64, o.attributes.clone())],
     );
     gauge(
+        "weir.memory",
+        "By",
+        "Resident memory of the process not backed by files, held to delivery.max_memory.",
+        |o| {
+            o.view()
+                .memory_bytes
+                .map(|bytes| (bytes as f64, o.attributes.clone()))
+                .into_iter()
+                .collect()
+        },
+    );
+    gauge(
         "weir.assigned_partitions",
         "",
         "Kafka partitions this instance owns.",

@@ -32,6 +32,8 @@ pub(super) struct View {
     pub(super) datasets: BTreeMap<String, DatasetView>,
     pub(super) dead_letters: BTreeMap<String, u64>,
     pub(super) buffered_bytes: u64,
+    /// The process's resident memory not backed by files, when the system tells it.
+    pub(super) memory_bytes: Option<u64>,
     pub(super) last_beat: Option<Instant>,
     /// Every dataset's log opened and written to at start.
     pub(super) storage_checked: bool,
@@ -185,9 +187,11 @@ impl Observer {
         }
     }
 
-    /// Rows held in memory until the next checkpoint.
-    pub fn buffered(&self, bytes: usize) {
-        self.view().buffered_bytes = bytes as u64;
+    /// Rows held in memory until the next checkpoint, and all the memory the process holds.
+    pub fn buffered(&self, bytes: usize, memory: Option<usize>) {
+        let mut view = self.view();
+        view.buffered_bytes = bytes as u64;
+        view.memory_bytes = memory.map(|m| m as u64);
     }
 
     /// The partitions' event-time watermarks in the pipeline.

@@ -41,6 +41,7 @@ pub struct Status {
     pub consumed_bytes: u64,
     pub backpressure_pauses: u64,
     pub buffered_bytes: u64,
+    pub memory_bytes: Option<u64>,
     pub dead_letters: BTreeMap<String, u64>,
     pub datasets: Vec<DatasetStatus>,
 }
@@ -183,6 +184,7 @@ impl Observer {
             consumed_bytes: self.source.bytes.load(Ordering::Relaxed),
             backpressure_pauses: self.source.backpressure_pauses.load(Ordering::Relaxed),
             buffered_bytes: view.buffered_bytes,
+            memory_bytes: view.memory_bytes,
             dead_letters: view.dead_letters.clone(),
             datasets,
         }

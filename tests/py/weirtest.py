@@ -646,6 +646,15 @@ def counts(args):
     print(json.dumps(out))
 
 
+def distinct(args):
+    """Rows of the Hive-partitioned dataset at --path and the distinct values of --column
+    among them, as one JSON object."""
+    rows, values = duck().execute(
+        f"SELECT count(*), count(DISTINCT {args.column}) FROM {hive(args.path)}"
+    ).fetchall()[0]
+    print(json.dumps({"rows": rows, "distinct": values}))
+
+
 def load_yaml(args):
     """Parses every YAML document of the files; prints [{file, kind, name}] as JSON."""
     import yaml
@@ -749,6 +758,9 @@ def main():
     s = sub.add_parser("counts")
     s.add_argument("--out", required=True)
     s.add_argument("--dataset", action="append", required=True)
+    s = sub.add_parser("distinct")
+    s.add_argument("--path", required=True)
+    s.add_argument("--column", required=True)
     s = sub.add_parser("same-as-sample")
     s.add_argument("--service", required=True)
     s.add_argument("--sample", required=True)
@@ -759,7 +771,7 @@ def main():
     {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-store": verify_store,
      "hive-values": hive_values,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
-     "fault-proxy": fault_proxy, "counts": counts,
+     "fault-proxy": fault_proxy, "counts": counts, "distinct": distinct,
      "load-yaml": load_yaml, "same-as-sample": same_as_sample}[args.cmd](args)
 
 

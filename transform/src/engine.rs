@@ -16,6 +16,8 @@ use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -86,19 +88,43 @@ pub struct SqlEngine {
 }
 
 impl SqlEngine {
-    /// A session where `table` is the source table of schema `table_schema`.
+    /// A session where `table` is the source table of schema `table_schema`, its queries'
+    /// memory unbounded.
     pub fn new(table: &str, table_schema: SchemaRef) -> Result<Self, TransformError> {
+        Self::with_memory_limit(table, table_schema, None)
+    }
+
+    /// A session whose queries (of every transform, windowed or not) share a memory pool of
+    /// `max_query_memory` bytes: an operator that would need more fails the query with
+    /// "Resources exhausted", which fails its batch like any error of the SQL, instead of
+    /// growing the process until it is killed.
+    pub fn with_memory_limit(
+        table: &str,
+        table_schema: SchemaRef,
+        max_query_memory: Option<usize>,
+    ) -> Result<Self, TransformError> {
+        // No spilling: a query over its pool fails its batch rather than filling a disk the
+        // deployment may not have.
+        let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        );
+        if let Some(limit) = max_query_memory {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let runtime = runtime
+            .build_arc()
+            .map_err(|e| TransformError::sql(table, &e))?;
         let mut config = SessionConfig::new()
             // Batches are small and the pipeline already keeps both cores busy: one partition
             // per plan avoids repartitioning every batch.
             .with_target_partitions(1)
             .with_information_schema(false);
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config(config.clone());
+        let ctx = SessionContext::new_with_config_rt(config.clone(), runtime.clone());
         let current = CurrentBatch::new(table_schema.clone());
         ctx.register_table(table, current.clone())
             .map_err(|e| TransformError::sql(table, &e))?;
-        let windowed = SessionContext::new_with_config(config);
+        let windowed = SessionContext::new_with_config_rt(config, runtime);
         let window_column = |name| Field::new(name, utc_millis(), false);
         let fields: Vec<Field> = table_schema
             .fields()
@@ -526,6 +552,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out[1].iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_query_over_its_memory_pool_fails_instead_of_growing() {
+        let schema = engine().table_schema();
+        let pages: Vec<String> = (0..50_000).map(|i| format!("page-{i}")).collect();
+        let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+        let ms = vec![Some(1); pages.len()];
+        let sql = "SELECT page, count(*) AS n FROM events GROUP BY page ORDER BY page";
+        for (limit, fits) in [(None, true), (Some(1 << 20), false)] {
+            let engine = SqlEngine::with_memory_limit("events", schema.clone(), limit).unwrap();
+            let count = engine.transform("count", sql, "count.sql").await.unwrap();
+            let out = engine.run(batch(&engine, &pages, &ms), &[&count]).await;
+            match out {
+                Ok(out) => {
+                    assert!(fits, "{limit:?}");
+                    let rows: usize = out[0].iter().map(RecordBatch::num_rows).sum();
+                    assert_eq!(rows, pages.len());
+                }
+                Err(e) => {
+                    assert!(!fits, "{e}");
+                    assert!(e.to_string().contains("Resources exhausted"), "{e}");
+                }
+            }
+        }
     }
 
     #[tokio::test]
