@@ -26,6 +26,8 @@ pub struct FaultyStore {
     script: Mutex<Vec<Fault>>,
     /// Treat "create only if absent" as a plain overwrite, like stores that ignore it.
     overwrite_creates: AtomicBool,
+    /// Make every copy "create only if absent", as object_store 0.13's GCS client does.
+    create_only_copies: AtomicBool,
 }
 
 impl FaultyStore {
@@ -34,6 +36,7 @@ impl FaultyStore {
             inner,
             script: Mutex::new(Vec::new()),
             overwrite_creates: AtomicBool::new(false),
+            create_only_copies: AtomicBool::new(false),
         }
     }
 
@@ -44,6 +47,12 @@ impl FaultyStore {
 
     pub fn ignore_conditional_puts(&self) {
         self.overwrite_creates.store(true, Ordering::Relaxed);
+    }
+
+    /// Copies (and so moves) refuse an existing destination, as object_store 0.13's GCS
+    /// client makes them (apache/arrow-rs-object-store#712).
+    pub fn refuse_overwriting_copies(&self) {
+        self.create_only_copies.store(true, Ordering::Relaxed);
     }
 
     /// The fault for a call of `operation`, if it is next in the script.
@@ -132,7 +141,10 @@ impl ObjectStore for FaultyStore {
             .await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+    async fn copy_opts(&self, from: &Path, to: &Path, mut options: CopyOptions) -> Result<()> {
+        if self.create_only_copies.load(Ordering::Relaxed) {
+            options.mode = object_store::CopyMode::Create;
+        }
         self.around("copy", self.inner.copy_opts(from, to, options))
             .await
     }

@@ -100,6 +100,16 @@ impl CommitLog {
             match self.store.rename(from, to).await {
                 Ok(()) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
+                // A store whose copies refuse an existing target (object_store 0.13's GCS
+                // client makes every copy "create only": apache/arrow-rs-object-store#712)
+                // after an attempt that copied and failed before deleting. Final names are
+                // unique to their staged file, so the target is that copy.
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    match self.store.delete(from).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             }
         })

@@ -500,18 +500,8 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
 async fn opening_the_log_publishes_files_a_dead_writer_committed() {
     let dir = tempfile::tempdir().unwrap();
     let store = local(&dir);
-    let staged = Path::from("_weir/staging/dead-000001.parquet.pending");
-    store
-        .put(&staged, PutPayload::from_static(b"data"))
-        .await
-        .unwrap();
-    let file = WrittenFile {
-        path: "dt=2026-11-25/part-dead-000001.parquet".into(),
-        staging: staged.to_string(),
-        partition: "dt=2026-11-25".into(),
-        rows: 1,
-        bytes: 4,
-    };
+    let file = staged_file(&store, "dead", "dt=2026-11-25").await;
+    let staged = Path::from(file.staging.as_str());
     let faulty = Arc::new(FaultyStore::new(store.clone()));
     let mut dead = open(&(faulty.clone() as Arc<dyn ObjectStore>), "dead").await;
     dead.claim(&[p(0)]).await.unwrap();
@@ -551,6 +541,32 @@ async fn opening_the_log_publishes_files_a_dead_writer_committed() {
     assert!(!dir.path().join(orphan.as_ref()).exists());
 }
 
+/// On a store whose copies never overwrite (GCS through object_store 0.13), a move whose copy
+/// was done but whose answer was lost is finished by the retry, not failed by it.
+#[tokio::test]
+async fn a_move_retried_after_its_copy_is_finished_where_copies_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local(&dir);
+    let file = staged_file(&store, "w", "dt=2026-11-25").await;
+    let staged = Path::from(file.staging.as_str());
+    let faulty = Arc::new(FaultyStore::new(store.clone()));
+    faulty.refuse_overwriting_copies();
+    let mut log = open(&(faulty.clone() as Arc<dyn ObjectStore>), "w").await;
+    log.claim(&[p(0)]).await.unwrap();
+    faulty.inject(vec![Fault::After("copy")]);
+    log.commit(
+        vec![range(0, 0, 1)],
+        vec![file.clone()],
+        vec![],
+        None,
+        &COVERED,
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(dir.path().join(&file.path)).unwrap(), b"data");
+    assert!(!dir.path().join(staged.as_ref()).exists());
+}
+
 /// A commit entry listing a file whose final name the store refuses (written before weir
 /// checked partition paths) does not stop every later start: the file is quarantined, kept
 /// from clean-up, and reported by `weir verify`.
@@ -558,19 +574,8 @@ async fn opening_the_log_publishes_files_a_dead_writer_committed() {
 async fn a_committed_file_the_store_cannot_name_is_quarantined_not_retried_for_ever() {
     let dir = tempfile::tempdir().unwrap();
     let store = local(&dir);
-    let staged = Path::from("_weir/staging/w-000001.parquet.pending");
-    store
-        .put(&staged, PutPayload::from_static(b"data"))
-        .await
-        .unwrap();
-    let partition = format!("c={}", "x".repeat(300));
-    let file = WrittenFile {
-        path: format!("{partition}/part-w-000001.parquet"),
-        staging: staged.to_string(),
-        partition,
-        rows: 1,
-        bytes: 4,
-    };
+    let file = staged_file(&store, "w", &format!("c={}", "x".repeat(300))).await;
+    let staged = Path::from(file.staging.as_str());
     let mut old = open(&store, "w").await;
     old.claim(&[p(0)]).await.unwrap();
     // The entry is written; moving the file to its final name fails (name too long).
@@ -600,6 +605,28 @@ async fn a_committed_file_the_store_cannot_name_is_quarantined_not_retried_for_e
     );
 }
 
+/// `writer`'s first file of `partition` (`""`: the root), four bytes, staged in `store` and
+/// not committed.
+async fn staged_file(store: &Arc<dyn ObjectStore>, writer: &str, partition: &str) -> WrittenFile {
+    let staged = Path::from(format!("_weir/staging/{writer}-000001.parquet.pending"));
+    let name = format!("part-{writer}-000001.parquet");
+    store
+        .put(&staged, PutPayload::from_static(b"data"))
+        .await
+        .unwrap();
+    WrittenFile {
+        path: if partition.is_empty() {
+            name
+        } else {
+            format!("{partition}/{name}")
+        },
+        staging: staged.to_string(),
+        partition: partition.to_owned(),
+        rows: 1,
+        bytes: 4,
+    }
+}
+
 /// The names of the objects under `dir` (relative to the store's root), in order.
 fn names(dir: &tempfile::TempDir, under: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.path().join(under))
@@ -617,18 +644,7 @@ async fn entries_past_their_retention_go_and_the_log_still_reads_and_verifies() 
     let mut log = open_pruning(&store, "w").await;
     log.claim(&[p(0)]).await.unwrap();
     // A file committed by an entry that is pruned later.
-    let staged = Path::from("_weir/staging/w-000001.parquet.pending");
-    store
-        .put(&staged, PutPayload::from_static(b"data"))
-        .await
-        .unwrap();
-    let file = WrittenFile {
-        path: "part-w-000001.parquet".into(),
-        staging: staged.to_string(),
-        partition: String::new(),
-        rows: 1,
-        bytes: 4,
-    };
+    let file = staged_file(&store, "w", "").await;
     log.commit(vec![range(0, 0, 1)], vec![file], vec![], None, &COVERED)
         .await
         .unwrap();
