@@ -10,8 +10,10 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::bench::BenchOptions;
+use crate::bench::shapes::{Shape, Variation};
 use crate::generate::{Generator, GeneratorOptions};
-use crate::{commands, lag, quickstart, sample};
+use crate::{bench, commands, lag, quickstart, sample};
 
 #[derive(Parser)]
 #[command(
@@ -134,13 +136,57 @@ enum Command {
         #[command(flatten)]
         generator: GeneratorArgs,
     },
-    /// Measure end-to-end throughput against the raw consume rate, on the embedded cluster.
+    /// Measure what weir's own process spends per event: each pipeline shape run by `weir run`
+    /// in a process of its own, beside a bare consumer of the same topic (and optionally
+    /// other weir binaries and the Python peer). The embedded cluster runs in a process of
+    /// its own; --bootstrap-servers and --topic measure against yours instead.
     Bench {
+        /// Events to produce into the embedded cluster.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Partitions of the embedded cluster's topic.
         #[arg(long, default_value_t = 96)]
         partitions: i32,
-        /// Keep the written datasets here (a temporary directory otherwise).
+        /// Measured runs of each program: figures are medians, with the lowest and highest.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The pipeline shapes to measure.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "stateless,quickstart,windows"
+        )]
+        shapes: Vec<Shape>,
+        /// Groups the windowed shape keeps open (at most one per event).
+        #[arg(long, default_value_t = 1_000_000)]
+        groups: u64,
+        /// Distinct partition paths of the stateless shape, by `user_id`, instead of hours.
+        #[arg(long)]
+        paths: Option<u64>,
+        /// Payload bytes of each generated event (about 260 without).
+        #[arg(long)]
+        event_bytes: Option<usize>,
+        /// An existing cluster to measure against, with --topic (fill the topic with
+        /// `weir generate` first): every event the topic holds is read.
+        #[arg(long, requires = "topic")]
+        bootstrap_servers: Option<String>,
+        #[arg(long, requires = "bootstrap_servers")]
+        topic: Option<String>,
+        /// Another weir binary measured beside this one, as LABEL=PATH (repeatable).
+        #[arg(long = "weir", value_name = "LABEL=PATH")]
+        binaries: Vec<String>,
+        /// A Python interpreter with confluent-kafka and pyarrow: measures the Python peer
+        /// (bench/python_peer.py) too.
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// CPUs the measured programs run on, in taskset's syntax (0, or 0-1).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Fail when a target is missed.
+        #[arg(long)]
+        check: bool,
+        /// Keep the written datasets and the programs' logs here.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Benchmark the windowed aggregation alone instead, with this many groups open.
@@ -148,6 +194,25 @@ enum Command {
         windows: Option<u64>,
         #[arg(long)]
         json: bool,
+    },
+    /// The benchmark's embedded cluster, in a process of its own: prints its bootstrap
+    /// servers, serves until stdin closes.
+    #[command(hide = true)]
+    BenchCluster {
+        #[arg(long)]
+        partitions: i32,
+    },
+    /// The benchmark's bare consumer: reads EVENTS messages and only counts them.
+    #[command(hide = true)]
+    BenchConsume {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        events: u64,
     },
 }
 
@@ -390,10 +455,43 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
         Command::Bench {
             events,
             partitions,
+            runs,
+            shapes,
+            groups,
+            paths,
+            event_bytes,
+            bootstrap_servers,
+            topic,
+            binaries,
+            python,
+            cpus,
+            check,
             out,
             json,
             windows: None,
-        } => commands::bench::pipeline(events, partitions, out, json).await,
+        } => {
+            let options = BenchOptions {
+                events,
+                partitions,
+                runs,
+                shapes,
+                variation: Variation { paths, groups },
+                event_bytes,
+                external: bootstrap_servers.zip(topic),
+                binaries: commands::bench::labelled_binaries(&binaries)?,
+                python,
+                cpus,
+                out,
+            };
+            commands::bench::pipelines(options, check, json).await
+        }
+        Command::BenchCluster { partitions } => bench::cluster::serve_cluster(partitions),
+        Command::BenchConsume {
+            bootstrap_servers,
+            topic,
+            group,
+            events,
+        } => bench::cluster::raw_consume(&bootstrap_servers, &topic, &group, events),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct GeneratorOptions {
     pub start_ms: i64,
     /// Event time advances this much per event.
     pub step_ms: i64,
+    /// Valid events of about this many bytes, for measuring how cost grows with size: the
+    /// required fields and a `referrer` of random letters that fills the rest.
+    pub event_bytes: Option<usize>,
 }
 
 impl Default for GeneratorOptions {
@@ -58,6 +61,7 @@ impl Default for GeneratorOptions {
             max_disorder: Duration::from_secs(30),
             start_ms: chrono::Utc::now().timestamp_millis() - 3_600_000,
             step_ms: 10,
+            event_bytes: None,
         }
     }
 }
@@ -124,6 +128,8 @@ impl Generator {
         };
         if kind == 5 {
             write!(payload, "[\"{index}\",{user}]").expect("writing to a Vec");
+        } else if let (Some(bytes), None) = (o.event_bytes, expected_reason) {
+            write_sized_event(&mut payload, &mut rng, o.seed, index, user, ts, bytes);
         } else {
             write_event(&mut payload, &mut rng, o.seed, index, user, ts, kind);
         }
@@ -205,6 +211,34 @@ fn write_event(
         COUNTRIES[rng.random_range(0..COUNTRIES.len())]
     )
     .expect("writing to a Vec");
+}
+
+/// A valid event of the required fields and a `referrer` of random letters, `bytes` long
+/// unless the required fields alone are longer.
+fn write_sized_event(
+    out: &mut Vec<u8>,
+    rng: &mut SmallRng,
+    seed: u64,
+    index: u64,
+    user: u64,
+    ts: i64,
+    bytes: usize,
+) {
+    let page = PAGES[rng.random_range(0..PAGES.len())];
+    write!(
+        out,
+        "{{\"event_id\":\"{seed:x}-{index:012}\",\"user_id\":{user},\"ts\":{ts},\"page\":\"{page}\""
+    )
+    .expect("writing to a Vec");
+    const REFERRER: &[u8] = b",\"referrer\":\"\"}";
+    let letters = bytes.saturating_sub(out.len() + REFERRER.len());
+    if letters == 0 {
+        out.push(b'}');
+        return;
+    }
+    out.extend_from_slice(&REFERRER[..REFERRER.len() - 2]);
+    out.extend((0..letters).map(|_| rng.random_range(b'a'..=b'z')));
+    out.extend_from_slice(b"\"}");
 }
 
 /// Counts deliveries and failures reported by librdkafka.
@@ -337,5 +371,31 @@ mod tests {
         }
         assert_eq!(counts.malformed.len(), 6, "{counts:?}");
         assert!(counts.valid > 1200 && counts.valid < 1600, "{counts:?}");
+    }
+
+    #[test]
+    fn sized_events_are_valid_json_of_the_size_asked_for() {
+        for bytes in [1, 100, 1000, 10_000] {
+            let g = Generator::new(GeneratorOptions {
+                malformed_ratio: 0.0,
+                event_bytes: Some(bytes),
+                ..Default::default()
+            });
+            for i in 0..50 {
+                let event = g.event(i);
+                let value: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+                assert!(
+                    value["event_id"].is_string() && value["ts"].is_i64(),
+                    "{value}"
+                );
+                let len = event.payload.len();
+                // The required fields alone take up to about 110 bytes.
+                if bytes >= 120 {
+                    assert_eq!(len, bytes);
+                } else {
+                    assert!(len <= 120, "{bytes}: {len}");
+                }
+            }
+        }
     }
 }

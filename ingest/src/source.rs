@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -189,6 +189,51 @@ struct SourceContext {
     stats: Arc<SourceStats>,
     /// A batch waiting for room in the full pipeline while the consumer polls on.
     waiting: Mutex<Option<Polled>>,
+    /// Told each time the decoder takes a batch.
+    room: Arc<Room>,
+}
+
+/// How long a batch may wait for the decoder before the reader pauses its partitions and
+/// polls on. Waiting without polling keeps what librdkafka prefetched (pausing drops it), so
+/// the ordinary back-pressure of a backlog costs nothing; polling on keeps a member whose
+/// pipeline is held up for longer (a slow checkpoint) in the group.
+const PATIENCE_WHEN_FULL: Duration = Duration::from_secs(1);
+
+/// Counts the batches the decoder has taken, so that the reader can wait for room without
+/// polling for it.
+#[derive(Default)]
+struct Room {
+    taken: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Room {
+    fn taken(&self) -> u64 {
+        *self.taken.lock().expect("not poisoned")
+    }
+
+    /// The decoder took a batch.
+    fn take(&self) {
+        *self.taken.lock().expect("not poisoned") += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the decoder has taken more than `seen` batches; `false` if it has not by
+    /// `deadline`.
+    fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
+        let mut taken = self.taken.lock().expect("not poisoned");
+        while *taken == seen {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            taken = self
+                .changed
+                .wait_timeout(taken, left)
+                .expect("not poisoned")
+                .0;
+        }
+        true
+    }
 }
 
 impl SourceContext {
@@ -468,6 +513,7 @@ impl KafkaSource {
             group_offsets: Mutex::new(BTreeMap::new()),
             stats,
             waiting: Mutex::new(None),
+            room: Arc::default(),
         };
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(context)
@@ -544,9 +590,9 @@ impl KafkaSource {
         }
     }
 
-    /// Hands `messages` on to the decoder. While the pipeline is full (a slow checkpoint or
-    /// store holding it up), every assigned partition is paused and the consumer keeps
-    /// polling: the group takes a member that stops polling for `max.poll.interval.ms` for
+    /// Hands `messages` on to the decoder, waiting up to [`PATIENCE_WHEN_FULL`] for room.
+    /// While the pipeline stays full longer (a slow checkpoint or store holding it up), every
+    /// assigned partition is paused and the consumer keeps polling: the group takes a member that stops polling for `max.poll.interval.ms` for
     /// dead, and would move its partitions away. Paused partitions yield no messages (the
     /// prefetched ones are dropped, and fetched again from the next offset on resume), so
     /// only a partition assigned meanwhile can bring any, into the next batch. A rebalance
@@ -558,13 +604,20 @@ impl KafkaSource {
         let Some(sender) = context.forward.lock().expect("not poisoned").clone() else {
             return Ok(false);
         };
-        match sender.try_send(Polled::Messages(Box::new(messages))) {
-            Ok(()) => return Ok(true),
-            Err(TrySendError::Disconnected(_)) => return Ok(false),
-            Err(TrySendError::Full(polled)) => {
-                *context.waiting.lock().expect("not poisoned") = Some(polled);
+        let mut polled = Polled::Messages(Box::new(messages));
+        let patience = Instant::now() + PATIENCE_WHEN_FULL;
+        loop {
+            let seen = context.room.taken();
+            match sender.try_send(polled) {
+                Ok(()) => return Ok(true),
+                Err(TrySendError::Disconnected(_)) => return Ok(false),
+                Err(TrySendError::Full(back)) => polled = back,
+            }
+            if stop.load(Ordering::Relaxed) || !context.room.wait_past(seen, patience) {
+                break;
             }
         }
+        *context.waiting.lock().expect("not poisoned") = Some(polled);
         let mut paused = BTreeSet::new();
         self.pause_new(&mut paused);
         tracing::debug!("pipeline full: partitions paused, polling on for the group");
@@ -705,10 +758,12 @@ pub fn spawn_reader(
         .lock()
         .expect("not poisoned") = Some(polled_tx);
     let decoder_stats = stats.clone();
+    let room = source.consumer.context().room.clone();
     let decoder_thread = std::thread::Builder::new()
         .name("weir-decoder".into())
         .spawn(move || {
             for polled in polled_rx {
+                room.take();
                 let event = match polled {
                     Polled::Event(event) => event,
                     Polled::Messages(messages) => {
@@ -768,6 +823,23 @@ pub fn spawn_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reader_waits_for_room_until_the_decoder_takes_a_batch_or_patience_runs_out() {
+        let room = Arc::new(Room::default());
+        let seen = room.taken();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(!room.wait_past(seen, soon), "nothing taken: it times out");
+        assert!(Instant::now() >= soon);
+        let decoder = {
+            let room = room.clone();
+            std::thread::spawn(move || room.take())
+        };
+        assert!(room.wait_past(seen, Instant::now() + Duration::from_secs(60)));
+        decoder.join().unwrap();
+        // A batch taken before the wait began counts: no wake-up is lost.
+        assert!(room.wait_past(seen, Instant::now()));
+    }
 
     #[test]
     fn a_repeated_client_error_is_logged_once_per_interval_with_its_count() {

@@ -1,0 +1,112 @@
+//! `weir bench` measures programs that did the whole job: every measured program reads every
+//! event of the topic, the stateless pipeline writes each event it does not dead-letter once,
+//! and the Python peer, written independently, keeps exactly the same events.
+
+mod common;
+
+use common::process::{output_ok, weir, weirtest};
+use common::tool;
+
+#[test]
+fn every_program_is_measured_over_the_whole_topic_and_did_the_whole_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let events = 20_000;
+    let stdout = output_ok(
+        weir()
+            .args([
+                "bench",
+                "--events",
+                &events.to_string(),
+                "--partitions",
+                "8",
+            ])
+            .args(["--runs", "1", "--groups", "5000", "--json", "--out"])
+            .arg(&out)
+            .arg("--python")
+            .arg(tool("WEIR_TEST_PYTHON")),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(report["events"], events, "{report:#}");
+    assert_eq!(report["partitions"], 8, "{report:#}");
+    let measurements = report["measurements"].as_array().unwrap();
+    let names: Vec<&str> = measurements
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "raw consume",
+            "weir a stateless",
+            "weir b quickstart",
+            "weir c windows",
+            "python peer"
+        ]
+    );
+    for measurement in measurements {
+        let run = &measurement["runs"][0];
+        let measured = run["events"].as_u64().unwrap();
+        // Counted from the first message read, so at most the whole topic.
+        assert!(measured > 0 && measured <= events, "{measurement:#}");
+        assert!(
+            run["cpu_seconds"].as_f64().unwrap() > 0.0,
+            "{measurement:#}"
+        );
+        assert!(
+            run["peak_rss_bytes"].as_u64().unwrap() > 0,
+            "{measurement:#}"
+        );
+        assert!(
+            run["events_per_second"].as_f64().unwrap() > 0.0,
+            "{measurement:#}"
+        );
+    }
+    // The raw consumer reports every event it read, and their bytes.
+    assert_eq!(measurements[0]["runs"][0]["events"], events);
+    assert!(
+        report["bytes_per_event"].as_f64().unwrap() > 100.0,
+        "{report:#}"
+    );
+    let targets: Vec<&str> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+
+    // Each event the stateless pipeline did not dead-letter is written once.
+    let stateless = out.join("weir-a-stateless-1/out");
+    let counts: serde_json::Value = serde_json::from_str(&weirtest(&[
+        "counts",
+        "--out",
+        stateless.to_str().unwrap(),
+        "--dataset",
+        "clicks",
+    ]))
+    .unwrap();
+    let rows = counts["rows"]["clicks"].as_u64().unwrap();
+    let dead_letters: u64 = counts["dead_letters"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(rows + dead_letters, events, "{counts:#}");
+    assert!(
+        dead_letters > 0,
+        "the generator makes some events malformed"
+    );
+    // The Python peer keeps the same events, each once.
+    let peer: serde_json::Value = serde_json::from_str(&weirtest(&[
+        "distinct",
+        "--path",
+        out.join("python-peer-1/out").to_str().unwrap(),
+        "--column",
+        "event_id",
+    ]))
+    .unwrap();
+    assert_eq!(peer["rows"], rows, "{peer:#}");
+    assert_eq!(peer["distinct"], rows, "{peer:#}");
+}
