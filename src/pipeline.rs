@@ -9,7 +9,6 @@ use weir_schemas::EventSchema;
 use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
 use weir_transform::{
     Output, PartitionSpec, Partitioner, SqlEngine, TransformKind, Transforms, ValidationRules,
-    time_partition_specs,
 };
 
 use crate::config::{
@@ -105,16 +104,19 @@ impl Pipeline {
                     weir_transform::windows::WINDOW_START
                 }
             };
-            let time_specs = match t.sink.time_partitions {
+            let time_spec = match t.sink.time_partitions {
                 Some(granularity) => {
                     check_time_column(&config, &t.name, &transform.schema(), time_column)?;
-                    time_partition_specs(granularity, time_column)
+                    Some(PartitionSpec::Time {
+                        column: time_column.to_owned(),
+                        granularity,
+                    })
                 }
-                None => Vec::new(),
+                None => None,
             };
-            let specs: Vec<PartitionSpec> = time_specs
+            let specs: Vec<PartitionSpec> = time_spec
                 .into_iter()
-                .chain(t.sink.partition_by.iter().map(|p| PartitionSpec {
+                .chain(t.sink.partition_by.iter().map(|p| PartitionSpec::Expr {
                     name: p.name.clone(),
                     expr: p.expr.clone(),
                 }))

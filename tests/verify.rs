@@ -9,9 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use common::process::weir;
+use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, OffsetRange, PartitionKey, WatermarkCoverage};
 use weir_sink::{
     Compression, DatasetOptions, DatasetWriter, ParquetDataset, PathLimits, RollPolicy,
@@ -54,8 +55,8 @@ fn write_dataset(dir: &Path) {
         for from in [0, 10] {
             let ids = Int64Array::from_iter_values(from..from + 10);
             let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
-            let paths: StringArray = (0..10)
-                .map(|n| Some(if n % 2 == 0 { "p=a" } else { "p=b" }))
+            let paths: PartitionPaths = (0..10)
+                .map(|n| if n % 2 == 0 { "p=a" } else { "p=b" })
                 .collect();
             writer.write(&batch, Some(&paths)).await.unwrap();
             let ranges = partitions

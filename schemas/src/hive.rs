@@ -2,6 +2,23 @@
 //! makes one safe segment, and read back exactly by Hive, Spark, Trino, DuckDB and pyarrow.
 
 use std::fmt::Write;
+use std::sync::Arc;
+
+use arrow::array::{DictionaryArray, StringArray, UInt32Array};
+use arrow::datatypes::UInt32Type;
+
+/// The partition path of each row of a batch (`dt=2026-11-25/hour=14/country=NL`, escaped),
+/// dictionary-encoded: each distinct path once, and for each row the index of its path. A
+/// batch has few distinct paths, so nothing is formatted, stored or compared per row.
+pub type PartitionPaths = DictionaryArray<UInt32Type>;
+
+/// `rows` rows all in the partition `path`.
+pub fn one_path(path: &str, rows: usize) -> PartitionPaths {
+    PartitionPaths::new(
+        UInt32Array::from(vec![0; rows]),
+        Arc::new(StringArray::from(vec![path])),
+    )
+}
 
 /// Hive's name for the partition of NULL values; Spark, Trino and DuckDB read it back as NULL.
 /// The empty string goes there too: a segment `name=` is not one readers accept.

@@ -16,7 +16,6 @@ pub struct RawMessages {
     keys: BinaryBuilder,
     payloads: BinaryBuilder,
     payload_bytes: usize,
-    ranges: OffsetRanges,
 }
 
 /// The finished, read-only form of [`RawMessages`]: message `i` of a batch, whether it became
@@ -53,7 +52,6 @@ impl RawMessages {
                 messages.saturating_mul(256).min(payload_bytes),
             ),
             payload_bytes: 0,
-            ranges: OffsetRanges::default(),
         }
     }
 
@@ -66,12 +64,17 @@ impl RawMessages {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
     ) {
-        let index = match self.topics.iter().position(|t| t.as_ref() == topic) {
-            Some(i) => i,
-            None => {
-                self.topics.push(Arc::from(topic));
-                self.topics.len() - 1
-            }
+        // Messages come in runs of one partition: the previous message's topic first.
+        let last = self.topic_index.last().map_or(0, |&i| usize::from(i));
+        let index = match self.topics.get(last) {
+            Some(t) if t.as_ref() == topic => last,
+            _ => match self.topics.iter().position(|t| t.as_ref() == topic) {
+                Some(i) => i,
+                None => {
+                    self.topics.push(Arc::from(topic));
+                    self.topics.len() - 1
+                }
+            },
         };
         self.topic_index.push(index as u16);
         self.partitions.push(partition);
@@ -80,11 +83,6 @@ impl RawMessages {
         self.keys.append_option(key);
         self.payloads.append_option(payload);
         self.payload_bytes += payload.map_or(0, <[u8]>::len);
-        let key = PartitionKey {
-            topic: self.topics[index].clone(),
-            partition,
-        };
-        self.ranges.record(&key, offset);
     }
 
     pub fn len(&self) -> usize {
@@ -101,6 +99,7 @@ impl RawMessages {
     }
 
     pub fn finish(mut self) -> Messages {
+        let ranges = self.offset_ranges();
         Messages {
             topics: self.topics,
             topic_index: self.topic_index,
@@ -109,8 +108,33 @@ impl RawMessages {
             timestamps: self.timestamps,
             keys: self.keys.finish(),
             payloads: self.payloads.finish(),
-            ranges: self.ranges,
+            ranges,
         }
+    }
+
+    /// The offsets held, per partition: recorded once per run of one partition's messages
+    /// rather than once per message.
+    fn offset_ranges(&self) -> OffsetRanges {
+        let mut ranges = OffsetRanges::default();
+        let mut start = 0;
+        for end in 1..=self.offsets.len() {
+            let same = end < self.offsets.len()
+                && self.topic_index[end] == self.topic_index[start]
+                && self.partitions[end] == self.partitions[start];
+            if same {
+                continue;
+            }
+            let run = &self.offsets[start..end];
+            let key = PartitionKey {
+                topic: self.topics[usize::from(self.topic_index[start])].clone(),
+                partition: self.partitions[start],
+            };
+            let from = run.iter().copied().min().expect("a run has a message");
+            let to = run.iter().copied().max().expect("a run has a message") + 1;
+            ranges.record_run(&key, from, to, run.len() as u64);
+            start = end;
+        }
+        ranges
     }
 }
 

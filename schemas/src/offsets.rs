@@ -62,14 +62,19 @@ pub struct OffsetRanges {
 impl OffsetRanges {
     /// Records that `offset` of `key` was consumed.
     pub fn record(&mut self, key: &PartitionKey, offset: i64) {
-        self.messages += 1;
+        self.record_run(key, offset, offset + 1, 1);
+    }
+
+    /// Records that `messages` messages of `key` within `from..to` were consumed.
+    pub fn record_run(&mut self, key: &PartitionKey, from: i64, to: i64, messages: u64) {
+        self.messages += messages;
         match self.ranges.get_mut(key) {
-            Some((from, to)) => {
-                *from = (*from).min(offset);
-                *to = (*to).max(offset + 1);
+            Some(range) => {
+                range.0 = range.0.min(from);
+                range.1 = range.1.max(to);
             }
             None => {
-                self.ranges.insert(key.clone(), (offset, offset + 1));
+                self.ranges.insert(key.clone(), (from, to));
             }
         }
     }

@@ -80,6 +80,28 @@ impl TimeGranularity {
         };
         Some((day.and_time(start) + span).and_utc().timestamp_millis())
     }
+
+    /// How long a time partition of this granularity spans, milliseconds.
+    pub fn span_ms(self) -> i64 {
+        match self {
+            TimeGranularity::Day => 86_400_000,
+            TimeGranularity::Hour => 3_600_000,
+            TimeGranularity::Minute => 60_000,
+        }
+    }
+
+    /// The directories of the time partition holding `ms` (epoch milliseconds, UTC), e.g.
+    /// `dt=2026-11-25/hour=10`: what [`TimeGranularity::end_ms`] reads. `None` outside the
+    /// years chrono can write.
+    pub fn path_of(self, ms: i64) -> Option<String> {
+        let time = chrono::DateTime::from_timestamp_millis(ms)?;
+        let format = match self {
+            TimeGranularity::Day => "dt=%Y-%m-%d",
+            TimeGranularity::Hour => "dt=%Y-%m-%d/hour=%H",
+            TimeGranularity::Minute => "dt=%Y-%m-%d/hour=%H/minute=%M",
+        };
+        Some(time.format(format).to_string())
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +128,28 @@ mod tests {
             .unwrap();
         assert_eq!(minute % 86_400_000, (10 * 60 + 6) * 60_000);
         assert_eq!(TimeGranularity::Day.end_ms("dt=nope"), None);
+    }
+
+    #[test]
+    fn a_time_partition_path_ends_where_its_span_does() {
+        let ms = 1_795_615_200_000 + 5 * 60_000 + 59_999; // 2026-11-25T14:05:59.999Z
+        for granularity in [
+            TimeGranularity::Day,
+            TimeGranularity::Hour,
+            TimeGranularity::Minute,
+        ] {
+            let path = granularity.path_of(ms).unwrap();
+            let end = granularity.end_ms(&path).unwrap();
+            assert!(end > ms && end - granularity.span_ms() <= ms, "{path}");
+        }
+        assert_eq!(
+            TimeGranularity::Minute.path_of(ms).unwrap(),
+            "dt=2026-11-25/hour=14/minute=05"
+        );
+        assert_eq!(
+            TimeGranularity::Day.path_of(-1).unwrap(),
+            "dt=1969-12-31",
+            "before the epoch"
+        );
     }
 }

@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::RecordBatch;
+use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, PartitionKey};
 
 use crate::SinkError;
@@ -72,7 +73,7 @@ pub trait DatasetWriter: Send {
     async fn write(
         &mut self,
         batch: &RecordBatch,
-        paths: Option<&StringArray>,
+        paths: Option<&PartitionPaths>,
     ) -> Result<(), SinkError>;
 
     /// Closes files that have been open longer than the roll policy's maximum age.

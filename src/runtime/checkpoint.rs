@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use arrow::array::StringArray;
 use tracing::Instrument;
+use weir_schemas::hive::one_path;
 use weir_schemas::{Checkpoint, PartitionKey, RecordedWatermark};
 use weir_sink::{Committed, DatasetWriter};
 use weir_transform::Now;
@@ -105,7 +105,7 @@ impl State {
                     let now = chrono::Utc::now();
                     let day = format!("dt={}", now.format("%Y-%m-%d"));
                     for batch in dead.to_batches(now.timestamp_millis()) {
-                        let days = StringArray::from(vec![day.as_str(); batch.num_rows()]);
+                        let days = one_path(&day, batch.num_rows());
                         writer.write(&batch, Some(&days)).await?;
                     }
                 }

@@ -27,7 +27,7 @@ pub use engine::{SqlEngine, Transform, TransformKind, Window};
 pub use error::{TransformError, locate};
 pub use functions::HashKeys;
 pub use output::{Emitted, Output, Rows};
-pub use partition::{PartitionSpec, Partitioner, time_partition_specs};
+pub use partition::{PartitionSpec, Partitioner};
 pub use rules::{RuleOutcome, ValidationRules};
 pub use stage::{Processed, Transforms};
 pub use watermark::{Now, Watermarks};

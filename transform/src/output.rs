@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::TimestampMillisecondType;
 use datafusion::error::DataFusionError;
+use weir_schemas::hive::PartitionPaths;
 use weir_schemas::metadata::{self, Partitions};
 use weir_schemas::{
     DeadLetter, DeadLetters, EmittedWatermark, OffsetRange, PartitionKey, Reason,
@@ -25,7 +26,7 @@ use crate::partition::{PartitionError, Partitioner};
 use crate::windows::WindowState;
 
 /// Rows to write, each batch with the partition path of every row (`None`: unpartitioned).
-pub type Rows = Vec<(RecordBatch, Option<StringArray>)>;
+pub type Rows = Vec<(RecordBatch, Option<PartitionPaths>)>;
 
 /// Rows to dead-letter: `(row, reason, detail)`.
 pub(crate) type Rejected = Vec<(usize, Reason, String)>;

@@ -1,49 +1,82 @@
-//! Hive-style partition paths (`dt=2026-11-25/hour=14`) computed from SQL expressions over a
-//! transform's output rows.
+//! Hive-style partition paths (`dt=2026-11-25/hour=14/country=NL`) of a transform's output
+//! rows: time partitions from a timestamp column, and SQL expressions over the rows.
+//!
+//! Paths come dictionary-encoded ([`PartitionPaths`]). Each part maps every row to an index
+//! into its distinct segments, the parts are combined index by index, and only then is each
+//! distinct path written out, escaped and checked against the store's limits: a batch of
+//! thousands of rows in a few hours costs integer arithmetic per row, not string
+//! formatting.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{
+    DataType, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 
 use weir_schemas::TimeGranularity;
-use weir_schemas::hive::{NULL_PARTITION, escape_into};
+use weir_schemas::hive::{NULL_PARTITION, PartitionPaths, escape_into};
 
 use crate::engine::SqlEngine;
 use crate::error::TransformError;
 
-/// One path segment: `name=<value of expr>`.
+/// What one part of a partition path is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionSpec {
-    pub name: String,
-    pub expr: String,
+pub enum PartitionSpec {
+    /// The time partitions of a timestamp column, outermost first: `dt=%Y-%m-%d`, then
+    /// `hour=%H`, then `minute=%M` down to `granularity`, in UTC, as the sink's completeness
+    /// markers expect them.
+    Time {
+        column: String,
+        granularity: TimeGranularity,
+    },
+    /// One segment, `name=<value of expr>`.
+    Expr { name: String, expr: String },
 }
 
-/// The partition specs of time partitions of `granularity` over the timestamp `column`,
-/// outermost first: `dt=%Y-%m-%d`, then `hour=%H`, then `minute=%M`, as the sink's
-/// completeness markers expect them.
-pub fn time_partition_specs(granularity: TimeGranularity, column: &str) -> Vec<PartitionSpec> {
-    let column = format!("\"{}\"", column.replace('"', "\"\""));
-    let all = [("dt", "%Y-%m-%d"), ("hour", "%H"), ("minute", "%M")];
-    all[..granularity.depth()]
-        .iter()
-        .map(|(name, format)| PartitionSpec {
-            name: name.to_string(),
-            expr: format!("to_char({column}, '{format}')"),
-        })
-        .collect()
+impl PartitionSpec {
+    /// The segment names this part writes.
+    fn names(&self) -> Vec<&str> {
+        match self {
+            PartitionSpec::Time { granularity, .. } => {
+                TIME_SEGMENTS[..granularity.depth()].to_vec()
+            }
+            PartitionSpec::Expr { name, .. } => vec![name.as_str()],
+        }
+    }
 }
+
+/// The segment names of time partitions, outermost first, and their formats.
+const TIME_SEGMENTS: [&str; 3] = ["dt", "hour", "minute"];
+const TIME_FORMATS: [&str; 3] = ["%Y-%m-%d", "%H", "%M"];
 
 /// Computes the partition path of each row.
 pub struct Partitioner {
-    parts: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    parts: Vec<Part>,
     /// The longest segment (`name=value`) the dataset's store can hold.
     max_segment_bytes: usize,
     /// The longest whole path the dataset's store can hold.
     max_path_bytes: usize,
+}
+
+enum Part {
+    /// Time partitions of the timestamp column at `column`, in `unit`, in UTC.
+    Time {
+        column: usize,
+        unit: TimeUnit,
+        granularity: TimeGranularity,
+    },
+    /// `name=<value of expr>`.
+    Expr {
+        name: String,
+        expr: Arc<dyn PhysicalExpr>,
+    },
 }
 
 /// Why a batch has no partition paths.
@@ -55,6 +88,12 @@ pub enum PartitionError {
     /// text, which reaches logs.
     #[error("{0}")]
     TooLong(String),
+}
+
+/// For each row, the index of its segment among `segments`, the distinct ones.
+struct Indexed {
+    rows: Vec<u32>,
+    segments: Vec<String>,
 }
 
 impl Partitioner {
@@ -69,36 +108,46 @@ impl Partitioner {
         let df_schema = SqlEngine::df_schema(schema);
         let mut parts = Vec::with_capacity(specs.len());
         for spec in specs {
-            let where_ = format!("{source_name}: partition `{}`", spec.name);
-            let bad_name = spec.name.is_empty()
-                || !spec
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if bad_name {
-                return Err(TransformError::Sql {
-                    source_name: where_,
-                    location: None,
-                    message: "a partition name is letters, digits and `_`".into(),
-                });
+            for name in spec.names() {
+                check_name(schema, name, source_name)?;
             }
-            if schema.field_with_name(&spec.name).is_ok() {
-                return Err(TransformError::Sql {
-                    source_name: where_,
-                    location: None,
-                    message: format!(
-                        "`{}` is also an output column; readers would see two values for it. \
-                         Rename the partition or the column",
-                        spec.name
-                    ),
-                });
-            }
-            let expr = engine
-                .context()
-                .parse_sql_expr(&spec.expr, &df_schema)
-                .and_then(|e| engine.context().create_physical_expr(e, &df_schema))
-                .map_err(|e| TransformError::sql(&where_, &e))?;
-            parts.push((spec.name.clone(), expr));
+            let (name, expr) = match spec {
+                PartitionSpec::Time {
+                    column,
+                    granularity,
+                } => match utc_timestamp(schema, column) {
+                    Some((index, unit)) => {
+                        parts.push(Part::Time {
+                            column: index,
+                            unit,
+                            granularity: *granularity,
+                        });
+                        continue;
+                    }
+                    // A timestamp in another time zone: its hours are that zone's, as SQL
+                    // formats them.
+                    None => {
+                        let column = format!("\"{}\"", column.replace('"', "\"\""));
+                        for (name, format) in TIME_SEGMENTS
+                            .iter()
+                            .zip(TIME_FORMATS)
+                            .take(granularity.depth())
+                        {
+                            let expr = format!("to_char({column}, '{format}')");
+                            parts.push(Part::Expr {
+                                name: name.to_string(),
+                                expr: compile(engine, &df_schema, &expr, name, source_name)?,
+                            });
+                        }
+                        continue;
+                    }
+                },
+                PartitionSpec::Expr { name, expr } => (name, expr),
+            };
+            parts.push(Part::Expr {
+                name: name.clone(),
+                expr: compile(engine, &df_schema, expr, name, source_name)?,
+            });
         }
         Ok(Self {
             parts,
@@ -120,87 +169,337 @@ impl Partitioner {
     }
 
     /// The path of every row, e.g. `dt=2026-11-25/hour=14`; `None` without partitions. Fails
-    /// on the first row whose path the store could not hold.
-    pub fn paths(&self, batch: &RecordBatch) -> Result<Option<StringArray>, PartitionError> {
-        if self.parts.is_empty() {
+    /// if a row's path is one the store could not hold.
+    pub fn paths(&self, batch: &RecordBatch) -> Result<Option<PartitionPaths>, PartitionError> {
+        let mut combined: Option<Indexed> = None;
+        for part in &self.parts {
+            let indexed = match part {
+                Part::Time {
+                    column,
+                    unit,
+                    granularity,
+                } => time_segments(batch.column(*column).as_ref(), *unit, *granularity),
+                Part::Expr { name, expr } => {
+                    let values = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+                    let values = cast(&values, &DataType::Utf8).map_err(DataFusionError::from)?;
+                    let segments = expr_segments(name, &values);
+                    if let Some(long) = segments
+                        .segments
+                        .iter()
+                        .find(|s| s.len() > self.max_segment_bytes)
+                    {
+                        return Err(PartitionError::TooLong(format!(
+                            "partition `{name}` is {} bytes as a path segment (`{name}=` and \
+                             the escaped value); this dataset's store holds at most {}",
+                            long.len(),
+                            self.max_segment_bytes
+                        )));
+                    }
+                    segments
+                }
+            };
+            combined = Some(match combined {
+                None => indexed,
+                Some(outer) => combine(outer, indexed),
+            });
+        }
+        let Some(Indexed { rows, segments }) = combined else {
             return Ok(None);
+        };
+        if let Some(long) = segments.iter().find(|p| p.len() > self.max_path_bytes) {
+            return Err(PartitionError::TooLong(format!(
+                "the partition path is {} bytes; this dataset's store holds paths of at most \
+                 {} bytes under the dataset",
+                long.len(),
+                self.max_path_bytes
+            )));
         }
-        let n = batch.num_rows();
-        let values: Vec<ArrayRef> = self
-            .parts
-            .iter()
-            .map(|(_, expr)| {
-                let array = expr.evaluate(batch)?.into_array(n)?;
-                Ok(cast(&array, &DataType::Utf8)?)
-            })
-            .collect::<Result<_, DataFusionError>>()?;
-        let mut paths = StringBuilder::with_capacity(n, n * 24);
-        let mut path = String::with_capacity(64);
-        for row in 0..n {
-            path.clear();
-            for (i, (name, _)) in self.parts.iter().enumerate() {
-                if i > 0 {
-                    path.push('/');
-                }
-                let segment_start = path.len();
-                path.push_str(name);
-                path.push('=');
-                let column = values[i].as_string::<i32>();
-                if column.is_null(row) {
-                    path.push_str(NULL_PARTITION);
-                } else {
-                    escape_into(&mut path, column.value(row));
-                }
-                let segment = path.len() - segment_start;
-                if segment > self.max_segment_bytes {
-                    return Err(PartitionError::TooLong(format!(
-                        "partition `{name}` is {segment} bytes as a path segment (`{name}=` and \
-                         the escaped value); this dataset's store holds at most {}",
-                        self.max_segment_bytes
-                    )));
-                }
-            }
-            if path.len() > self.max_path_bytes {
-                return Err(PartitionError::TooLong(format!(
-                    "the partition path is {} bytes; this dataset's store holds paths of at most \
-                     {} bytes under the dataset",
-                    path.len(),
-                    self.max_path_bytes
-                )));
-            }
-            paths.append_value(&path);
-        }
-        Ok(Some(paths.finish()))
+        Ok(Some(PartitionPaths::new(
+            UInt32Array::from(rows),
+            Arc::new(StringArray::from(segments)),
+        )))
     }
+}
+
+fn check_name(schema: &SchemaRef, name: &str, source_name: &str) -> Result<(), TransformError> {
+    let where_ = format!("{source_name}: partition `{name}`");
+    let bad_name = name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if bad_name {
+        return Err(TransformError::Sql {
+            source_name: where_,
+            location: None,
+            message: "a partition name is letters, digits and `_`".into(),
+        });
+    }
+    if schema.field_with_name(name).is_ok() {
+        return Err(TransformError::Sql {
+            source_name: where_,
+            location: None,
+            message: format!(
+                "`{name}` is also an output column; readers would see two values for it. \
+                 Rename the partition or the column"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn compile(
+    engine: &SqlEngine,
+    df_schema: &datafusion::common::DFSchema,
+    expr: &str,
+    name: &str,
+    source_name: &str,
+) -> Result<Arc<dyn PhysicalExpr>, TransformError> {
+    engine
+        .context()
+        .parse_sql_expr(expr, df_schema)
+        .and_then(|e| engine.context().create_physical_expr(e, df_schema))
+        .map_err(|e| TransformError::sql(&format!("{source_name}: partition `{name}`"), &e))
+}
+
+/// The index and unit of `column` when it is a timestamp in UTC (or without a zone).
+fn utc_timestamp(schema: &SchemaRef, column: &str) -> Option<(usize, TimeUnit)> {
+    let index = schema.index_of(column).ok()?;
+    match schema.field(index).data_type() {
+        DataType::Timestamp(unit, None) => Some((index, *unit)),
+        DataType::Timestamp(unit, Some(zone))
+            if matches!(zone.as_ref(), "UTC" | "+00:00" | "Z" | "Etc/UTC") =>
+        {
+            Some((index, *unit))
+        }
+        _ => None,
+    }
+}
+
+/// Gives each distinct key of `keys` (one per row) an index, in order of first appearance.
+/// Rows in runs of one key, as time partitions mostly are, cost one comparison each.
+fn index_rows<K: Copy + Eq + Hash>(
+    keys: impl Iterator<Item = K>,
+    rows: usize,
+) -> (Vec<u32>, Vec<K>) {
+    let mut indices = Vec::with_capacity(rows);
+    let mut distinct = Vec::new();
+    let mut seen: HashMap<K, u32> = HashMap::new();
+    let mut last: Option<(K, u32)> = None;
+    for key in keys {
+        let index = match last {
+            Some((k, i)) if k == key => i,
+            _ => *seen.entry(key).or_insert_with(|| {
+                distinct.push(key);
+                (distinct.len() - 1) as u32
+            }),
+        };
+        last = Some((key, index));
+        indices.push(index);
+    }
+    (indices, distinct)
+}
+
+/// The time partition segments of a timestamp column: each row's span by integer division,
+/// each distinct span formatted once.
+fn time_segments(column: &dyn Array, unit: TimeUnit, granularity: TimeGranularity) -> Indexed {
+    let per_ms: i64 = match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1_000_000,
+    };
+    let to_ms = |v: i64| match per_ms {
+        0 => v.saturating_mul(1000),
+        n => v.div_euclid(n),
+    };
+    let span = granularity.span_ms();
+    let times = match unit {
+        TimeUnit::Second => column.as_primitive::<TimestampSecondType>().values(),
+        TimeUnit::Millisecond => column.as_primitive::<TimestampMillisecondType>().values(),
+        TimeUnit::Microsecond => column.as_primitive::<TimestampMicrosecondType>().values(),
+        TimeUnit::Nanosecond => column.as_primitive::<TimestampNanosecondType>().values(),
+    };
+    let spans = (0..column.len()).map(|row| {
+        column
+            .is_valid(row)
+            .then(|| to_ms(times[row]).div_euclid(span))
+    });
+    let (rows, spans) = index_rows(spans, column.len());
+    let segments = spans
+        .into_iter()
+        .map(|span_index| {
+            let path = span_index.and_then(|i| granularity.path_of(i.saturating_mul(span)));
+            path.unwrap_or_else(|| {
+                TIME_SEGMENTS[..granularity.depth()]
+                    .iter()
+                    .map(|name| format!("{name}={NULL_PARTITION}"))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+        })
+        .collect();
+    Indexed { rows, segments }
+}
+
+/// The segments `name=value` of a column of values, each distinct value escaped once.
+fn expr_segments(name: &str, values: &ArrayRef) -> Indexed {
+    let values = values.as_string::<i32>();
+    let (rows, distinct) = index_rows(
+        (0..values.len()).map(|row| values.is_valid(row).then(|| values.value(row))),
+        values.len(),
+    );
+    let segments = distinct
+        .into_iter()
+        .map(|value| {
+            let mut segment = format!("{name}=");
+            match value {
+                Some(value) => escape_into(&mut segment, value),
+                None => segment.push_str(NULL_PARTITION),
+            }
+            segment
+        })
+        .collect();
+    Indexed { rows, segments }
+}
+
+/// The paths `outer/inner` of each row, each distinct pair once.
+fn combine(outer: Indexed, inner: Indexed) -> Indexed {
+    let pairs = outer.rows.iter().zip(&inner.rows).map(|(&o, &i)| (o, i));
+    let (rows, distinct) = index_rows(pairs, outer.rows.len());
+    let segments = distinct
+        .into_iter()
+        .map(|(o, i)| {
+            format!(
+                "{}/{}",
+                outer.segments[o as usize], inner.segments[i as usize]
+            )
+        })
+        .collect();
+    Indexed { rows, segments }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{StringArray, TimestampMillisecondArray};
-    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use arrow::datatypes::{Field, Schema};
 
+    /// The path of `row`.
+    fn path(paths: &PartitionPaths, row: usize) -> &str {
+        let names = paths.values().as_string::<i32>();
+        names.value(paths.keys().value(row) as usize)
+    }
+
+    /// Time partitions computed by arithmetic are what SQL's `to_char` writes, in every
+    /// unit, before the epoch, and for a missing time; a timestamp in another zone is
+    /// formatted by SQL in that zone.
     #[test]
-    fn time_partitions_are_sql_over_the_event_time() {
-        assert_eq!(
-            time_partition_specs(TimeGranularity::Day, "ts"),
-            vec![PartitionSpec {
-                name: "dt".to_string(),
-                expr: "to_char(\"ts\", '%Y-%m-%d')".to_string()
-            }]
-        );
-        let hour: Vec<String> = time_partition_specs(TimeGranularity::Minute, "a\"b")
-            .into_iter()
-            .map(|spec| format!("{}={}", spec.name, spec.expr))
-            .collect();
-        assert_eq!(
-            hour,
-            [
-                "dt=to_char(\"a\"\"b\", '%Y-%m-%d')",
-                "hour=to_char(\"a\"\"b\", '%H')",
-                "minute=to_char(\"a\"\"b\", '%M')"
-            ]
-        );
+    fn time_partitions_are_what_sql_formats() {
+        use arrow::array::{
+            TimestampMicrosecondArray, TimestampNanosecondArray, TimestampSecondArray,
+        };
+        let millis: Vec<Option<i64>> = vec![
+            Some(1_795_615_200_000),
+            Some(1_795_615_200_000 + 3_599_999),
+            Some(0),
+            Some(-1),
+            Some(-86_400_001),
+            None,
+        ];
+        let columns: Vec<(ArrayRef, TimeUnit)> = vec![
+            (
+                Arc::new(TimestampSecondArray::from(
+                    millis
+                        .iter()
+                        .map(|m| m.map(|m| m.div_euclid(1000)))
+                        .collect::<Vec<_>>(),
+                )),
+                TimeUnit::Second,
+            ),
+            (
+                Arc::new(TimestampMillisecondArray::from(millis.clone())),
+                TimeUnit::Millisecond,
+            ),
+            (
+                Arc::new(TimestampMicrosecondArray::from(
+                    millis
+                        .iter()
+                        .map(|m| m.map(|m| m * 1000 + 999))
+                        .collect::<Vec<_>>(),
+                )),
+                TimeUnit::Microsecond,
+            ),
+            (
+                Arc::new(TimestampNanosecondArray::from(
+                    // Nanoseconds reach only to 2262: later times are missing.
+                    millis
+                        .iter()
+                        .map(|m| m.and_then(|m| m.checked_mul(1_000_000)).map(|n| n + 1))
+                        .collect::<Vec<_>>(),
+                )),
+                TimeUnit::Nanosecond,
+            ),
+        ];
+        for (column, unit) in columns {
+            for zone in [None, Some("UTC"), Some("Europe/Paris")] {
+                let column =
+                    cast(&column, &DataType::Timestamp(unit, zone.map(Into::into))).unwrap();
+                let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+                    "ts",
+                    column.data_type().clone(),
+                    true,
+                )]));
+                let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+                let engine = SqlEngine::new("events", schema.clone()).unwrap();
+                let time = Partitioner::new(
+                    &engine,
+                    &schema,
+                    &[PartitionSpec::Time {
+                        column: "ts".into(),
+                        granularity: TimeGranularity::Minute,
+                    }],
+                    "p.toml",
+                )
+                .unwrap();
+                let sql = Partitioner::new(
+                    &engine,
+                    &schema,
+                    &[("dt", "%Y-%m-%d"), ("hour", "%H"), ("minute", "%M")].map(
+                        |(name, format)| PartitionSpec::Expr {
+                            name: name.into(),
+                            expr: format!("to_char(ts, '{format}')"),
+                        },
+                    ),
+                    "p.toml",
+                )
+                .unwrap();
+                let (time, sql) = (
+                    time.paths(&batch).unwrap().unwrap(),
+                    sql.paths(&batch).unwrap().unwrap(),
+                );
+                for row in 0..batch.num_rows() {
+                    assert_eq!(path(&time, row), path(&sql, row), "{unit:?} {zone:?} {row}");
+                }
+                if zone != Some("Europe/Paris") {
+                    assert_eq!(path(&time, 1), "dt=2026-11-25/hour=14/minute=59");
+                    assert_eq!(path(&time, 3), "dt=1969-12-31/hour=23/minute=59");
+                }
+            }
+        }
+        // The last event time weir accepts, which SQL's to_char cannot format (it goes
+        // through nanoseconds).
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        )]));
+        let last = TimestampMillisecondArray::from(vec![253_402_300_799_999]).with_timezone("UTC");
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(last)]).unwrap();
+        let engine = SqlEngine::new("events", schema.clone()).unwrap();
+        let spec = PartitionSpec::Time {
+            column: "ts".into(),
+            granularity: TimeGranularity::Minute,
+        };
+        let time = Partitioner::new(&engine, &schema, &[spec], "p.toml").unwrap();
+        let paths = time.paths(&batch).unwrap().unwrap();
+        assert_eq!(path(&paths, 0), "dt=9999-12-31/hour=23/minute=59");
     }
 
     #[test]
@@ -218,15 +517,11 @@ mod tests {
             &engine,
             &schema,
             &[
-                PartitionSpec {
-                    name: "dt".into(),
-                    expr: "to_char(ts, '%Y-%m-%d')".into(),
+                PartitionSpec::Time {
+                    column: "ts".into(),
+                    granularity: TimeGranularity::Hour,
                 },
-                PartitionSpec {
-                    name: "hour".into(),
-                    expr: "to_char(ts, '%H')".into(),
-                },
-                PartitionSpec {
+                PartitionSpec::Expr {
                     name: "c".into(),
                     expr: "country".into(),
                 },
@@ -246,9 +541,9 @@ mod tests {
         )
         .unwrap();
         let paths = partitioner.paths(&batch).unwrap().unwrap();
-        assert_eq!(paths.value(0), "dt=2026-11-25/hour=14/c=a%2Fb");
+        assert_eq!(path(&paths, 0), "dt=2026-11-25/hour=14/c=a%2Fb");
         assert_eq!(
-            paths.value(1),
+            path(&paths, 1),
             "dt=1970-01-01/hour=00/c=__HIVE_DEFAULT_PARTITION__"
         );
     }
@@ -257,7 +552,7 @@ mod tests {
     fn paths_a_store_cannot_hold_are_refused() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, true)]));
         let engine = SqlEngine::new("events", schema.clone()).unwrap();
-        let spec = PartitionSpec {
+        let spec = PartitionSpec::Expr {
             name: "p".into(),
             expr: "v".into(),
         };
@@ -272,7 +567,7 @@ mod tests {
         };
         // `p=` and 253 bytes: the longest segment; `/` escaped takes three.
         let longest = "x".repeat(253);
-        assert_eq!(paths(vec![longest.clone()]).unwrap().value(0).len(), 255);
+        assert_eq!(path(&paths(vec![longest.clone()]).unwrap(), 0).len(), 255);
         let over = [
             ("x".repeat(254), "256 bytes"),
             (format!("{}/", "x".repeat(252)), "257 bytes"),
@@ -299,11 +594,11 @@ mod tests {
         ]));
         let engine = SqlEngine::new("events", schema.clone()).unwrap();
         let specs = [
-            PartitionSpec {
+            PartitionSpec::Expr {
                 name: "pa".into(),
                 expr: "a".into(),
             },
-            PartitionSpec {
+            PartitionSpec::Expr {
                 name: "pb".into(),
                 expr: "b".into(),
             },
@@ -337,7 +632,7 @@ mod tests {
         let err = Partitioner::new(
             &engine,
             &schema,
-            &[PartitionSpec {
+            &[PartitionSpec::Expr {
                 name: "dt".into(),
                 expr: "dt".into(),
             }],

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 
-use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{cast, take_record_batch};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
 use tracing::Instrument;
+use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, PartitionKey};
 
 use super::ParquetDataset;
@@ -99,7 +100,7 @@ impl ParquetWriter {
     async fn write_rows(
         &mut self,
         batch: &RecordBatch,
-        paths: Option<&StringArray>,
+        paths: Option<&PartitionPaths>,
     ) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -108,25 +109,29 @@ impl ParquetWriter {
         let Some(paths) = paths else {
             return self.write_partition("", &batch).await;
         };
-        let first = paths.value(0);
-        if paths.null_count() == 0 && (1..paths.len()).all(|i| paths.value(i) == first) {
-            return self.write_partition(first, &batch).await;
+        let names = paths.values().as_string::<i32>();
+        let keys = paths.keys().values();
+        if keys.iter().all(|&key| key == keys[0]) {
+            return self
+                .write_partition(names.value(keys[0] as usize), &batch)
+                .await;
         }
-        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-        for (row, path) in paths.iter().enumerate() {
-            groups
-                .entry(path.unwrap_or(""))
-                .or_default()
-                .push(row as u32);
+        // The rows of each path, by the path's index: no path is hashed or compared.
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); names.len()];
+        for (row, &key) in keys.iter().enumerate() {
+            rows[key as usize].push(row as u32);
         }
-        for (partition, rows) in groups {
+        for (key, rows) in rows.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
             let part = take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|source| {
                 SinkError::Schema {
                     dataset: self.dataset.name.clone(),
                     source,
                 }
             })?;
-            self.write_partition(partition, &part).await?;
+            self.write_partition(names.value(key), &part).await?;
         }
         Ok(())
     }
@@ -360,7 +365,7 @@ impl DatasetWriter for ParquetWriter {
     async fn write(
         &mut self,
         batch: &RecordBatch,
-        paths: Option<&StringArray>,
+        paths: Option<&PartitionPaths>,
     ) -> Result<(), SinkError> {
         self.write_rows(batch, paths).await
     }
@@ -479,6 +484,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use weir_schemas::OffsetRange;
+    use weir_schemas::hive::one_path;
 
     fn options(max_rows: u64) -> DatasetOptions {
         DatasetOptions {
@@ -514,7 +520,7 @@ mod tests {
             "p=a//b".to_owned(),
         ];
         for path in too_long {
-            let paths = StringArray::from(vec![path.as_str()]);
+            let paths = one_path(&path, 1);
             let err = dataset.write(&input, Some(&paths)).await.unwrap_err();
             let text = err.to_string();
             assert!(text.contains("cannot be stored"), "{text}");
@@ -595,7 +601,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = batch(&[1, 2, 3, 4, 5]);
         let mut dataset = open_and_claim(dir.path(), &input, options(2)).await;
-        let paths = StringArray::from(vec!["p=a", "p=b", "p=a", "p=a", "p=b"]);
+        let paths: PartitionPaths = ["p=a", "p=b", "p=a", "p=a", "p=b"].into_iter().collect();
         dataset.write(&input, Some(&paths)).await.unwrap();
         assert_eq!(
             dataset.buffered_bytes() > 0,
@@ -645,7 +651,7 @@ mod tests {
         };
         let mut dataset = open_and_claim(dir.path(), &input, options).await;
         for part in ["p=a", "p=b", "p=c", "p=a"] {
-            let paths = StringArray::from(vec![part; 3]);
+            let paths = one_path(part, 3);
             dataset.write(&input, Some(&paths)).await.unwrap();
             assert!(dataset.open.len() <= 2);
         }
