@@ -202,7 +202,7 @@ impl Pipeline {
             max_batch_wait: config.source.max_batch_wait,
         };
         let decoding = Decoding {
-            decoder: Box::new(JsonDecoder::new(&schema, config.source.max_batch_messages)?),
+            decoder: Box::new(JsonDecoder::new(&schema)),
             table: SourceTable::new(
                 &schema,
                 &config.source.event_time,

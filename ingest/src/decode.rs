@@ -34,8 +34,6 @@ pub struct Decoded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecoderError {
-    #[error("cannot build the JSON decoder for the schema: {0}")]
-    Json(#[from] arrow::error::ArrowError),
     #[error("the event-time column `{0}` is not a field of the schema")]
     NoEventTime(String),
     #[error("the event-time column `{0}` is not a timestamp")]

@@ -1,36 +1,31 @@
-//! JSON payloads to Arrow: the schema check picks the messages that fit, arrow-json decodes
-//! them into builders.
+//! JSON payloads to Arrow in one pass: each payload is read once, checked against the
+//! schema and written into the declared columns as it is read (see [`read`]); a payload that
+//! does not fit is cut back out of the columns and becomes a dead letter with the reason.
 
-pub mod check;
+mod columns;
+mod read;
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
-use arrow::json::reader::{Decoder, ReaderBuilder};
 use weir_schemas::{DeadLetters, EventSchema, Messages, Reason};
 
-use crate::decode::{Decode, Decoded, DecoderError};
-use check::Checker;
+use crate::decode::{Decode, Decoded};
+use columns::Struct;
 
 /// Decodes batches of JSON messages of one schema.
 pub struct JsonDecoder {
-    checker: Checker,
     declared: SchemaRef,
-    decoder: Decoder,
-    batch_size: usize,
+    columns: Struct,
 }
 
 impl JsonDecoder {
-    /// A decoder for batches of at most `batch_size` messages.
-    pub fn new(schema: &EventSchema, batch_size: usize) -> Result<Self, DecoderError> {
+    /// A decoder for messages of `schema`, in batches of any size.
+    pub fn new(schema: &EventSchema) -> Self {
         let declared = schema.arrow_schema();
-        Ok(Self {
-            checker: Checker::new(&schema.fields),
-            decoder: build(&declared, batch_size)?,
+        Self {
+            columns: Struct::new(&schema.fields, declared.fields()),
             declared,
-            batch_size,
-        })
+        }
     }
 }
 
@@ -47,16 +42,31 @@ impl Decode for JsonDecoder {
                 ));
                 continue;
             };
-            match self.checker.check(payload) {
+            let before = self.columns.len();
+            match read::read_row(&mut self.columns, payload) {
                 Ok(()) => rows.push(i as u32),
-                Err(r) => dead_letters.push(messages.dead_letter(i, r.reason, r.detail)),
+                Err(rejection) => {
+                    self.columns.truncate(before);
+                    dead_letters.push(messages.dead_letter(i, rejection.reason, rejection.detail));
+                }
             }
         }
-        let declared = match self.decode_accepted(messages, &rows) {
+        let columns = self.columns.finish_columns();
+        let declared = match RecordBatch::try_new(self.declared.clone(), columns) {
             Ok(batch) => batch,
-            // The check accepts only what arrow-json decodes, so this is a safety net: find
-            // the offending messages one by one rather than lose the whole batch.
-            Err(_) => self.decode_one_by_one(messages, &mut rows, &mut dead_letters),
+            // The columns are built to the declared schema, so this is a safety net: the
+            // batch's rows become dead letters, kept whole, rather than stop the pipeline.
+            Err(e) => {
+                for &i in &rows {
+                    dead_letters.push(messages.dead_letter(
+                        i as usize,
+                        Reason::WrongType,
+                        format!("the decoded rows do not fit the declared schema: {e}"),
+                    ));
+                }
+                rows.clear();
+                RecordBatch::new_empty(self.declared.clone())
+            }
         };
         Decoded {
             declared,
@@ -64,80 +74,6 @@ impl Decode for JsonDecoder {
             dead_letters,
         }
     }
-}
-
-impl JsonDecoder {
-    fn decode_accepted(
-        &mut self,
-        messages: &Messages,
-        rows: &[u32],
-    ) -> Result<RecordBatch, ArrowError> {
-        for chunk in rows.chunks(self.batch_size) {
-            for &i in chunk {
-                let payload = messages.payload(i as usize).unwrap_or_default();
-                if let Err(e) = feed(&mut self.decoder, payload) {
-                    self.decoder = build(&self.declared, self.batch_size)?;
-                    return Err(e);
-                }
-            }
-        }
-        match self.decoder.flush() {
-            Ok(batch) => Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.declared.clone()))),
-            Err(e) => {
-                self.decoder = build(&self.declared, self.batch_size)?;
-                Err(e)
-            }
-        }
-    }
-
-    fn decode_one_by_one(
-        &mut self,
-        messages: &Messages,
-        rows: &mut Vec<u32>,
-        dead_letters: &mut DeadLetters,
-    ) -> RecordBatch {
-        let mut batches = Vec::with_capacity(rows.len());
-        rows.retain(|&i| {
-            let payload = messages.payload(i as usize).unwrap_or_default();
-            let decoded = feed(&mut self.decoder, payload).and_then(|()| self.decoder.flush());
-            match decoded {
-                Ok(Some(batch)) => {
-                    batches.push(batch);
-                    true
-                }
-                Ok(None) => false,
-                Err(e) => {
-                    if let Ok(fresh) = build(&self.declared, self.batch_size) {
-                        self.decoder = fresh;
-                    }
-                    dead_letters.push(messages.dead_letter(
-                        i as usize,
-                        Reason::WrongType,
-                        e.to_string(),
-                    ));
-                    false
-                }
-            }
-        });
-        concat_batches(&self.declared, &batches).expect("batches share the declared schema")
-    }
-}
-
-fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, ArrowError> {
-    ReaderBuilder::new(schema.clone())
-        .with_batch_size(batch_size.max(1))
-        .build_decoder()
-}
-
-fn feed(decoder: &mut Decoder, payload: &[u8]) -> Result<(), ArrowError> {
-    let consumed = decoder.decode(payload)?;
-    if consumed != payload.len() {
-        return Err(ArrowError::JsonError(format!(
-            "decoder stopped at byte {consumed} of {}",
-            payload.len()
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -203,7 +139,7 @@ mod tests {
             );
         }
         let messages = raw.finish();
-        let mut decoder = JsonDecoder::new(&schema(), 4).unwrap();
+        let mut decoder = JsonDecoder::new(&schema());
         let decoded = decoder.decode(&messages);
         assert_eq!(decoded.message_of_row, vec![0, 3]);
         let out = table().batch(decoded, messages, NOW_MS);
@@ -273,7 +209,7 @@ mod tests {
             raw.push("t", 0, offset as i64, None, None, Some(payload.as_bytes()));
         }
         let messages = raw.finish();
-        let mut decoder = JsonDecoder::new(&schema(), 16).unwrap();
+        let mut decoder = JsonDecoder::new(&schema());
         let decoded = decoder.decode(&messages);
         assert_eq!(decoded.message_of_row.len(), payloads.len(), "all decode");
         let out = table().batch(decoded, messages, NOW_MS);
@@ -327,7 +263,7 @@ mod tests {
 
     #[test]
     fn the_decoder_is_reusable_across_batches() {
-        let mut decoder = JsonDecoder::new(&schema(), 16).unwrap();
+        let mut decoder = JsonDecoder::new(&schema());
         for round in 0..3 {
             let mut raw = RawMessages::with_capacity(2);
             raw.push("t", 0, round, None, None, Some(br#"{"id":"x"}"#));
@@ -338,10 +274,16 @@ mod tests {
         }
     }
 
-    /// Random payloads around one schema: whatever the check accepts, arrow-json must decode,
-    /// so the one-by-one fallback never has to find a culprit.
+    /// Random payloads around one schema, decoded as one batch: the rows are exactly what
+    /// arrow-json makes of the accepted payloads one by one, whatever failed between them
+    /// (so a payload rejected half-way leaves nothing behind), and whatever this decoder
+    /// rejects, arrow-json would not take either, or it breaks a rule arrow-json does not
+    /// check (required fields, RFC 3339, no fractions for integers, every value of a repeated
+    /// key of the right type).
     #[test]
-    fn what_the_check_accepts_arrow_json_decodes() {
+    fn rows_are_what_arrow_json_makes_of_the_accepted_payloads() {
+        use arrow::compute::concat_batches;
+        use arrow::json::reader::ReaderBuilder;
         use rand::rngs::SmallRng;
         use rand::{Rng, SeedableRng};
 
@@ -381,16 +323,35 @@ mod tests {
             Path::new("s.toml"),
         )
         .unwrap();
-        let checker = check::Checker::new(&schema.fields);
         let mut rng = SmallRng::seed_from_u64(7);
         // Per field, values of the declared type (edge cases included); any value otherwise.
         let good: &[(&str, &[&str])] = &[
-            ("s", &["\"\"", "\"text\"", "\"\\u00e9\\n\"", "null"]),
+            (
+                "s",
+                &[
+                    "\"\"",
+                    "\"text\"",
+                    "\"\\u00e9\\n\"",
+                    "\"\\ud83d\\ude00\"",
+                    "null",
+                ],
+            ),
             ("i32", &["0", "-2147483648", "2147483647", "null"]),
             ("i64", &["0", "-9223372036854775808", "9223372036854775807"]),
             (
                 "f",
-                &["0", "1.5", "-0.0", "1e3", "18446744073709551615", "null"],
+                &[
+                    "0",
+                    "1.5",
+                    "-0.0",
+                    "1e3",
+                    "0.1",
+                    "2.2250738585072014e-308",
+                    "1.7976931348623157e308",
+                    "9007199254740993",
+                    "18446744073709551615",
+                    "null",
+                ],
             ),
             ("b", &["true", "false", "null"]),
             (
@@ -402,6 +363,7 @@ mod tests {
                     "\"2026-11-25 10:00:00Z\"",
                     "\"2026-12-31T23:59:60Z\"",
                     "\"1969-07-20T20:17:40-00:00\"",
+                    "\"1969-12-31T23:59:59.9995Z\"",
                     "\"0001-01-01T00:00:00Z\"",
                     "\"9999-12-31T23:59:59.999Z\"",
                     "-62135596800000",
@@ -412,13 +374,20 @@ mod tests {
             ),
             (
                 "d",
-                &["\"2026-11-25\"", "\"2024-02-29\"", "\"0001-01-01\"", "null"],
+                &[
+                    "\"2026-11-25\"",
+                    "\"2024-02-29\"",
+                    "\"0001-01-01\"",
+                    "\"2026-1-5\"",
+                    "null",
+                ],
             ),
             (
                 "st",
                 &[
                     "{\"x\": 1}",
                     "{\"x\": 1, \"l\": [\"2026-11-25T10:00:00Z\", 5, null]}",
+                    "{\"x\": 1, \"x\": 2, \"l\": [1], \"l\": [2, 3]}",
                     "null",
                 ],
             ),
@@ -442,7 +411,9 @@ mod tests {
             "1.5",
             "\"2026-02-30\"",
             "{\"x\": null}",
+            "{\"x\": 1, \"l\": [\"2026-11-25T10:00:00Z\", \"never\"]}",
             "[\"a\", null]",
+            "[[\"a\"], [1]]",
         ];
         let values: Vec<&str> = good
             .iter()
@@ -450,52 +421,78 @@ mod tests {
             .chain(out_of_range)
             .collect();
         let mut raw = RawMessages::with_capacity(5000);
-        let mut accepted = 0;
+        let mut payloads = Vec::new();
+        let mut repeated = Vec::new();
         for offset in 0..5000 {
             let mut payload = String::from("{");
+            let mut twice = false;
             for (name, valid) in good {
-                if rng.random_bool(0.1) {
-                    continue;
+                // Absent, once, or twice (the last counts).
+                let times = [0, 1, 1, 1, 1, 1, 1, 1, 1, 2][rng.random_range(0..10)];
+                twice |= times == 2;
+                for _ in 0..times {
+                    if payload.len() > 1 {
+                        payload.push(',');
+                    }
+                    let value = if rng.random_bool(0.9) {
+                        valid[rng.random_range(0..valid.len())]
+                    } else {
+                        values[rng.random_range(0..values.len())]
+                    };
+                    payload.push_str(&format!("\"{name}\":{value}"));
                 }
-                if payload.len() > 1 {
-                    payload.push(',');
-                }
-                let value = if rng.random_bool(0.9) {
-                    valid[rng.random_range(0..valid.len())]
-                } else {
-                    values[rng.random_range(0..values.len())]
-                };
-                payload.push_str(&format!("\"{name}\":{value}"));
             }
             payload.push('}');
-            if checker.check(payload.as_bytes()).is_ok() {
-                accepted += 1;
-            }
             raw.push("t", 0, offset, None, None, Some(payload.as_bytes()));
+            payloads.push(payload);
+            repeated.push(twice);
         }
         let messages = raw.finish();
-        let mut decoder = JsonDecoder::new(&schema, 5000).unwrap();
-        let out = decoder.decode(&messages);
+        let out = JsonDecoder::new(&schema).decode(&messages);
+
+        let arrow_json = |payload: &str| {
+            let mut decoder = ReaderBuilder::new(schema.arrow_schema())
+                .build_decoder()
+                .unwrap();
+            let consumed = decoder.decode(payload.as_bytes()).ok()?;
+            let batch = decoder.flush().ok()??;
+            (consumed == payload.len() && batch.num_rows() == 1).then_some(batch)
+        };
+        let mut expected = Vec::new();
+        for &row in &out.message_of_row {
+            let payload = &payloads[row as usize];
+            let batch = arrow_json(payload)
+                .unwrap_or_else(|| panic!("accepted, but arrow-json does not decode {payload}"));
+            expected.push(batch);
+        }
         assert!(
-            accepted > 100,
-            "the generator should produce valid rows too: {accepted}"
+            expected.len() > 500,
+            "the generator should produce valid rows too: {}",
+            expected.len()
         );
-        let fallback: Vec<_> = out
-            .dead_letters
-            .iter()
-            .filter(|d| checker.check(d.payload.as_deref().unwrap()).is_ok())
-            .map(|d| {
-                (
-                    String::from_utf8_lossy(d.payload.as_deref().unwrap()).into_owned(),
-                    d.detail.clone(),
-                )
-            })
-            .take(3)
-            .collect();
-        assert!(
-            fallback.is_empty(),
-            "accepted by the check, rejected by arrow-json: {fallback:#?}"
-        );
-        assert_eq!(out.declared.num_rows(), accepted);
+        let expected = concat_batches(&schema.arrow_schema(), &expected).unwrap();
+        for (column, field) in schema.arrow_schema().fields().iter().enumerate() {
+            assert_eq!(
+                out.declared.column(column).as_ref(),
+                expected.column(column).as_ref(),
+                "column {}",
+                field.name()
+            );
+        }
+        for letter in out.dead_letters.iter() {
+            let payload = String::from_utf8(letter.payload.clone().unwrap()).unwrap();
+            // Every value of a repeated key is checked; arrow-json looks at the last alone.
+            let strict = repeated[letter.offset as usize]
+                || letter.detail.contains("required")
+                || letter.detail.contains("fractional")
+                || letter.detail.contains("field `ts`")
+                || letter.detail.contains("field `st.l[")
+                || letter.detail.contains("field `d`");
+            assert!(
+                strict || arrow_json(&payload).is_none(),
+                "rejected ({}), but arrow-json decodes {payload}",
+                letter.detail
+            );
+        }
     }
 }
