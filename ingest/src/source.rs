@@ -199,6 +199,9 @@ struct SourceContext {
 /// pipeline is held up for longer (a slow checkpoint) in the group.
 const PATIENCE_WHEN_FULL: Duration = Duration::from_secs(1);
 
+/// Messages polled without waiting between two looks at the clock while a batch fills.
+const CLOCK_EVERY: u32 = 64;
+
 /// Counts the batches the decoder has taken, so that the reader can wait for room without
 /// polling for it.
 #[derive(Default)]
@@ -535,20 +538,30 @@ impl KafkaSource {
         let context = self.consumer.context();
         let mut deadline: Option<Instant> = None;
         let (mut count, mut bytes) = (0, 0);
+        // Polls since the clock was last read. In a backlog every poll brings a message: a
+        // poll that does not wait reads no clock, and the batch's deadline is looked at
+        // every `CLOCK_EVERY` messages.
+        let mut unclocked = 0;
         while count < cfg.max_batch_messages && bytes < cfg.max_batch_bytes {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let timeout = match deadline {
+                Some(_) if unclocked < CLOCK_EVERY => Duration::ZERO,
                 None => Duration::from_millis(100),
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) => left,
                     None => break,
                 },
             };
-            if let Some((messages, payload_bytes)) = self.poll_once(timeout)? {
-                deadline.get_or_insert_with(|| Instant::now() + cfg.max_batch_wait);
-                (count, bytes) = (messages, payload_bytes);
+            match self.poll_once(timeout)? {
+                Some((messages, payload_bytes)) => {
+                    deadline.get_or_insert_with(|| Instant::now() + cfg.max_batch_wait);
+                    (count, bytes) = (messages, payload_bytes);
+                    unclocked = if timeout.is_zero() { unclocked + 1 } else { 0 };
+                }
+                // Nothing ready: the next poll waits, up to the deadline.
+                None => unclocked = CLOCK_EVERY,
             }
         }
         let raw = std::mem::replace(

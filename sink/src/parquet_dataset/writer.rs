@@ -14,6 +14,10 @@ use arrow::compute::{cast, take_record_batch};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Encoding, PageType};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tracing::Instrument;
 use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, PartitionKey};
@@ -49,6 +53,14 @@ pub struct ParquetWriter {
     paths_since_commit: HashSet<String>,
     /// Partition paths a file was written to, counted up to [`PATHS_COUNTED`].
     paths_counted: HashSet<String>,
+    /// The properties new files are written with: the dataset's, less the dictionaries that
+    /// did not pay.
+    properties: WriterProperties,
+    /// Columns written without a dictionary from now on: in a file closed earlier, their
+    /// values outgrew the dictionary and the writer fell back to plain encoding. Hashing
+    /// every value into a dictionary that is then dropped was a tenth of the CPU a
+    /// stateless pipeline spent (unique ids, session keys).
+    plain: HashSet<ColumnPath>,
 }
 
 /// Distinct partition paths counted for the run's summary; past it the count stops, so that
@@ -61,7 +73,6 @@ const CLOSE_CONCURRENCY: usize = 16;
 impl ParquetWriter {
     pub(super) fn new(dataset: ParquetDataset, writer: &str, log: CommitLog) -> Self {
         Self {
-            dataset,
             writer: writer.to_owned(),
             log,
             next_file: 0,
@@ -69,6 +80,9 @@ impl ParquetWriter {
             written: Vec::new(),
             paths_since_commit: HashSet::new(),
             paths_counted: HashSet::new(),
+            properties: dataset.properties.clone(),
+            plain: HashSet::new(),
+            dataset,
         }
     }
 
@@ -217,7 +231,7 @@ impl ParquetWriter {
         let writer = AsyncArrowWriter::try_new(
             upload,
             self.dataset.schema.clone(),
-            Some(self.dataset.properties.clone()),
+            Some(self.properties.clone()),
         )
         .map_err(|source| SinkError::Write {
             dataset: self.dataset.name.clone(),
@@ -237,12 +251,27 @@ impl ParquetWriter {
     /// Closes `files` (at most [`CLOSE_CONCURRENCY`] at once) and records them as written.
     async fn close(&mut self, files: Vec<(String, OpenFile)>) -> Result<(), SinkError> {
         let dataset = self.dataset.name.as_str();
-        let closed: Vec<WrittenFile> = futures::stream::iter(files)
+        let closed: Vec<(WrittenFile, Vec<ColumnPath>)> = futures::stream::iter(files)
             .map(|(partition, file)| finish(dataset, partition, file))
             .buffer_unordered(CLOSE_CONCURRENCY)
             .try_collect()
             .await?;
-        for file in closed {
+        let fell_back: Vec<ColumnPath> = closed
+            .iter()
+            .flat_map(|(_, plain)| plain.iter())
+            .filter(|column| !self.plain.contains(*column))
+            .cloned()
+            .collect();
+        if !fell_back.is_empty() {
+            let mut properties = self.properties.clone().into_builder();
+            for column in fell_back {
+                tracing::debug!(dataset, %column, "writing the column without a dictionary from now on");
+                properties = properties.set_column_dictionary_enabled(column.clone(), false);
+                self.plain.insert(column);
+            }
+            self.properties = properties.build();
+        }
+        for (file, _) in closed {
             if self.paths_counted.len() < PATHS_COUNTED {
                 self.paths_counted.insert(file.partition.clone());
             }
@@ -439,11 +468,12 @@ impl DatasetWriter for ParquetWriter {
 
 /// Finishes `file` (its last row group and footer, the end of its upload): the file as
 /// the log records it.
+/// Finishes `file`, and says which of its columns outgrew their dictionary.
 async fn finish(
     dataset: &str,
     partition: String,
     file: OpenFile,
-) -> Result<WrittenFile, SinkError> {
+) -> Result<(WrittenFile, Vec<ColumnPath>), SinkError> {
     let OpenFile {
         mut writer,
         path,
@@ -463,13 +493,40 @@ async fn finish(
             source,
         })?;
     debug_assert_eq!(metadata.file_metadata().num_rows() as u64, rows);
-    Ok(WrittenFile {
+    let file = WrittenFile {
         path: relative,
         staging,
         partition,
         rows,
         bytes: writer.bytes_written() as u64,
-    })
+    };
+    Ok((file, dictionaries_dropped(&metadata)))
+}
+
+/// The columns of a file whose dictionary was dropped part-way: some of their data pages
+/// are plain-encoded after a dictionary page.
+fn dictionaries_dropped(metadata: &ParquetMetaData) -> Vec<ColumnPath> {
+    let mut dropped = Vec::new();
+    for row_group in metadata.row_groups() {
+        for column in row_group.columns() {
+            if column.dictionary_page_offset().is_none() {
+                continue;
+            }
+            let plain_pages = match column.page_encoding_stats() {
+                Some(stats) => stats.iter().any(|s| {
+                    matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                        && s.encoding == Encoding::PLAIN
+                }),
+                None => column
+                    .page_encoding_stats_mask()
+                    .is_some_and(|mask| mask.is_set(Encoding::PLAIN)),
+            };
+            if plain_pages && !dropped.contains(column.column_path()) {
+                dropped.push(column.column_path().clone());
+            }
+        }
+    }
+    dropped
 }
 
 #[cfg(test)]
@@ -534,6 +591,67 @@ mod tests {
             std::fs::read_dir(dir.path().join("_weir/staging")).map_or(0, |d| d.count()),
             0
         );
+    }
+
+    /// A column whose values outgrow its dictionary is written without one in the files
+    /// that follow; one whose values fit keeps it; the rows stay the same.
+    #[tokio::test]
+    async fn a_dictionary_that_did_not_pay_is_not_built_again() {
+        use arrow::array::StringArray;
+        let dir = tempfile::tempdir().unwrap();
+        let rows = 60_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("unique", DataType::Utf8, false),
+            Field::new("few", DataType::Utf8, false),
+        ]));
+        let input = |from: usize| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    // 60,000 distinct values of 24 bytes: more than a 1 MiB dictionary holds.
+                    Arc::new(StringArray::from_iter_values(
+                        (from..from + rows).map(|i| format!("event-{i:018}")),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        (0..rows).map(|i| ["a", "b", "c"][i % 3]),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let options = DatasetOptions {
+            row_group_rows: rows,
+            ..options(u64::MAX)
+        };
+        let mut dataset = open_and_claim(dir.path(), &input(0), options).await;
+        let mut files = Vec::new();
+        for round in 0..2 {
+            dataset.write(&input(round * rows), None).await.unwrap();
+            files.extend(dataset.flush().await.unwrap());
+        }
+        let dictionary = |file: &WrittenFile, column: usize| {
+            let f = std::fs::File::open(dir.path().join(&file.staging)).unwrap();
+            let reader = parquet::file::serialized_reader::SerializedFileReader::new(f).unwrap();
+            parquet::file::reader::FileReader::metadata(&reader)
+                .row_group(0)
+                .column(column)
+                .dictionary_page_offset()
+                .is_some()
+        };
+        assert!(dictionary(&files[0], 0), "the first file tries one");
+        assert!(!dictionary(&files[1], 0), "the next does without");
+        assert!(dictionary(&files[0], 1) && dictionary(&files[1], 1));
+        for (round, file) in files.iter().enumerate() {
+            let f = std::fs::File::open(dir.path().join(&file.staging)).unwrap();
+            let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let read = arrow::compute::concat_batches(&schema, &read).unwrap();
+            assert_eq!(read, input(round * rows));
+        }
     }
 
     fn batch(ids: &[i64]) -> RecordBatch {
