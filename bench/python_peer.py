@@ -22,7 +22,7 @@ import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 SCHEMA = pa.schema(
     [
@@ -141,12 +141,21 @@ def main():
                 writer.add(event)
         if time.monotonic() - last_flush >= args.flush_seconds:
             writer.flush()
-            consumer.commit(asynchronous=False)
+            commit(consumer)
             last_flush = time.monotonic()
     writer.flush()
-    consumer.commit(asynchronous=False)
+    commit(consumer)
     consumer.close()
     print(f"done {consumed} {writer.rows}", flush=True)
+
+
+def commit(consumer):
+    """Commits the positions consumed so far; nothing new since the last commit is fine."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError._NO_OFFSET:
+            raise
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use weir_ingest::{ConsumerConfig, Decoding, EventTimeBounds, JsonDecoder, SourceTable};
+use weir_ingest::{ConsumerConfig, Decode, Decoding, EventTimeBounds, JsonDecoder, SourceTable};
 use weir_schemas::EventSchema;
 use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
 use weir_transform::{
@@ -201,8 +201,18 @@ impl Pipeline {
             max_batch_bytes: config.source.max_batch_bytes.as_u64() as usize,
             max_batch_wait: config.source.max_batch_wait,
         };
+        let decode_threads = config.source.decode_threads.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(MAX_DEFAULT_DECODE_THREADS)
+            },
+            |n| n.get(),
+        );
         let decoding = Decoding {
-            decoder: Box::new(JsonDecoder::new(&schema)),
+            decoders: (0..decode_threads)
+                .map(|_| Box::new(JsonDecoder::new(&schema)) as Box<dyn Decode>)
+                .collect(),
             table: SourceTable::new(
                 &schema,
                 &config.source.event_time,
@@ -243,6 +253,11 @@ fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> 
         ),
     )
 }
+
+/// Decoding threads when the config does not say: one per core, up to this many. Past it the
+/// sequential stages behind decoding hold the pipeline back, and each thread holds up to two
+/// batches in memory.
+const MAX_DEFAULT_DECODE_THREADS: usize = 4;
 
 /// Uploads switch to multipart past this size; smaller files go up in one request.
 fn upload_buffer(target_file_bytes: u64) -> usize {

@@ -18,8 +18,7 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use opentelemetry::metrics::MeterProvider;
 use serde::Serialize;
-use weir_ingest::Decoding;
-use weir_schemas::{PartitionKey, RawMessages, SourceBatch};
+use weir_schemas::{PartitionKey, RawMessages};
 use weir_sink::Dataset;
 
 use crate::config::PipelineConfig;
@@ -119,11 +118,11 @@ pub async fn run_sample(
         messages += 1;
         if raw.len() >= batch.max(1) {
             let full = std::mem::replace(&mut raw, RawMessages::with_capacity(batch.max(1)));
-            batches.push(decoded(&mut pipeline.decoding, full));
+            batches.push(pipeline.decoding.decode(full.finish()));
         }
     }
     if !raw.is_empty() {
-        batches.push(decoded(&mut pipeline.decoding, raw));
+        batches.push(pipeline.decoding.decode(raw.finish()));
     }
     if messages == 0 {
         bail!("the sample {} holds no message", origin.display());
@@ -173,12 +172,6 @@ fn by_line(letters: Vec<RecordBatch>) -> anyhow::Result<Vec<RecordBatch>> {
     let all = arrow::compute::concat_batches(&first.schema(), &letters)?;
     let order = arrow::compute::sort_to_indices(all.column(0), None, None)?;
     Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
-}
-
-fn decoded(decoding: &mut Decoding, raw: RawMessages) -> SourceBatch {
-    decoding
-        .table
-        .decode(decoding.decoder.as_mut(), raw.finish())
 }
 
 /// The committed rows of `dataset`, in the order of their files' paths, each batch with its

@@ -12,6 +12,8 @@
 #[cfg(feature = "kafka")]
 pub mod dead_letter_topic;
 pub mod decode;
+#[cfg(feature = "kafka")]
+mod decoders;
 pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, Settings, SourceBatch};
 
 use crate::decode::{Decode, SourceTable};
+use crate::decoders::{self, Dealer, Polled, Room};
 use crate::kafka::{KafkaError, client_config};
 
 /// Where a consumer group without committed offsets starts.
@@ -65,17 +66,19 @@ pub enum SourceEvent {
     },
 }
 
-/// How the reader turns polled messages into batches: a decoder of the payload format and
-/// the table its rows go into.
+/// How the reader turns polled messages into batches: decoders of the payload format, one
+/// per decoding thread, and the table their rows go into.
 pub struct Decoding {
-    pub decoder: Box<dyn Decode>,
+    pub decoders: Vec<Box<dyn Decode>>,
     pub table: SourceTable,
 }
 
-/// What the polling thread hands to the decoding thread.
-enum Polled {
-    Messages(Box<Messages>),
-    Event(SourceEvent),
+impl Decoding {
+    /// Decodes `messages` on the calling thread, with the first decoder.
+    pub fn decode(&mut self, messages: Messages) -> SourceBatch {
+        let decoder = self.decoders.first_mut().expect("at least one decoder");
+        self.table.decode(decoder.as_mut(), messages)
+    }
 }
 
 /// Counters the reader keeps; read by the runtime for progress and summaries.
@@ -181,7 +184,7 @@ struct SourceContext {
     batch_capacity: usize,
     batch_bytes: usize,
     /// Where polled batches and events go; `None` once the reader has stopped.
-    forward: Mutex<Option<std::sync::mpsc::SyncSender<Polled>>>,
+    forward: Mutex<Option<Dealer>>,
     /// Why consuming must stop, set by a callback that could not do its job.
     fatal: Mutex<Option<String>>,
     /// The group offsets to commit for the partitions owned: the latest ones asked for.
@@ -189,55 +192,18 @@ struct SourceContext {
     stats: Arc<SourceStats>,
     /// A batch waiting for room in the full pipeline while the consumer polls on.
     waiting: Mutex<Option<Polled>>,
-    /// Told each time the decoder takes a batch.
+    /// Told each time a decoding thread takes a batch.
     room: Arc<Room>,
 }
 
-/// How long a batch may wait for the decoder before the reader pauses its partitions and
-/// polls on. Waiting without polling keeps what librdkafka prefetched (pausing drops it), so
-/// the ordinary back-pressure of a backlog costs nothing; polling on keeps a member whose
+/// How long a batch may wait for the decoding threads before the reader pauses its partitions
+/// and polls on. Waiting without polling keeps what librdkafka prefetched (pausing drops it),
+/// so the ordinary back-pressure of a backlog costs nothing; polling on keeps a member whose
 /// pipeline is held up for longer (a slow checkpoint) in the group.
 const PATIENCE_WHEN_FULL: Duration = Duration::from_secs(1);
 
 /// Messages polled without waiting between two looks at the clock while a batch fills.
 const CLOCK_EVERY: u32 = 64;
-
-/// Counts the batches the decoder has taken, so that the reader can wait for room without
-/// polling for it.
-#[derive(Default)]
-struct Room {
-    taken: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Room {
-    fn taken(&self) -> u64 {
-        *self.taken.lock().expect("not poisoned")
-    }
-
-    /// The decoder took a batch.
-    fn take(&self) {
-        *self.taken.lock().expect("not poisoned") += 1;
-        self.changed.notify_all();
-    }
-
-    /// Waits until the decoder has taken more than `seen` batches; `false` if it has not by
-    /// `deadline`.
-    fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
-        let mut taken = self.taken.lock().expect("not poisoned");
-        while *taken == seen {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            taken = self
-                .changed
-                .wait_timeout(taken, left)
-                .expect("not poisoned")
-                .0;
-        }
-        true
-    }
-}
 
 impl SourceContext {
     /// Logs a client error, unless the same one was logged a moment ago; `cause`: it says why
@@ -373,8 +339,8 @@ impl SourceContext {
     }
 }
 
-/// Closes the road to the decoder when the polling thread ends, even by a panic, so the
-/// decoder and then the pipeline see the end. Callbacks from then on (the consumer closing)
+/// Closes the road to the decoding threads when the polling thread ends, even by a panic, so
+/// they and then the pipeline see the end. Callbacks from then on (the consumer closing)
 /// find no pipeline to ask.
 struct StopForwardingOnDrop<'a>(&'a SourceContext);
 
@@ -603,14 +569,14 @@ impl KafkaSource {
         }
     }
 
-    /// Hands `messages` on to the decoder, waiting up to [`PATIENCE_WHEN_FULL`] for room.
-    /// While the pipeline stays full longer (a slow checkpoint or store holding it up), every
-    /// assigned partition is paused and the consumer keeps polling: the group takes a member that stops polling for `max.poll.interval.ms` for
-    /// dead, and would move its partitions away. Paused partitions yield no messages (the
-    /// prefetched ones are dropped, and fetched again from the next offset on resume), so
-    /// only a partition assigned meanwhile can bring any, into the next batch. A rebalance
-    /// callback meanwhile hands the waiting batch on before its event. `false` once the
-    /// pipeline is gone.
+    /// Hands `messages` on to the decoding threads, waiting up to [`PATIENCE_WHEN_FULL`] for
+    /// room. While the pipeline stays full longer (a slow checkpoint or store holding it up),
+    /// every assigned partition is paused and the consumer keeps polling: the group takes a
+    /// member that stops polling for `max.poll.interval.ms` for dead, and would move its
+    /// partitions away. Paused partitions yield no messages (the prefetched ones are dropped,
+    /// and fetched again from the next offset on resume), so only a partition assigned
+    /// meanwhile can bring any, into the next batch. A rebalance callback meanwhile hands the
+    /// waiting batch on before its event. `false` once the pipeline is gone.
     fn hand_on(&self, messages: Messages, stop: &AtomicBool) -> Result<bool, KafkaError> {
         use std::sync::mpsc::TrySendError;
         let context = self.consumer.context();
@@ -750,57 +716,28 @@ impl KafkaSource {
     }
 }
 
-/// Starts the reader: one thread polls and copies messages out of librdkafka, a second
-/// checks and decodes them, so the two halves of ingest overlap. Batches and rebalance events
-/// go through `tx` in order; when the pipeline is full both threads wait, which pauses
-/// consumption. Runs until `stop` is set or the receiver is gone; the handle returns the
-/// poller's result and the decoding, for the next consumer session.
+/// Starts the reader: one thread polls and copies messages out of librdkafka, one or more
+/// others (one per decoder of `decoding`) check and decode them, so that polling and decoding
+/// overlap and decoding uses several cores. Batches and rebalance events go through `tx` in
+/// the order polled; when the pipeline is full the threads wait, which pauses consumption.
+/// Runs until `stop` is set or the receiver is gone; the handle returns the poller's result
+/// and the decoding, for the next consumer session.
 pub fn spawn_reader(
     source: Arc<KafkaSource>,
-    mut decoding: Decoding,
+    decoding: Decoding,
     tx: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
 ) -> JoinHandle<(Result<(), KafkaError>, Decoding)> {
-    // One polled batch may wait while the previous one is decoded.
-    let (polled_tx, polled_rx) = std::sync::mpsc::sync_channel::<Polled>(1);
+    let Decoding { decoders, table } = decoding;
+    let room = source.consumer.context().room.clone();
+    let (dealer, decoding_threads) = decoders::spawn(decoders, &table, tx, &room, &stats);
     *source
         .consumer
         .context()
         .forward
         .lock()
-        .expect("not poisoned") = Some(polled_tx);
-    let decoder_stats = stats.clone();
-    let room = source.consumer.context().room.clone();
-    let decoder_thread = std::thread::Builder::new()
-        .name("weir-decoder".into())
-        .spawn(move || {
-            for polled in polled_rx {
-                room.take();
-                let event = match polled {
-                    Polled::Event(event) => event,
-                    Polled::Messages(messages) => {
-                        let _span =
-                            tracing::debug_span!("decode", messages = messages.len()).entered();
-                        let Decoding { decoder, table } = &mut decoding;
-                        SourceEvent::Batch(Box::new(table.decode(decoder.as_mut(), *messages)))
-                    }
-                };
-                let event = match tx.try_send(event) {
-                    Ok(()) => continue,
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                    Err(mpsc::error::TrySendError::Full(event)) => event,
-                };
-                decoder_stats
-                    .backpressure_pauses
-                    .fetch_add(1, Ordering::Relaxed);
-                if tx.blocking_send(event).is_err() {
-                    break;
-                }
-            }
-            decoding
-        })
-        .expect("spawning a thread");
+        .expect("not poisoned") = Some(dealer);
     std::thread::Builder::new()
         .name("weir-kafka-reader".into())
         .spawn(move || {
@@ -823,12 +760,14 @@ pub fn spawn_reader(
                 }
                 Ok(())
             })();
-            // The decoder finishes what it holds and hands it on before the reader is done.
+            // The decoding threads finish what they hold and hand it on before the reader is
+            // done.
             drop(forwarding);
-            let decoding = decoder_thread
-                .join()
-                .expect("the decoder thread does not panic");
-            (result, decoding)
+            let decoders = decoding_threads
+                .into_iter()
+                .map(|thread| thread.join().expect("a decoding thread does not panic"))
+                .collect();
+            (result, Decoding { decoders, table })
         })
         .expect("spawning a thread")
 }
@@ -836,23 +775,6 @@ pub fn spawn_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_reader_waits_for_room_until_the_decoder_takes_a_batch_or_patience_runs_out() {
-        let room = Arc::new(Room::default());
-        let seen = room.taken();
-        let soon = Instant::now() + Duration::from_millis(20);
-        assert!(!room.wait_past(seen, soon), "nothing taken: it times out");
-        assert!(Instant::now() >= soon);
-        let decoder = {
-            let room = room.clone();
-            std::thread::spawn(move || room.take())
-        };
-        assert!(room.wait_past(seen, Instant::now() + Duration::from_secs(60)));
-        decoder.join().unwrap();
-        // A batch taken before the wait began counts: no wake-up is lost.
-        assert!(room.wait_past(seen, Instant::now()));
-    }
 
     #[test]
     fn a_repeated_client_error_is_logged_once_per_interval_with_its_count() {

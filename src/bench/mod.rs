@@ -18,6 +18,7 @@ pub mod process;
 pub mod shapes;
 mod windows;
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -113,6 +114,8 @@ pub struct Measurement {
     pub megabytes_per_second: Spread,
     pub cpu_seconds_per_million_events: Spread,
     pub peak_rss_bytes: Spread,
+    /// weir's CPU while it read, by kind of thread: the share of each over all runs.
+    pub cpu_share_by_thread: BTreeMap<String, f64>,
     pub runs: Vec<RunFigures>,
 }
 
@@ -316,6 +319,8 @@ struct Sample {
     seconds: f64,
     cpu_seconds: f64,
     peak_rss_bytes: u64,
+    /// CPU seconds by kind of thread, for weir's runs.
+    threads: BTreeMap<String, f64>,
 }
 
 struct RunContext<'a> {
@@ -433,6 +438,7 @@ impl RunContext<'_> {
             seconds: exit.at.duration_since(started).as_secs_f64(),
             cpu_seconds: exit.cpu_seconds - cpu_at_start,
             peak_rss_bytes: exit.peak_rss_bytes,
+            threads: BTreeMap::new(),
         })
     }
 
@@ -450,10 +456,10 @@ impl RunContext<'_> {
         };
         // The first fetch follows the assignment within milliseconds: counting every event
         // from here leaves out nothing the pipeline did with them.
-        let (started, cpu_at_start) = loop {
+        let (started, cpu_at_start, threads_at_start) = loop {
             running(&mut child)?;
             if http_get(listen, "/readyz").is_some_and(|(status, _)| status == 200) {
-                break (Instant::now(), child.cpu_seconds()?);
+                break (Instant::now(), child.cpu_seconds()?, child.cpu_by_thread()?);
             }
             std::thread::sleep(READY_POLL);
         };
@@ -470,6 +476,14 @@ impl RunContext<'_> {
             let wait = Duration::from_secs_f64(left / 2.0);
             std::thread::sleep(wait.clamp(PROGRESS_POLL, Duration::from_secs(1)));
         }
+        // Taken before the final checkpoint and exit, which the threads would not show.
+        let cpu_read = child.cpu_seconds()? - cpu_at_start;
+        let mut threads = child.cpu_by_thread()?;
+        for (kind, seconds) in &mut threads {
+            *seconds -= threads_at_start.get(kind).copied().unwrap_or(0.0);
+        }
+        let listed: f64 = threads.values().sum();
+        threads.insert(ENDED_THREADS.to_owned(), (cpu_read - listed).max(0.0));
         child.terminate()?;
         let log_tail = child.log_tail();
         let exit = child.reap(Duration::from_secs(120))?;
@@ -482,9 +496,13 @@ impl RunContext<'_> {
             seconds: exit.at.duration_since(started).as_secs_f64(),
             cpu_seconds: exit.cpu_seconds - cpu_at_start,
             peak_rss_bytes: exit.peak_rss_bytes,
+            threads,
         })
     }
 }
+
+/// In the CPU by thread: what threads that ended while weir read (writers of one batch) used.
+const ENDED_THREADS: &str = "ended threads";
 
 /// A loopback address with a port nobody listens on now.
 fn free_local_address() -> anyhow::Result<String> {
@@ -538,8 +556,24 @@ fn measurement(name: String, samples: &[Sample], bytes_per_event: f64) -> Measur
             runs.iter().map(|r| r.cpu_seconds_per_million_events),
         ),
         peak_rss_bytes: Spread::of(runs.iter().map(|r| r.peak_rss_bytes as f64)),
+        cpu_share_by_thread: shares(samples.iter().map(|s| &s.threads)),
         runs,
     }
+}
+
+/// Each kind of thread's share of the CPU time of all kinds together, over every run.
+fn shares<'a>(runs: impl Iterator<Item = &'a BTreeMap<String, f64>>) -> BTreeMap<String, f64> {
+    let mut total = BTreeMap::new();
+    for run in runs {
+        for (kind, seconds) in run {
+            *total.entry(kind.clone()).or_insert(0.0) += seconds.max(0.0);
+        }
+    }
+    let all: f64 = total.values().sum();
+    if all > 0.0 {
+        total.values_mut().for_each(|seconds| *seconds /= all);
+    }
+    total
 }
 
 /// The targets weir's figures are held to, for the first binary measured.
@@ -638,6 +672,16 @@ impl std::fmt::Display for BenchReport {
                 c.max,
                 mib(m.peak_rss_bytes.median)
             )?;
+            if !m.cpu_share_by_thread.is_empty() {
+                let mut kinds: Vec<_> = m.cpu_share_by_thread.iter().collect();
+                kinds.sort_by(|a, b| b.1.total_cmp(a.1));
+                let kinds: Vec<String> = kinds
+                    .iter()
+                    .filter(|(_, share)| **share >= 0.005)
+                    .map(|(kind, share)| format!("{kind} {:.0}%", *share * 100.0))
+                    .collect();
+                writeln!(f, "  {:<26} CPU by thread: {}", "", kinds.join(", "))?;
+            }
         }
         for t in &self.targets {
             writeln!(

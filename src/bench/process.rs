@@ -3,6 +3,7 @@
 //! outside means every binary is measured the same way, an older weir or the Python peer
 //! included, and the embedded cluster's threads are not counted.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -65,6 +66,32 @@ impl Measured {
             .with_context(|| format!("reading the CPU time of {}", self.name))?;
         cpu_seconds_of_stat(&stat)
             .with_context(|| format!("reading the CPU time of {} from {stat:?}", self.name))
+    }
+
+    /// CPU seconds each kind of the process's threads has used so far: threads are grouped by
+    /// name, without a trailing number (`weir-decoder-0` and `weir-decoder-1` are one kind);
+    /// the process's first thread is `main`. Threads that have ended are not listed.
+    pub fn cpu_by_thread(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let pid = self.child.id();
+        let tasks = format!("/proc/{pid}/task");
+        let mut kinds = BTreeMap::new();
+        let listing =
+            std::fs::read_dir(&tasks).with_context(|| format!("listing the threads in {tasks}"))?;
+        for task in listing {
+            let task = task?;
+            // A thread that ends meanwhile is skipped.
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let kind = match task.file_name().to_str() == Some(&pid.to_string()) {
+                true => Some("main".to_owned()),
+                false => thread_kind(&stat),
+            };
+            if let (Some(kind), Some(seconds)) = (kind, cpu_seconds_of_stat(&stat)) {
+                *kinds.entry(kind).or_insert(0.0) += seconds;
+            }
+        }
+        Ok(kinds)
     }
 
     /// The next line the child prints, waiting at most until `deadline`.
@@ -196,6 +223,16 @@ fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
+/// A thread's name from the text of its `/proc/PID/task/TID/stat`, without a trailing number
+/// or the separator before it.
+fn thread_kind(stat: &str) -> Option<String> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let kind = name
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .trim_end_matches(['-', '_', ':', '#']);
+    Some(if kind.is_empty() { name } else { kind }.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +244,16 @@ mod tests {
         let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(cpu_seconds_of_stat(stat), Some(300.0 / tick));
         assert_eq!(cpu_seconds_of_stat("4242 (weir) S 1"), None);
+    }
+
+    #[test]
+    fn threads_are_grouped_by_name_without_their_number() {
+        let kind = |name: &str| thread_kind(&format!("7 ({name}) S 1 0 0")).unwrap();
+        assert_eq!(kind("weir-decoder-0"), "weir-decoder");
+        assert_eq!(kind("weir-decoder-11"), "weir-decoder");
+        assert_eq!(kind("rdk:broker3"), "rdk:broker");
+        assert_eq!(kind("tokio-runtime-w"), "tokio-runtime-w");
+        assert_eq!(kind("1234"), "1234");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! deserializers their durations go through.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +45,10 @@ pub struct SourceConfig {
     pub max_batch_bytes: ByteSize,
     #[serde(default = "default_batch_wait", deserialize_with = "duration")]
     pub max_batch_wait: Duration,
+    /// Threads that decode polled batches in parallel; by default one per core the process
+    /// may use, up to four.
+    #[serde(default)]
+    pub decode_threads: Option<NonZeroUsize>,
 }
 
 #[derive(Debug, Deserialize)]

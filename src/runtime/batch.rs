@@ -1,12 +1,15 @@
 //! One consumed batch: kept to the partitions this instance owns, run through the transform
-//! stage, its rows written to their datasets and what it leaves uncommitted remembered.
+//! stage, its rows written to their datasets (several at once) and what it leaves
+//! uncommitted remembered.
 
 use std::time::Instant;
 
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::Instrument;
 use weir_schemas::{OffsetRanges, SourceBatch};
+use weir_transform::Rows;
 
-use super::{RunError, State};
+use super::{OutputDataset, RunError, State};
 
 impl State {
     pub(super) async fn process(&mut self, batch: SourceBatch) -> Result<(), RunError> {
@@ -50,19 +53,7 @@ impl State {
                     .or_insert(0) += late;
             }
         }
-        for (output, rows) in self.outputs.iter_mut().zip(processed.rows) {
-            let span = tracing::info_span!("write", dataset = output.writer.name());
-            let dataset = &mut output.writer;
-            async {
-                for (batch, paths) in rows {
-                    dataset.write(&batch, paths.as_ref()).await?;
-                }
-                dataset.roll_aged().await
-            }
-            .instrument(span)
-            .await?;
-        }
-        Ok(())
+        write_outputs(&mut self.outputs, processed.rows).await
     }
 
     /// Within an assignment a partition's offsets only go up: its first message is at or
@@ -102,4 +93,53 @@ impl State {
             }
         }
     }
+}
+
+/// Writes each output's rows into its dataset and rolls its files that are too old. Encoding
+/// Parquet is most of a write and datasets share nothing, so on a multi-threaded runtime the
+/// datasets with rows are written at once, each on a thread of its own; the batch is done
+/// when all are.
+async fn write_outputs(outputs: &mut [OutputDataset], rows: Vec<Rows>) -> Result<(), RunError> {
+    let with_rows = rows.iter().filter(|rows| !rows.is_empty()).count();
+    let runtime = Handle::current();
+    if with_rows < 2 || runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
+        for (output, rows) in outputs.iter_mut().zip(rows) {
+            write_output(output, rows).await?;
+        }
+        return Ok(());
+    }
+    // The supervisor's task waits for the writers; its worker's other tasks move elsewhere.
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = outputs
+                .iter_mut()
+                .zip(rows)
+                .map(|(output, rows)| {
+                    let runtime = &runtime;
+                    std::thread::Builder::new()
+                        .name("weir-writer".into())
+                        .spawn_scoped(scope, move || runtime.block_on(write_output(output, rows)))
+                        .expect("spawning a thread")
+                })
+                .collect();
+            writers.into_iter().try_for_each(|writer| {
+                writer
+                    .join()
+                    .map_err(|_| RunError::Panicked("dataset writer"))?
+            })
+        })
+    })
+}
+
+async fn write_output(output: &mut OutputDataset, rows: Rows) -> Result<(), RunError> {
+    let span = tracing::info_span!("write", dataset = output.writer.name());
+    let dataset = &mut output.writer;
+    async {
+        for (batch, paths) in rows {
+            dataset.write(&batch, paths.as_ref()).await?;
+        }
+        Ok(dataset.roll_aged().await?)
+    }
+    .instrument(span)
+    .await
 }

@@ -135,10 +135,7 @@ fn batch_of(
         let payload = payload(offset);
         raw.push("orders", 0, offset, None, None, Some(payload.as_bytes()));
     }
-    let decoding = &mut pipeline.decoding;
-    decoding
-        .table
-        .decode(decoding.decoder.as_mut(), raw.finish())
+    pipeline.decoding.decode(raw.finish())
 }
 
 /// Every dataset of the pipeline, to read back what the runs committed.
@@ -397,7 +394,9 @@ async fn offsets_that_go_back_stop_the_run() {
 /// A transform whose SQL fails on some rows (a division by zero), and one whose partition
 /// value for a row is longer than a path can hold: only those rows are dead letters, each
 /// for its transform alone; every other dataset gets every row, and the datasets open again.
-#[tokio::test]
+/// On a multi-threaded runtime, as the service runs it: each batch's datasets are written at
+/// once, on threads of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_a_transform_fails_on_are_dead_letters_for_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let config = pipeline_files_with(

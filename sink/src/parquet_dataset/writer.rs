@@ -53,6 +53,8 @@ pub struct ParquetWriter {
     paths_since_commit: HashSet<String>,
     /// Partition paths a file was written to, counted up to [`PATHS_COUNTED`].
     paths_counted: HashSet<String>,
+    /// Files closed since the last flush only to make room under `max_open_files`.
+    closed_for_room: usize,
     /// The properties new files are written with: the dataset's, less the dictionaries that
     /// did not pay.
     properties: WriterProperties,
@@ -80,6 +82,7 @@ impl ParquetWriter {
             written: Vec::new(),
             paths_since_commit: HashSet::new(),
             paths_counted: HashSet::new(),
+            closed_for_room: 0,
             properties: dataset.properties.clone(),
             plain: HashSet::new(),
             dataset,
@@ -294,6 +297,7 @@ impl ParquetWriter {
             .map(|(p, _)| p.clone())
             .collect();
         let files = self.take_open(oldest);
+        self.closed_for_room += files.len();
         self.close(files).await
     }
 
@@ -325,6 +329,19 @@ impl ParquetWriter {
     async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
         let open: Vec<(String, OpenFile)> = self.open.drain().collect();
         self.close(open).await?;
+        if self.closed_for_room > 0 {
+            // Rows spread over more paths than may be open make a small file per path and
+            // batch, and cost many times the CPU per row: worth an operator's look.
+            tracing::warn!(
+                dataset = %self.dataset.name,
+                paths = self.paths_since_commit.len(),
+                max_open_files = self.dataset.options.max_open_files,
+                files_closed_early = self.closed_for_room,
+                "rows went to more partition paths than files may be open: files were closed \
+                 early, small; raise the sink's max_open_files or partition more coarsely"
+            );
+        }
+        self.closed_for_room = 0;
         self.paths_since_commit.clear();
         Ok(std::mem::take(&mut self.written))
     }
@@ -773,6 +790,10 @@ mod tests {
             dataset.write(&input, Some(&paths)).await.unwrap();
             assert!(dataset.open.len() <= 2);
         }
+        assert_eq!(
+            dataset.closed_for_room, 2,
+            "p=a closed for p=c, then p=b for p=a"
+        );
         let mut files: Vec<_> = dataset
             .flush()
             .await
