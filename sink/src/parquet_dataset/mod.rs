@@ -60,8 +60,8 @@ pub struct DatasetOptions {
     pub roll: RollPolicy,
     /// Bytes a file's upload buffers before it starts a multipart upload.
     pub upload_buffer_bytes: usize,
-    /// Files open at once. Bounds file handles and memory when rows spread over many
-    /// partitions: rows of further paths wait in memory for the checkpoint.
+    /// Files open at once; opening one more closes the oldest. Bounds file handles and
+    /// memory when rows spread over many partitions.
     pub max_open_files: usize,
     /// Distinct partition paths one commit may hold files of: reaching it makes the
     /// pipeline commit before it takes more rows.

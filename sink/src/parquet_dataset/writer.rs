@@ -1,8 +1,7 @@
 //! A Parquet dataset opened by one writer: one open file per partition path, rolled by size,
-//! row count and age, staged until the commit that makes it visible. Rows for more paths than
-//! files may be open wait in memory and go into one file per path at the checkpoint.
+//! row count and age, staged until the commit that makes it visible.
 //!
-//! About 600 lines of code and 300 of tests, which write through the writer's
+//! Longer than 600 lines only by its tests (about 230), which write through the writer's
 //! whole surface and belong beside it.
 
 use std::collections::{HashMap, HashSet};
@@ -11,7 +10,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::compute::{cast, take_record_batch};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
@@ -54,9 +53,8 @@ pub struct ParquetWriter {
     paths_since_commit: HashSet<String>,
     /// Partition paths a file was written to, counted up to [`PATHS_COUNTED`].
     paths_counted: HashSet<String>,
-    /// Rows of partition paths that found no room among the open files, by path: written
-    /// at the checkpoint, one file per path, unless a path gathers a file's worth before.
-    waiting: HashMap<String, WaitingRows>,
+    /// Files closed since the last flush only to make room under `max_open_files`.
+    closed_for_room: usize,
     /// The properties new files are written with: the dataset's, less the dictionaries that
     /// did not pay.
     properties: WriterProperties,
@@ -74,18 +72,6 @@ const PATHS_COUNTED: usize = 10_000;
 /// Files closed (encoded, uploaded) at once at a checkpoint, or when too many are open.
 const CLOSE_CONCURRENCY: usize = 16;
 
-/// A path's waiting batches are merged into one when there are this many, so that thousands
-/// of small batches do not each keep their own arrays.
-const WAITING_BATCHES_MERGED: usize = 64;
-
-/// Rows of one partition path waiting for a file.
-#[derive(Default)]
-struct WaitingRows {
-    batches: Vec<RecordBatch>,
-    rows: u64,
-    bytes: usize,
-}
-
 impl ParquetWriter {
     pub(super) fn new(dataset: ParquetDataset, writer: &str, log: CommitLog) -> Self {
         Self {
@@ -96,7 +82,7 @@ impl ParquetWriter {
             written: Vec::new(),
             paths_since_commit: HashSet::new(),
             paths_counted: HashSet::new(),
-            waiting: HashMap::new(),
+            closed_for_room: 0,
             properties: dataset.properties.clone(),
             plain: HashSet::new(),
             dataset,
@@ -173,31 +159,14 @@ impl ParquetWriter {
         batch: &RecordBatch,
     ) -> Result<(), SinkError> {
         if !self.open.contains_key(partition) {
-            self.paths_since_commit.insert(partition.to_owned());
             if self.open.len() >= self.dataset.options.max_open_files.max(1) {
-                // Closing an open file to make room would make a small file per path and
-                // batch when rows spread over more paths than files may be open.
-                return self.wait_for_file(partition, batch).await;
+                self.close_oldest().await?;
             }
             let file = self.open_file(partition)?;
             self.open.insert(partition.to_owned(), file);
-            if let Some(waiting) = self.waiting.remove(partition) {
-                for batch in &waiting.batches {
-                    self.append(partition, batch).await?;
-                }
-            }
+            self.paths_since_commit.insert(partition.to_owned());
         }
-        self.append(partition, batch).await
-    }
-
-    /// Writes `batch` to the file of `partition`, opening one if it has none (its last one
-    /// filled up), and closes the file if it is full.
-    async fn append(&mut self, partition: &str, batch: &RecordBatch) -> Result<(), SinkError> {
-        if !self.open.contains_key(partition) {
-            let file = self.open_file(partition)?;
-            self.open.insert(partition.to_owned(), file);
-        }
-        let file = self.open.get_mut(partition).expect("open");
+        let file = self.open.get_mut(partition).expect("just opened");
         file.writer
             .write(batch)
             .await
@@ -216,67 +185,10 @@ impl ParquetWriter {
         Ok(())
     }
 
-    /// Keeps `batch` in memory until the checkpoint writes its path, or until the path has a
-    /// file's worth of rows. The path is checked now, so that a path the store cannot hold
-    /// fails the batch that brings it, as an open file would.
-    async fn wait_for_file(
-        &mut self,
-        partition: &str,
-        batch: &RecordBatch,
-    ) -> Result<(), SinkError> {
-        self.directory(partition)?;
-        let waiting = self.waiting.entry(partition.to_owned()).or_default();
-        waiting.rows += batch.num_rows() as u64;
-        waiting.bytes += batch.get_array_memory_size();
-        waiting.batches.push(batch.clone());
-        if waiting.batches.len() >= WAITING_BATCHES_MERGED {
-            let merged =
-                concat_batches(&self.dataset.schema, &waiting.batches).map_err(|source| {
-                    SinkError::Schema {
-                        dataset: self.dataset.name.clone(),
-                        source,
-                    }
-                })?;
-            waiting.bytes = merged.get_array_memory_size();
-            waiting.batches = vec![merged];
-        }
-        let roll = &self.dataset.options.roll;
-        if waiting.rows >= roll.max_file_rows || waiting.bytes as u64 >= roll.target_file_bytes {
-            let waiting = self.waiting.remove(partition).expect("present");
-            return self
-                .write_waiting(vec![(partition.to_owned(), waiting)])
-                .await;
-        }
-        Ok(())
-    }
-
-    /// Writes waiting rows into files of their own and closes them, [`CLOSE_CONCURRENCY`]
-    /// paths at a time: these few files are open beside the `max_open_files` others.
-    async fn write_waiting(
-        &mut self,
-        waiting: Vec<(String, WaitingRows)>,
-    ) -> Result<(), SinkError> {
-        let mut waiting = waiting.into_iter().peekable();
-        while waiting.peek().is_some() {
-            let mut paths = Vec::with_capacity(CLOSE_CONCURRENCY);
-            for (partition, rows) in waiting.by_ref().take(CLOSE_CONCURRENCY) {
-                for batch in &rows.batches {
-                    self.append(&partition, batch).await?;
-                }
-                paths.push(partition);
-            }
-            paths.retain(|partition| self.open.contains_key(partition));
-            let files = self.take_open(paths);
-            self.close(files).await?;
-        }
-        Ok(())
-    }
-
-    /// The directory of `partition`'s files. The path is already escaped the way Hive
-    /// readers unescape it (`a/b` as `a%2Fb`): taken as it is, not encoded a second time.
-    /// Checked before anything is written, so that no commit can list a file its store
-    /// cannot hold.
-    fn directory(&self, partition: &str) -> Result<Path, SinkError> {
+    fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
+        // The path is already escaped the way Hive readers unescape it (`a/b` as `a%2Fb`):
+        // taken as it is, not encoded a second time. Checked before anything is written, so
+        // that no commit can list a file its store cannot hold.
         let refuse = |reason: String| SinkError::PartitionPath {
             dataset: self.dataset.name.clone(),
             reason,
@@ -300,11 +212,6 @@ impl ParquetWriter {
                 segment.as_ref().len()
             )));
         }
-        Ok(directory)
-    }
-
-    fn open_file(&mut self, partition: &str) -> Result<OpenFile, SinkError> {
-        let directory = self.directory(partition)?;
         self.next_file += 1;
         let relative: Path = directory
             .parts()
@@ -376,6 +283,24 @@ impl ParquetWriter {
         Ok(())
     }
 
+    /// Closes the oldest open files to make room for a new one: an eighth of the limit at
+    /// once, so that rows spread over many more paths than files may be open do not close
+    /// one file per row group, one upload after another.
+    async fn close_oldest(&mut self) -> Result<(), SinkError> {
+        let room = (self.dataset.options.max_open_files / 8).max(1);
+        let mut by_age: Vec<(&String, Instant)> =
+            self.open.iter().map(|(p, f)| (p, f.opened)).collect();
+        by_age.sort_by_key(|&(_, opened)| opened);
+        let oldest: Vec<String> = by_age
+            .into_iter()
+            .take(room)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let files = self.take_open(oldest);
+        self.closed_for_room += files.len();
+        self.close(files).await
+    }
+
     /// Takes the open files of `partitions` out of the open set.
     fn take_open(&mut self, partitions: Vec<String>) -> Vec<(String, OpenFile)> {
         partitions
@@ -404,8 +329,19 @@ impl ParquetWriter {
     async fn flush(&mut self) -> Result<Vec<WrittenFile>, SinkError> {
         let open: Vec<(String, OpenFile)> = self.open.drain().collect();
         self.close(open).await?;
-        let waiting: Vec<(String, WaitingRows)> = self.waiting.drain().collect();
-        self.write_waiting(waiting).await?;
+        if self.closed_for_room > 0 {
+            // Rows spread over more paths than may be open make a small file per path and
+            // batch, and cost many times the CPU per row: worth an operator's look.
+            tracing::warn!(
+                dataset = %self.dataset.name,
+                paths = self.paths_since_commit.len(),
+                max_open_files = self.dataset.options.max_open_files,
+                files_closed_early = self.closed_for_room,
+                "rows went to more partition paths than files may be open: files were closed \
+                 early, small; raise the sink's max_open_files or partition more coarsely"
+            );
+        }
+        self.closed_for_room = 0;
         self.paths_since_commit.clear();
         Ok(std::mem::take(&mut self.written))
     }
@@ -416,11 +352,9 @@ impl ParquetWriter {
         self.open.values().map(|f| f.opened).min()
     }
 
-    /// Memory held by open files (encoded row groups in progress and upload buffers) and by
-    /// rows waiting for a file.
+    /// Memory held by open files: encoded row groups in progress and upload buffers.
     fn buffered(&self) -> usize {
-        let files: usize = self
-            .open
+        self.open
             .values()
             .map(|f| {
                 let unflushed = f
@@ -429,8 +363,7 @@ impl ParquetWriter {
                     .min(self.dataset.options.upload_buffer_bytes);
                 f.writer.memory_size() + unflushed
             })
-            .sum();
-        files + self.waiting.values().map(|w| w.bytes).sum::<usize>()
+            .sum()
     }
 
     /// Casts columns to the file schema (nanosecond timestamps to microseconds) and adopts
@@ -540,7 +473,6 @@ impl DatasetWriter for ParquetWriter {
 
     async fn abort(&mut self) {
         self.open.clear();
-        self.waiting.clear();
         self.paths_since_commit.clear();
         let written = std::mem::take(&mut self.written);
         self.dataset.delete_staged(&written).await;
@@ -845,39 +777,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rows_past_the_open_file_limit_wait_and_go_into_one_file_per_path() {
+    async fn opening_past_the_limit_closes_the_oldest_file() {
         let dir = tempfile::tempdir().unwrap();
         let input = batch(&[1, 2, 3]);
         let options = DatasetOptions {
             max_open_files: 2,
-            ..options(7)
+            ..options(100)
         };
         let mut dataset = open_and_claim(dir.path(), &input, options).await;
-        let written = |dataset: &ParquetWriter| -> Vec<(String, u64)> {
-            let mut files: Vec<_> = dataset
-                .written
-                .iter()
-                .map(|f| (f.partition.clone(), f.rows))
-                .collect();
-            files.sort();
-            files
-        };
-        for part in ["p=a", "p=b", "p=c", "p=a", "p=c", "p=d", "p=c", "p=d"] {
+        for part in ["p=a", "p=b", "p=c", "p=a"] {
             let paths = one_path(part, 3);
             dataset.write(&input, Some(&paths)).await.unwrap();
             assert!(dataset.open.len() <= 2);
         }
-        // p=a and p=b took the open files; p=c gathered a file's worth (7 rows) and went
-        // into a file of its own; p=d waits.
-        assert_eq!(written(&dataset), [("p=c".to_string(), 9)]);
-        assert_eq!(dataset.waiting["p=d"].rows, 6);
-        assert!(dataset.buffered() >= dataset.waiting["p=d"].bytes);
-        // p=a fills its file; p=d takes the room, its waiting rows first.
-        for part in ["p=a", "p=d"] {
-            let paths = one_path(part, 3);
-            dataset.write(&input, Some(&paths)).await.unwrap();
-        }
-        assert!(dataset.waiting.is_empty());
+        assert_eq!(
+            dataset.closed_for_room, 2,
+            "p=a closed for p=c, then p=b for p=a"
+        );
         let mut files: Vec<_> = dataset
             .flush()
             .await
@@ -886,7 +802,8 @@ mod tests {
             .map(|f| (f.partition, f.rows))
             .collect();
         files.sort();
-        let expected = [("p=a", 9), ("p=b", 3), ("p=c", 9), ("p=d", 9)];
+        // p=a was closed to make room for p=c, then opened again.
+        let expected = [("p=a", 3), ("p=a", 3), ("p=b", 3), ("p=c", 3)];
         let expected: Vec<_> = expected.iter().map(|(p, r)| (p.to_string(), *r)).collect();
         assert_eq!(files, expected);
     }
