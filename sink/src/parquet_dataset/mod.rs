@@ -6,6 +6,7 @@
 //! per partition path and rolls files by size, row count and age. Window state files are
 //! Arrow IPC ([`window_state`]).
 
+mod dictionary;
 mod window_state;
 mod writer;
 

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, PartitionKey};
 
-use super::ParquetDataset;
+use super::{ParquetDataset, dictionary};
 use crate::SinkError;
 use crate::commit_log::{CommitLog, LogError, LogState, WEIR_DIR, WindowStateRef, WrittenFile};
 use crate::dataset::{Committed, DatasetWriter};
@@ -58,11 +58,14 @@ pub struct ParquetWriter {
     /// The properties new files are written with: the dataset's, less the dictionaries that
     /// did not pay.
     properties: WriterProperties,
-    /// Columns written without a dictionary from now on: in a file closed earlier, their
-    /// values outgrew the dictionary and the writer fell back to plain encoding. Hashing
-    /// every value into a dictionary that is then dropped was a tenth of the CPU a
-    /// stateless pipeline spent (unique ids, session keys).
+    /// Columns written without a dictionary from now on: their values in the first rows
+    /// barely repeated ([`dictionary`]), or in a file closed earlier they outgrew the
+    /// dictionary and the writer fell back to plain encoding. Hashing every value into a
+    /// dictionary that does not pay was a fifth of the CPU a stateless pipeline spent
+    /// (unique ids, event times, offsets).
     plain: HashSet<ColumnPath>,
+    /// Columns whose dictionary is not judged yet: the rows seen so far held too few values.
+    undecided: HashSet<ColumnPath>,
 }
 
 /// Distinct partition paths counted for the run's summary; past it the count stops, so that
@@ -85,6 +88,7 @@ impl ParquetWriter {
             closed_for_room: 0,
             properties: dataset.properties.clone(),
             plain: HashSet::new(),
+            undecided: dictionary::judged_columns(dataset.schema.fields()),
             dataset,
         }
     }
@@ -123,6 +127,9 @@ impl ParquetWriter {
             return Ok(());
         }
         let batch = self.conform(batch)?;
+        if !self.undecided.is_empty() {
+            self.judge_dictionaries(&batch);
+        }
         let Some(paths) = paths else {
             return self.write_partition("", &batch).await;
         };
@@ -151,6 +158,24 @@ impl ParquetWriter {
             self.write_partition(names.value(key), &part).await?;
         }
         Ok(())
+    }
+
+    /// Turns off the dictionaries that `batch` shows would not pay, for files opened from now
+    /// on.
+    fn judge_dictionaries(&mut self, batch: &RecordBatch) {
+        let judged = dictionary::judge(batch, &self.undecided);
+        if judged.is_empty() {
+            return;
+        }
+        let mut properties = self.properties.clone().into_builder();
+        for (column, pays) in judged {
+            self.undecided.remove(&column);
+            if !pays && self.plain.insert(column.clone()) {
+                tracing::debug!(dataset = %self.dataset.name, %column, "writing the column without a dictionary: its values barely repeat");
+                properties = properties.set_column_dictionary_enabled(column, false);
+            }
+        }
+        self.properties = properties.build();
     }
 
     async fn write_partition(
@@ -610,25 +635,33 @@ mod tests {
         );
     }
 
-    /// A column whose values outgrow its dictionary is written without one in the files
-    /// that follow; one whose values fit keeps it; the rows stay the same.
+    /// A column whose first values barely repeat is written without a dictionary; one whose
+    /// values outgrow its dictionary later is written without one in the files that follow;
+    /// one whose values fit keeps it; the rows stay the same.
     #[tokio::test]
-    async fn a_dictionary_that_did_not_pay_is_not_built_again() {
+    async fn a_dictionary_that_does_not_pay_is_not_built() {
+        use super::super::dictionary::SAMPLE_ROWS;
         use arrow::array::StringArray;
         let dir = tempfile::tempdir().unwrap();
         let rows = 60_000;
         let schema = Arc::new(Schema::new(vec![
             Field::new("unique", DataType::Utf8, false),
+            Field::new("grows", DataType::Utf8, false),
             Field::new("few", DataType::Utf8, false),
         ]));
         let input = |from: usize| {
             RecordBatch::try_new(
                 schema.clone(),
                 vec![
-                    // 60,000 distinct values of 24 bytes: more than a 1 MiB dictionary holds.
                     Arc::new(StringArray::from_iter_values(
                         (from..from + rows).map(|i| format!("event-{i:018}")),
                     )),
+                    // Repeated in the rows sampled, then distinct: 24-byte values, more
+                    // than a 1 MiB dictionary holds.
+                    Arc::new(StringArray::from_iter_values((0..rows).map(|i| {
+                        let value = if i < SAMPLE_ROWS { i % 100 } else { from + i };
+                        format!("event-{value:018}")
+                    }))),
                     Arc::new(StringArray::from_iter_values(
                         (0..rows).map(|i| ["a", "b", "c"][i % 3]),
                     )),
@@ -655,9 +688,10 @@ mod tests {
                 .dictionary_page_offset()
                 .is_some()
         };
-        assert!(dictionary(&files[0], 0), "the first file tries one");
-        assert!(!dictionary(&files[1], 0), "the next does without");
-        assert!(dictionary(&files[0], 1) && dictionary(&files[1], 1));
+        assert!(!dictionary(&files[0], 0) && !dictionary(&files[1], 0));
+        assert!(dictionary(&files[0], 1), "the first file tries one");
+        assert!(!dictionary(&files[1], 1), "the next does without");
+        assert!(dictionary(&files[0], 2) && dictionary(&files[1], 2));
         for (round, file) in files.iter().enumerate() {
             let f = std::fs::File::open(dir.path().join(&file.staging)).unwrap();
             let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
