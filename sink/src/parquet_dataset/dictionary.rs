@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Fields};
+use arrow::datatypes::{DataType, Fields, SchemaRef};
 use parquet::schema::types::ColumnPath;
 
 /// Rows of a batch sampled: about one data page of 8-byte values.
@@ -31,45 +31,32 @@ pub(super) fn judge(
     undecided: &HashSet<ColumnPath>,
 ) -> Vec<(ColumnPath, bool)> {
     let sample = batch.slice(0, batch.num_rows().min(SAMPLE_ROWS));
-    let mut judged = Vec::new();
+    leaves(&sample)
+        .into_iter()
+        .filter(|(path, _)| undecided.contains(path))
+        .filter_map(|(path, array)| Some((path, dictionary_pays(array.as_ref())?)))
+        .collect()
+}
+
+/// The leaf columns of `schema` the judge understands.
+pub(super) fn judged_columns(schema: &SchemaRef) -> HashSet<ColumnPath> {
+    leaves(&RecordBatch::new_empty(schema.clone()))
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// The leaf columns the judge understands, top-level and inside structs, with their Parquet
+/// paths. Lists and maps keep Parquet's default.
+fn leaves(batch: &RecordBatch) -> Vec<(ColumnPath, ArrayRef)> {
     let mut leaves = Vec::new();
     collect_leaves(
-        sample.schema().fields(),
-        sample.columns(),
+        batch.schema().fields(),
+        batch.columns(),
         &mut Vec::new(),
         &mut leaves,
     );
-    for (path, array) in leaves {
-        if !undecided.contains(&path) {
-            continue;
-        }
-        if let Some(pays) = dictionary_pays(array.as_ref()) {
-            judged.push((path, pays));
-        }
-    }
-    judged
-}
-
-/// The leaf columns the judge understands, top-level and inside structs, with their
-/// Parquet paths. Lists and maps keep Parquet's default.
-pub(super) fn judged_columns(fields: &Fields) -> HashSet<ColumnPath> {
-    let mut paths = HashSet::new();
-    collect_paths(fields, &mut Vec::new(), &mut paths);
-    paths
-}
-
-fn collect_paths(fields: &Fields, prefix: &mut Vec<String>, paths: &mut HashSet<ColumnPath>) {
-    for field in fields {
-        prefix.push(field.name().clone());
-        match field.data_type() {
-            DataType::Struct(children) => collect_paths(children, prefix, paths),
-            data_type if value_bytes(data_type).is_some() => {
-                paths.insert(ColumnPath::new(prefix.clone()));
-            }
-            _ => {}
-        }
-        prefix.pop();
-    }
+    leaves
 }
 
 fn collect_leaves(
@@ -84,23 +71,22 @@ fn collect_leaves(
             DataType::Struct(children) => {
                 collect_leaves(children, column.as_struct().columns(), prefix, leaves)
             }
-            data_type if value_bytes(data_type).is_some() => {
-                leaves.push((ColumnPath::new(prefix.clone()), column.clone()));
+            // Booleans, which have no primitive width, are never dictionary-encoded.
+            data_type
+                if data_type.primitive_width().is_some()
+                    || matches!(
+                        data_type,
+                        DataType::Utf8
+                            | DataType::LargeUtf8
+                            | DataType::Binary
+                            | DataType::LargeBinary
+                    ) =>
+            {
+                leaves.push((ColumnPath::new(prefix.clone()), column.clone()))
             }
             _ => {}
         }
         prefix.pop();
-    }
-}
-
-/// Bytes a plain-encoded value of `data_type` takes (`Some(0)` for byte arrays, whose
-/// values are measured one by one); `None` for what is not judged.
-fn value_bytes(data_type: &DataType) -> Option<usize> {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary => Some(0),
-        // Booleans are never dictionary-encoded; narrow integers are stored as INT32.
-        DataType::Boolean => None,
-        data_type => data_type.primitive_width().map(|width| width.max(4)),
     }
 }
 
@@ -121,8 +107,9 @@ fn dictionary_pays(array: &dyn Array) -> Option<bool> {
         DataType::Binary => distinct_bytes(array.as_binary::<i32>().iter().flatten()),
         DataType::LargeBinary => distinct_bytes(array.as_binary::<i64>().iter().flatten()),
         data_type => {
-            let stored = value_bytes(data_type)?;
             let width = data_type.primitive_width()?;
+            // Narrow integers are stored as INT32.
+            let stored = width.max(4);
             let data = array.to_data();
             let buffer = &data.buffers()[0].as_slice()[data.offset() * width..];
             let mut seen = HashSet::with_capacity(values);
@@ -204,7 +191,7 @@ mod tests {
     #[test]
     fn distinct_values_go_plain_and_repeated_ones_keep_their_dictionary() {
         let batch = batch(4096);
-        let undecided = judged_columns(batch.schema().fields());
+        let undecided = judged_columns(&batch.schema());
         assert_eq!(undecided.len(), 6, "{undecided:?}");
         let mut judged = judge(&batch, &undecided);
         judged.sort_by_key(|(path, _)| path.string());
@@ -222,7 +209,7 @@ mod tests {
     #[test]
     fn a_few_rows_decide_nothing() {
         let batch = batch(MIN_VALUES - 1);
-        let undecided = judged_columns(batch.schema().fields());
+        let undecided = judged_columns(&batch.schema());
         assert_eq!(judge(&batch, &undecided), []);
     }
 
@@ -232,7 +219,7 @@ mod tests {
         let values = Int64Array::from_iter_values((0..4096).map(|i| if i < 2048 { i } else { 7 }));
         let schema = Schema::new(vec![Field::new("v", DataType::Int64, false)]);
         let batch = RecordBatch::try_new(Arc::new(schema), vec![Arc::new(values)]).unwrap();
-        let undecided = judged_columns(batch.schema().fields());
+        let undecided = judged_columns(&batch.schema());
         assert_eq!(
             judge(&batch.slice(0, 2048), &undecided),
             [(path(&["v"]), false)]

@@ -88,7 +88,7 @@ impl ParquetWriter {
             closed_for_room: 0,
             properties: dataset.properties.clone(),
             plain: HashSet::new(),
-            undecided: dictionary::judged_columns(dataset.schema.fields()),
+            undecided: dictionary::judged_columns(&dataset.schema),
             dataset,
         }
     }
@@ -164,18 +164,28 @@ impl ParquetWriter {
     /// on.
     fn judge_dictionaries(&mut self, batch: &RecordBatch) {
         let judged = dictionary::judge(batch, &self.undecided);
-        if judged.is_empty() {
-            return;
+        for (column, _) in &judged {
+            self.undecided.remove(column);
         }
-        let mut properties = self.properties.clone().into_builder();
-        for (column, pays) in judged {
-            self.undecided.remove(&column);
-            if !pays && self.plain.insert(column.clone()) {
-                tracing::debug!(dataset = %self.dataset.name, %column, "writing the column without a dictionary: its values barely repeat");
-                properties = properties.set_column_dictionary_enabled(column, false);
+        let plain = judged
+            .into_iter()
+            .filter_map(|(column, pays)| (!pays).then_some(column));
+        self.write_plain(plain, "its values barely repeat");
+    }
+
+    /// Writes `columns` without a dictionary in the files opened from now on.
+    fn write_plain(&mut self, columns: impl IntoIterator<Item = ColumnPath>, why: &str) {
+        let mut properties = None;
+        for column in columns {
+            if self.plain.insert(column.clone()) {
+                tracing::debug!(dataset = %self.dataset.name, %column, why, "writing the column without a dictionary from now on");
+                let builder = properties.unwrap_or_else(|| self.properties.clone().into_builder());
+                properties = Some(builder.set_column_dictionary_enabled(column, false));
             }
         }
-        self.properties = properties.build();
+        if let Some(properties) = properties {
+            self.properties = properties.build();
+        }
     }
 
     async fn write_partition(
@@ -286,19 +296,9 @@ impl ParquetWriter {
             .await?;
         let fell_back: Vec<ColumnPath> = closed
             .iter()
-            .flat_map(|(_, plain)| plain.iter())
-            .filter(|column| !self.plain.contains(*column))
-            .cloned()
+            .flat_map(|(_, plain)| plain.iter().cloned())
             .collect();
-        if !fell_back.is_empty() {
-            let mut properties = self.properties.clone().into_builder();
-            for column in fell_back {
-                tracing::debug!(dataset, %column, "writing the column without a dictionary from now on");
-                properties = properties.set_column_dictionary_enabled(column.clone(), false);
-                self.plain.insert(column);
-            }
-            self.properties = properties.build();
-        }
+        self.write_plain(fell_back, "it outgrew its dictionary in a file closed");
         for (file, _) in closed {
             if self.paths_counted.len() < PATHS_COUNTED {
                 self.paths_counted.insert(file.partition.clone());
