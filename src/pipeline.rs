@@ -4,7 +4,12 @@
 
 use std::sync::Arc;
 
-use weir_ingest::{ConsumerConfig, Decode, Decoding, EventTimeBounds, JsonDecoder, SourceTable};
+use weir_ingest::avro::{AvroSchema, JsonToAvro, WriterSchemas, arrow_form, declared_schema};
+use weir_ingest::registry::{BlockingRegistry, RegistryConfig, SchemaRegistry, SubjectVersion};
+use weir_ingest::{
+    AvroDecoder, ConsumerConfig, Decode, DecodeStall, Decoding, EventTimeBounds, JsonDecoder,
+    SourceTable,
+};
 use weir_schemas::EventSchema;
 use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
 use weir_transform::{
@@ -12,8 +17,38 @@ use weir_transform::{
 };
 
 use crate::config::{
-    ConfigError, PipelineConfig, check_event_time, check_time_column, check_windowed,
+    ConfigError, PayloadFormat, PipelineConfig, ReaderVersion, check_event_time, check_time_column,
+    check_windowed,
 };
+
+/// How a sample's lines become payloads of the pipeline's format.
+pub enum SampleEncoding {
+    /// JSON topics: a line is a payload.
+    AsIs,
+    /// Avro topics: a JSON object line is written as the reader schema's Avro; any other line
+    /// is a framed payload in base64, as consumed.
+    Avro(JsonToAvro),
+}
+
+impl SampleEncoding {
+    /// The payload of sample `line`; `Err` says what is wrong with it.
+    pub fn payload(&self, line: &str) -> Result<Vec<u8>, String> {
+        match self {
+            SampleEncoding::AsIs => Ok(line.as_bytes().to_vec()),
+            SampleEncoding::Avro(encoder) if line.trim_start().starts_with('{') => {
+                encoder.encode(line)
+            }
+            SampleEncoding::Avro(_) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(line.trim())
+                    .map_err(|e| {
+                        format!("expected a JSON object or a framed Avro message in base64: {e}")
+                    })
+            }
+        }
+    }
+}
 
 /// Where one transform's rows go.
 pub struct OutputDataset {
@@ -39,6 +74,10 @@ pub struct Pipeline {
     /// Where each transform output's rows go, in the order of `transforms.outputs()`.
     pub outputs: Vec<OutputDataset>,
     pub dead_letters: DeadLetterTarget,
+    /// Why decoding waits, while it does (a schema registry that does not answer).
+    pub decode_stall: Arc<DecodeStall>,
+    /// How the lines of a sample (`weir sql run`, golden tests) become message payloads.
+    pub samples: SampleEncoding,
     pub config: PipelineConfig,
 }
 
@@ -54,16 +93,46 @@ pub enum BuildError {
     Store(#[from] weir_sink::StoreError),
     #[error(transparent)]
     Decoder(#[from] weir_ingest::DecoderError),
+    #[error("{config}: {error}")]
+    Registry {
+        config: String,
+        error: weir_ingest::registry::RegistryError,
+    },
+    #[error("{config}: the reader schema, {what}: {message}")]
+    ReaderSchema {
+        config: String,
+        what: String,
+        message: String,
+    },
 }
 
 impl Pipeline {
     pub async fn build(config: PipelineConfig) -> Result<Self, BuildError> {
         let config_name = config.path.display().to_string();
-        let schema_path = config.resolve(&config.source.schema);
-        if !schema_path.is_file() {
-            return Err(missing_file(&config, &config.source.schema, "schema file").into());
-        }
-        let schema = EventSchema::load(&schema_path)?;
+        let decode_threads = config.source.decode_threads.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(MAX_DEFAULT_DECODE_THREADS)
+            },
+            |n| n.get(),
+        );
+        let decode_stall = Arc::new(DecodeStall::default());
+        let (schema, decoders, samples) = match config.source.format {
+            PayloadFormat::Json => {
+                let written = config.source.schema.as_ref().expect("checked at load");
+                let schema_path = config.resolve(written);
+                if !schema_path.is_file() {
+                    return Err(missing_file(&config, written, "schema file").into());
+                }
+                let schema = EventSchema::load(&schema_path)?;
+                let decoders = (0..decode_threads)
+                    .map(|_| Box::new(JsonDecoder::new(&schema)) as Box<dyn Decode>)
+                    .collect();
+                (schema, decoders, SampleEncoding::AsIs)
+            }
+            PayloadFormat::Avro => avro_decoders(&config, decode_threads, &decode_stall).await?,
+        };
         check_event_time(&config, &schema)?;
 
         let keys = config
@@ -201,18 +270,8 @@ impl Pipeline {
             max_batch_bytes: config.source.max_batch_bytes.as_u64() as usize,
             max_batch_wait: config.source.max_batch_wait,
         };
-        let decode_threads = config.source.decode_threads.map_or_else(
-            || {
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .min(MAX_DEFAULT_DECODE_THREADS)
-            },
-            |n| n.get(),
-        );
         let decoding = Decoding {
-            decoders: (0..decode_threads)
-                .map(|_| Box::new(JsonDecoder::new(&schema)) as Box<dyn Decode>)
-                .collect(),
+            decoders,
             table: SourceTable::new(
                 &schema,
                 &config.source.event_time,
@@ -228,6 +287,8 @@ impl Pipeline {
             transforms: Transforms::new(engine, rules, transform_outputs),
             outputs,
             dead_letters,
+            decode_stall,
+            samples,
             config,
         })
     }
@@ -241,6 +302,82 @@ impl Pipeline {
         };
         self.outputs.iter().map(|o| o.dataset.as_ref()).chain(dead)
     }
+}
+
+/// Avro topics: the reader schema from the registry (the subject of the first topic, at the
+/// configured version), the columns it gives, and decoders that resolve every writer schema
+/// met on the topics to it.
+async fn avro_decoders(
+    config: &PipelineConfig,
+    threads: usize,
+    stall: &Arc<DecodeStall>,
+) -> Result<(EventSchema, Vec<Box<dyn Decode>>, SampleEncoding), BuildError> {
+    let section = config
+        .source
+        .schema_registry
+        .as_ref()
+        .expect("checked at load");
+    let config_name = config.path.display().to_string();
+    let registry_error = |error| BuildError::Registry {
+        config: config_name.clone(),
+        error,
+    };
+    let registry = SchemaRegistry::new(&RegistryConfig {
+        url: section.url.clone(),
+        username: section.username.clone(),
+        password: section.password.clone(),
+        ca_file: section.ca_file.as_ref().map(|p| config.resolve(p)),
+        client_identity_file: section
+            .client_identity_file
+            .as_ref()
+            .map(|p| config.resolve(p)),
+        timeout: section.timeout,
+    })
+    .map_err(registry_error)?;
+    let subject = section.subject(&config.source.topics[0]);
+    let version = match section.version {
+        ReaderVersion::Latest => SubjectVersion::Latest,
+        ReaderVersion::Pinned(n) => SubjectVersion::Number(n),
+    };
+    let reader = registry
+        .subject_version(&subject, version)
+        .await
+        .map_err(registry_error)?;
+    let what = format!(
+        "subject `{subject}` version {} (schema id {})",
+        reader
+            .version
+            .map_or_else(|| version.to_string(), |v| v.to_string()),
+        reader.id
+    );
+    let reader_error = |message: String| BuildError::ReaderSchema {
+        config: config_name.clone(),
+        what: what.clone(),
+        message,
+    };
+    if !reader.schema_type.eq_ignore_ascii_case("AVRO") {
+        return Err(reader_error(format!(
+            "it is a {} schema, and `format = \"avro\"`",
+            reader.schema_type
+        )));
+    }
+    let samples = JsonToAvro::new(&reader.schema, reader.id).map_err(reader_error)?;
+    let reader_schema = AvroSchema::new(reader.schema);
+    let declared = arrow_form(&reader_schema)
+        .and_then(|arrow| declared_schema(&arrow, &config.source.event_time))
+        .map_err(reader_error)?;
+    let schema = EventSchema::from_arrow(&subject, declared.clone())?;
+    let fetch = BlockingRegistry::new(registry).map_err(registry_error)?;
+    let writers = Arc::new(WriterSchemas::new(
+        Box::new(fetch),
+        reader_schema,
+        stall.clone(),
+    ));
+    tracing::info!(%subject, schema_id = reader.id, "Avro topics are read with {what}");
+    let decoders = (0..threads)
+        .map(|_| Box::new(AvroDecoder::new(writers.clone(), declared.clone())) as Box<dyn Decode>)
+        .collect();
+    Ok((schema, decoders, SampleEncoding::Avro(samples)))
 }
 
 fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> ConfigError {

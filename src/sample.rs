@@ -114,7 +114,11 @@ pub async fn run_sample(
         if line.trim().is_empty() {
             continue;
         }
-        raw.push(&topic, 0, index as i64, None, None, Some(line.as_bytes()));
+        let payload = pipeline
+            .samples
+            .payload(line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", origin.display(), index + 1))?;
+        raw.push(&topic, 0, index as i64, None, None, Some(&payload));
         messages += 1;
         if raw.len() >= batch.max(1) {
             let full = std::mem::replace(&mut raw, RawMessages::with_capacity(batch.max(1)));

@@ -169,3 +169,37 @@ fn wall_clock_ms() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// Why decoding is waiting, while it is: something outside the messages (a schema registry
+/// that does not answer) holds the pipeline back. The probes and the status page show it.
+#[derive(Debug, Default)]
+pub struct DecodeStall {
+    waiting: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+impl DecodeStall {
+    /// Decoding waits, for `why`; `true` if it was not waiting for that already.
+    pub fn set(&self, why: &str) -> bool {
+        let mut waiting = self.waiting.lock().expect("not poisoned");
+        match waiting.as_ref() {
+            Some((current, _)) if current == why => false,
+            _ => {
+                let since = waiting
+                    .as_ref()
+                    .map_or_else(std::time::Instant::now, |(_, since)| *since);
+                *waiting = Some((why.to_owned(), since));
+                true
+            }
+        }
+    }
+
+    /// Decoding goes on.
+    pub fn clear(&self) {
+        *self.waiting.lock().expect("not poisoned") = None;
+    }
+
+    /// Why decoding waits and since when, if it does.
+    pub fn waiting(&self) -> Option<(String, std::time::Instant)> {
+        self.waiting.lock().expect("not poisoned").clone()
+    }
+}

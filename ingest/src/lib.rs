@@ -9,6 +9,7 @@
 //! is dropped and nothing stops the service. [`offsets`] asks the brokers where partitions
 //! begin and end, for lag.
 
+pub mod avro;
 #[cfg(feature = "kafka")]
 pub mod dead_letter_topic;
 pub mod decode;
@@ -19,10 +20,12 @@ pub mod json;
 pub mod kafka;
 #[cfg(feature = "kafka")]
 pub mod offsets;
+pub mod registry;
 #[cfg(feature = "kafka")]
 pub mod source;
 
-pub use decode::{Decode, Decoded, DecoderError, EventTimeBounds, SourceTable};
+pub use avro::AvroDecoder;
+pub use decode::{Decode, DecodeStall, Decoded, DecoderError, EventTimeBounds, SourceTable};
 pub use json::JsonDecoder;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};

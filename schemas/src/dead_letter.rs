@@ -27,6 +27,15 @@ pub enum Reason {
     NotAnObject,
     /// A field holds a value of another type than the schema declares.
     WrongType,
+    /// Avro or Protobuf topics: the payload does not start with the Confluent wire format's
+    /// magic byte and schema id.
+    NotConfluentFramed,
+    /// The schema id in the payload's framing is not in the schema registry.
+    UnknownSchemaId,
+    /// The schema the payload was written with cannot be read as the pipeline's schema.
+    IncompatibleSchema,
+    /// The Avro body does not match the schema its framing names.
+    AvroDecodeError,
     /// A required field is absent or null.
     MissingField,
     /// The event time cannot be right: outside what RFC 3339 can write, or further ahead of
@@ -56,6 +65,10 @@ impl Reason {
             Reason::InvalidJson => "invalid_json".into(),
             Reason::NotAnObject => "not_an_object".into(),
             Reason::WrongType => "wrong_type".into(),
+            Reason::NotConfluentFramed => "not_confluent_framed".into(),
+            Reason::UnknownSchemaId => "unknown_schema_id".into(),
+            Reason::IncompatibleSchema => "incompatible_schema".into(),
+            Reason::AvroDecodeError => "avro_decode_error".into(),
             Reason::MissingField => "missing_field".into(),
             Reason::EventTimeOutOfRange => "event_time_out_of_range".into(),
             Reason::Rule(name) => format!("rule:{name}").into(),

@@ -60,6 +60,8 @@ pub struct FieldDef {
 #[derive(Debug, Clone)]
 pub struct EventSchema {
     pub name: String,
+    /// The fields as a schema file declares them; empty for a schema that came as Arrow
+    /// (from a schema registry), whose [`EventSchema::arrow_schema`] is all there is.
     pub fields: Vec<FieldDef>,
     arrow: SchemaRef,
 }
@@ -146,6 +148,26 @@ impl EventSchema {
         Ok(Self {
             name,
             fields,
+            arrow,
+        })
+    }
+
+    /// A schema given in its Arrow form, e.g. derived from a registry's Avro schema.
+    pub fn from_arrow(name: &str, arrow: SchemaRef) -> Result<Self, SchemaError> {
+        if let Some(field) = arrow
+            .fields()
+            .iter()
+            .find(|f| metadata::is_metadata(f.name()))
+        {
+            return Err(SchemaError::Invalid {
+                path: PathBuf::from(name),
+                field: field.name().clone(),
+                message: "this name is reserved for the Kafka metadata column".into(),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            fields: Vec::new(),
             arrow,
         })
     }

@@ -2,13 +2,81 @@
 //! load, and the checks against the schema and the transforms' SQL made when it is built.
 
 use weir_schemas::EventSchema;
-use weir_schemas::schema::FieldType;
 use weir_transform::WindowKind;
 
 use super::defaults::{MIN_HASH_KEY_BYTES, MIN_LOG_RETENTION, MIN_MEMORY};
-use super::{ConfigError, PipelineConfig};
+use super::{ConfigError, PayloadFormat, PipelineConfig, SubjectStrategy};
 
 impl PipelineConfig {
+    /// The keys each payload format needs, and no key another one reads.
+    fn check_format(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| self.error_at(key, message);
+        let source = &self.source;
+        match source.format {
+            PayloadFormat::Json => {
+                if source.schema.is_none() {
+                    return Err(fail(
+                        "[source]",
+                        "`source.schema` is missing: JSON events need a schema file".into(),
+                    ));
+                }
+                if source.schema_registry.is_some() {
+                    return Err(fail(
+                        "schema_registry",
+                        "`[source.schema_registry]` is for `format = \"avro\"`; JSON events \
+                         take their schema from `source.schema`"
+                            .into(),
+                    ));
+                }
+            }
+            PayloadFormat::Avro => {
+                let Some(registry) = &source.schema_registry else {
+                    return Err(fail(
+                        "format",
+                        "`format = \"avro\"` needs a `[source.schema_registry]` table with \
+                         the registry's `url`"
+                            .into(),
+                    ));
+                };
+                if source.schema.is_some() {
+                    return Err(fail(
+                        "schema",
+                        "`source.schema` is for JSON events; Avro topics are read with the \
+                         registry's schema (`[source.schema_registry] version`)"
+                            .into(),
+                    ));
+                }
+                let needs_record = registry.subject_strategy != SubjectStrategy::TopicName;
+                match (&registry.record, needs_record) {
+                    (None, true) => {
+                        return Err(fail(
+                            "subject_strategy",
+                            "`subject_strategy` names subjects after the record: give its \
+                             full name as `record`, e.g. record = \"shop.Click\""
+                                .into(),
+                        ));
+                    }
+                    (Some(_), false) => {
+                        return Err(fail(
+                            "record",
+                            "`record` is for the `record_name` and `topic_record_name` \
+                             subject strategies; `topic_name` uses `<topic>-value`"
+                                .into(),
+                        ));
+                    }
+                    _ => {}
+                }
+                if registry.password.is_some() && registry.username.is_none() {
+                    return Err(fail(
+                        "password",
+                        "`schema_registry.password` without a `username`".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that serde cannot express; `text` places the errors.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, message: String| self.error_at(key, message);
@@ -25,6 +93,7 @@ impl PipelineConfig {
                 ));
             }
         }
+        self.check_format()?;
         if self.source.max_batch_messages == 0 {
             return Err(fail(
                 "max_batch_messages",
@@ -199,14 +268,18 @@ pub fn check_time_column(
 
 pub fn check_event_time(config: &PipelineConfig, schema: &EventSchema) -> Result<(), ConfigError> {
     let name = &config.source.event_time;
-    let message = match schema.field(name).map(|f| &f.ty) {
-        Some(FieldType::Timestamp) => return Ok(()),
-        Some(other) => format!(
-            "`event_time`: the field `{name}` is {other:?} in the schema, expected a timestamp"
+    let arrow = schema.arrow_schema();
+    let message = match arrow.field_with_name(name).map(|f| f.data_type()) {
+        Ok(ty) if ty == &weir_schemas::metadata::utc_millis() => return Ok(()),
+        Ok(other) => format!(
+            "`event_time`: the field `{name}` is {} in the schema, expected a timestamp",
+            schema
+                .field(name)
+                .map_or_else(|| other.to_string(), |f| format!("{:?}", f.ty))
         ),
-        None => format!(
+        Err(_) => format!(
             "`event_time`: the schema {} has no field `{name}`",
-            config.resolve(&config.source.schema).display()
+            schema.name
         ),
     };
     Err(config.error_at("event_time", message))

@@ -132,3 +132,8 @@ pub(super) fn default_max_memory() -> ByteSize {
 pub(super) fn default_max_query_memory() -> ByteSize {
     ByteSize::mib(256)
 }
+
+/// Long enough for a registry across a region; short enough that a hung one is retried.
+pub(super) fn default_registry_timeout() -> Duration {
+    Duration::from_secs(10)
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 use weir_ingest::StartPosition;
+use weir_ingest::registry::Password;
 use weir_schemas::{PayloadPolicy, Settings, TimeGranularity};
 use weir_sink::Compression;
 
@@ -18,7 +19,8 @@ use super::defaults::{
     default_listen, default_log_end_interval, default_log_retention, default_max_ahead_of_clock,
     default_max_buffered, default_max_memory, default_max_query_memory, default_open_files,
     default_otlp_interval, default_out_of_orderness, default_partitions_per_checkpoint,
-    default_row_group_rows, default_snapshot_every, default_start, default_table,
+    default_registry_timeout, default_row_group_rows, default_snapshot_every, default_start,
+    default_table,
 };
 
 #[derive(Debug, Deserialize)]
@@ -32,8 +34,15 @@ pub struct SourceConfig {
     /// The table name SQL selects from.
     #[serde(default = "default_table")]
     pub table: String,
-    /// The schema file.
-    pub schema: PathBuf,
+    /// How message payloads are encoded.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// The schema file (JSON topics); Avro topics take their schema from the registry.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Where Avro topics' schemas are.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistrySection>,
     /// The schema's timestamp field that holds each event's time.
     pub event_time: String,
     /// librdkafka properties passed through, e.g. `security.protocol`, `sasl.*`, `ssl.*`.
@@ -49,6 +58,103 @@ pub struct SourceConfig {
     /// may use, up to four.
     #[serde(default)]
     pub decode_threads: Option<NonZeroUsize>,
+}
+
+/// The encoding of message payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// One JSON object per message, read with the schema file.
+    #[default]
+    Json,
+    /// Confluent-framed Avro, its schemas in a schema registry.
+    Avro,
+}
+
+/// How a topic's subject in the registry is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectStrategy {
+    /// `<topic>-value`.
+    #[default]
+    TopicName,
+    /// The record's full name, e.g. `shop.Click`.
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
+/// Which version of the subject is the reader schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReaderVersion {
+    #[default]
+    Latest,
+    Pinned(u32),
+}
+
+impl<'de> Deserialize<'de> for ReaderVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u32),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(0) => Err(serde::de::Error::custom(
+                "expected \"latest\" or a version number from 1, found 0",
+            )),
+            Written::Number(n) => Ok(ReaderVersion::Pinned(n)),
+            Written::Text(text) if text == "latest" => Ok(ReaderVersion::Latest),
+            // A number given through `${VAR}` arrives as text.
+            Written::Text(text) if text.parse::<u32>().is_ok_and(|n| n > 0) => {
+                Ok(ReaderVersion::Pinned(text.parse().expect("checked")))
+            }
+            Written::Text(text) => Err(serde::de::Error::custom(format!(
+                "expected \"latest\" or a version number, found \"{text}\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistrySection {
+    /// The registry's base URL.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Give it as `${VAR}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password: Option<Password>,
+    /// PEM CA certificates to trust besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and private key, for mutual TLS.
+    #[serde(default)]
+    pub client_identity_file: Option<PathBuf>,
+    #[serde(default = "default_registry_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
+    /// The record's full name, for the `record_name` and `topic_record_name` strategies.
+    #[serde(default)]
+    pub record: Option<String>,
+    /// The subject's version whose schema the datasets are written with.
+    #[serde(default)]
+    pub version: ReaderVersion,
+}
+
+impl SchemaRegistrySection {
+    /// The subject holding `topic`'s value schemas.
+    pub fn subject(&self, topic: &str) -> String {
+        let record = self.record.as_deref().unwrap_or_default();
+        match self.subject_strategy {
+            SubjectStrategy::TopicName => format!("{topic}-value"),
+            SubjectStrategy::RecordName => record.to_owned(),
+            SubjectStrategy::TopicRecordName => format!("{topic}-{record}"),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

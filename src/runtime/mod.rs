@@ -215,8 +215,11 @@ impl State {
             transforms,
             outputs: datasets,
             dead_letters,
+            decode_stall,
+            samples: _,
             config,
         } = pipeline;
+        observer.watch_decoding(decode_stall);
         let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let orphan_grace = (config.delivery.commit_interval * 10).max(Duration::from_secs(3600));
         let mut outputs = Vec::with_capacity(datasets.len());

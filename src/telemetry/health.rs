@@ -75,6 +75,14 @@ impl Observer {
             }
             problems.push(problem);
         }
+        let stall = self.decode_stall.lock().expect("not poisoned").waiting();
+        if let Some((why, since)) = stall {
+            problems.push(format!(
+                "decoding has waited {} s: {}",
+                now.saturating_duration_since(since).as_secs(),
+                scrub::error(&why)
+            ));
+        }
         if let Some(since) = view.checkpoint_running_since {
             let running = now.saturating_duration_since(since);
             if running >= limit {

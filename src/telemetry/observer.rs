@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
-use weir_ingest::SourceStats;
+use weir_ingest::{DecodeStall, SourceStats};
 use weir_schemas::{OffsetRanges, PartitionKey};
 use weir_sink::PartitionState;
 
@@ -77,6 +77,8 @@ pub struct Observer {
     pub(super) attributes: Vec<KeyValue>,
     pub(super) started: Instant,
     pub(super) source: Arc<SourceStats>,
+    /// Why decoding waits, while it does.
+    pub(super) decode_stall: Mutex<Arc<DecodeStall>>,
     pub(super) limits: HealthLimits,
     view: Mutex<View>,
     pub(super) history: Mutex<VecDeque<Sample>>,
@@ -97,6 +99,7 @@ impl Observer {
             attributes: vec![KeyValue::new("pipeline", pipeline.to_owned())],
             started: Instant::now(),
             source: Arc::new(SourceStats::default()),
+            decode_stall: Mutex::default(),
             limits,
             view: Mutex::default(),
             history: Mutex::default(),
@@ -110,6 +113,11 @@ impl Observer {
     /// What the Kafka reader counts as it consumes.
     pub fn source_stats(&self) -> Arc<SourceStats> {
         self.source.clone()
+    }
+
+    /// Shows, while decoding waits (for a schema registry), why.
+    pub fn watch_decoding(&self, stall: Arc<DecodeStall>) {
+        *self.decode_stall.lock().expect("not poisoned") = stall;
     }
 
     pub(super) fn view(&self) -> MutexGuard<'_, View> {

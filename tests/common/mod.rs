@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod kafka;
 pub mod net;
 pub mod process;
+pub mod registry;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
