@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::bench::BenchOptions;
 use crate::bench::shapes::{Shape, Variation};
+use crate::config::PayloadFormat;
 use crate::generate::{Generator, GeneratorOptions};
 use crate::{bench, commands, lag, quickstart, sample};
 
@@ -116,6 +117,10 @@ enum Command {
         /// the clock.
         #[arg(long, default_value_t = 1000)]
         rate: u64,
+        /// `avro`: the same events in Confluent-framed Avro, their schema in a registry
+        /// inside weir.
+        #[arg(long, value_enum, default_value = "json")]
+        format: PayloadFormat,
     },
     /// Produce generated click-stream events into a Kafka cluster.
     Generate {
@@ -133,6 +138,13 @@ enum Command {
         /// 4h for a backlog of several hours; otherwise they start an hour ago, 10 ms apart.
         #[arg(long, requires = "events", value_parser = humantime::parse_duration)]
         event_time_span: Option<Duration>,
+        /// The events' encoding: JSON, or Confluent-framed Avro whose schema is registered
+        /// as `<topic>-value` in --schema-registry.
+        #[arg(long, value_enum, default_value = "json")]
+        format: PayloadFormat,
+        /// The schema registry's URL, for --format avro.
+        #[arg(long, required_if_eq("format", "avro"))]
+        schema_registry: Option<String>,
         #[command(flatten)]
         generator: GeneratorArgs,
     },
@@ -189,6 +201,10 @@ enum Command {
         /// Keep the written datasets and the programs' logs here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `avro`: also measure each shape on the same events as Confluent-framed Avro, their
+        /// schema in a registry inside the benchmark.
+        #[arg(long, value_enum, default_value = "json")]
+        format: PayloadFormat,
         /// Benchmark the windowed aggregation alone instead, with this many groups open.
         #[arg(long, value_name = "GROUPS")]
         windows: Option<u64>,
@@ -418,8 +434,10 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
             partitions,
             listen,
             rate,
+            format,
         } => {
             let options = quickstart::QuickstartOptions {
+                format,
                 events,
                 out,
                 partitions,
@@ -435,6 +453,8 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
             events,
             rate,
             event_time_span,
+            format,
+            schema_registry,
             generator,
         } => {
             let mut options = generator.options();
@@ -443,7 +463,11 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
                 options.step_ms = (span_ms / events.max(1) as i64).max(1);
                 options.start_ms = chrono::Utc::now().timestamp_millis() - span_ms;
             }
-            let generator = Generator::new(options);
+            let mut generator = Generator::new(options);
+            if format == PayloadFormat::Avro {
+                let url = schema_registry.expect("clap requires it with --format avro");
+                generator = commands::generate::registered(generator, &url, &topic).await?;
+            }
             commands::generate::run(bootstrap_servers, topic, events, rate, generator).await
         }
         Command::Bench {
@@ -467,6 +491,7 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
             cpus,
             check,
             out,
+            format,
             json,
             windows: None,
         } => {
@@ -482,6 +507,7 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
                 python,
                 cpus,
                 out,
+                avro: format == PayloadFormat::Avro,
             };
             commands::bench::pipelines(options, check, json).await
         }

@@ -96,15 +96,72 @@ impl Generated {
 
 pub struct Generator {
     options: GeneratorOptions,
+    /// Events as Confluent-framed Avro of this schema instead of JSON.
+    avro: Option<weir_ingest::avro::JsonToAvro>,
+}
+
+/// A schema id no registry gives: framed with it, a message is `unknown_schema_id`.
+const UNREGISTERED_ID: u32 = u32::MAX - 1;
+
+/// The Avro schema of the generated click stream: the quickstart's schema file, as Avro.
+pub fn avro_schema() -> String {
+    let schema = weir_schemas::EventSchema::parse(
+        include_str!("../examples/quickstart/schema.toml"),
+        std::path::Path::new("schema.toml"),
+    )
+    .expect("the quickstart's schema parses");
+    weir_ingest::avro::avro_schema_of("click", &schema.fields)
 }
 
 impl Generator {
     pub fn new(options: GeneratorOptions) -> Self {
-        Self { options }
+        Self {
+            options,
+            avro: None,
+        }
+    }
+
+    /// Makes the events Confluent-framed Avro of [`avro_schema`], registered as `schema_id`.
+    /// The same events as in JSON; of the malformed ones, those with a wrong type name a
+    /// schema id no registry has (`unknown_schema_id`), and the others stay the JSON they
+    /// were (`not_confluent_framed`); rule violations are valid Avro.
+    pub fn with_avro(mut self, schema_id: u32) -> Self {
+        let encoder = weir_ingest::avro::JsonToAvro::new(&avro_schema(), schema_id)
+            .expect("the generated schema is Avro");
+        self.avro = Some(encoder);
+        self
     }
 
     /// Event number `index`: the same for the same seed and index.
     pub fn event(&self, index: u64) -> GeneratedEvent {
+        let event = self.json_event(index);
+        let Some(avro) = &self.avro else {
+            return event;
+        };
+        let (payload, expected_reason) = match event.expected_reason {
+            None | Some("rule:non_negative_duration") => {
+                let text = std::str::from_utf8(&event.payload).expect("valid events are UTF-8");
+                let payload = avro
+                    .encode(text)
+                    .unwrap_or_else(|e| panic!("a generated event does not fit its schema: {e}"));
+                (payload, event.expected_reason)
+            }
+            Some("wrong_type") => {
+                let mut payload = vec![0];
+                payload.extend_from_slice(&UNREGISTERED_ID.to_be_bytes());
+                payload.extend_from_slice(&event.payload);
+                (payload, Some("unknown_schema_id"))
+            }
+            Some(_) => (event.payload, Some("not_confluent_framed")),
+        };
+        GeneratedEvent {
+            payload,
+            expected_reason,
+            ..event
+        }
+    }
+
+    fn json_event(&self, index: u64) -> GeneratedEvent {
         let o = &self.options;
         let mut rng = SmallRng::seed_from_u64(o.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let user = rng.random_range(1..50_000u64);
@@ -276,14 +333,19 @@ pub enum ProduceError {
     Flush(KafkaError),
 }
 
-/// Produces events `0..events` (or until `stop`) to `topic`. `may_run_ahead` is asked
-/// before each event whether the producer may go on; the quickstart uses it to keep the
-/// producer within what the embedded cluster retains.
+/// How long the producer waits to fill a batch: short for a live stream, long to fill a
+/// topic in large batches whatever the generator's pace.
+pub const LIVE_LINGER: Duration = Duration::from_millis(5);
+
+/// Produces events `0..events` (or until `stop`) to `topic`, batches lingering `linger`.
+/// `may_run_ahead` is asked before each event whether the producer may go on; the
+/// quickstart uses it to keep the producer within what the embedded cluster retains.
 pub fn produce(
     bootstrap_servers: &str,
     topic: &str,
     generator: &Generator,
     events: Option<u64>,
+    linger: Duration,
     stop: &std::sync::atomic::AtomicBool,
     may_run_ahead: &dyn Fn(u64) -> bool,
 ) -> Result<Generated, ProduceError> {
@@ -292,7 +354,7 @@ pub fn produce(
         weir_ingest::client_config(bootstrap_servers, &BTreeMap::new())
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("batch.size", "1000000")
             .create_with_context(CountingContext(counter.clone()))
             .map_err(ProduceError::Create)?;
@@ -371,6 +433,89 @@ mod tests {
         }
         assert_eq!(counts.malformed.len(), 6, "{counts:?}");
         assert!(counts.valid > 1200 && counts.valid < 1600, "{counts:?}");
+    }
+
+    /// The Avro events carry what the JSON ones do: decoded by each format's decoder, the
+    /// rows are equal, and the malformed ones are dead letters for the reasons announced.
+    #[test]
+    fn avro_events_are_the_json_events_in_avro() {
+        use std::sync::Arc;
+
+        use weir_ingest::avro::{
+            AvroSchema, FetchSchema, WriterSchemas, arrow_form, declared_schema,
+        };
+        use weir_ingest::registry::{RegisteredSchema, RegistryError};
+        use weir_ingest::{AvroDecoder, Decode, JsonDecoder};
+        use weir_schemas::{EventSchema, RawMessages};
+
+        struct One;
+        impl FetchSchema for One {
+            fn fetch(&self, id: u32) -> Result<RegisteredSchema, RegistryError> {
+                match id {
+                    7 => Ok(RegisteredSchema {
+                        id,
+                        schema_type: "AVRO".into(),
+                        schema: avro_schema(),
+                        version: None,
+                    }),
+                    _ => Err(RegistryError::NotFound {
+                        what: format!("schema id {id}"),
+                        code: 40403,
+                        message: "Schema not found".into(),
+                    }),
+                }
+            }
+        }
+        let options = GeneratorOptions {
+            malformed_ratio: 0.3,
+            start_ms: 1_795_600_800_000,
+            ..Default::default()
+        };
+        let json = Generator::new(options.clone());
+        let avro = Generator::new(options).with_avro(7);
+        let (mut json_messages, mut avro_messages) = (
+            RawMessages::with_capacity(500),
+            RawMessages::with_capacity(500),
+        );
+        let mut announced = Vec::new();
+        for i in 0..500 {
+            let (j, a) = (json.event(i), avro.event(i));
+            json_messages.push("t", 0, i as i64, None, None, Some(&j.payload));
+            avro_messages.push("t", 0, i as i64, None, None, Some(&a.payload));
+            if let Some(reason) = a.expected_reason.filter(|r| !r.starts_with("rule:")) {
+                announced.push((i as i64, reason.to_owned()));
+            }
+        }
+        let schema = EventSchema::parse(
+            include_str!("../examples/quickstart/schema.toml"),
+            std::path::Path::new("schema.toml"),
+        )
+        .unwrap();
+        let from_json = JsonDecoder::new(&schema).decode(&json_messages.finish());
+        let reader = AvroSchema::new(avro_schema());
+        let declared = declared_schema(&arrow_form(&reader).unwrap(), "ts").unwrap();
+        let writers = WriterSchemas::new(Box::new(One), reader, Arc::default());
+        let from_avro =
+            AvroDecoder::new(Arc::new(writers), declared).decode(&avro_messages.finish());
+        let reasons: Vec<_> = from_avro
+            .dead_letters
+            .iter()
+            .map(|l| (l.offset, l.reason.to_string()))
+            .collect();
+        assert_eq!(reasons, announced);
+        assert!(reasons.iter().any(|(_, r)| r == "unknown_schema_id"));
+        assert!(reasons.iter().any(|(_, r)| r == "not_confluent_framed"));
+        assert_eq!(from_avro.message_of_row, from_json.message_of_row);
+        let as_json = from_avro
+            .declared
+            .columns()
+            .iter()
+            .zip(from_json.declared.schema().fields())
+            .map(|(column, field)| arrow::compute::cast(column, field.data_type()).unwrap())
+            .collect();
+        let as_json =
+            arrow::array::RecordBatch::try_new(from_json.declared.schema(), as_json).unwrap();
+        assert_eq!(as_json, from_json.declared);
     }
 
     #[test]

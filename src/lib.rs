@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cli;
 mod commands;
 pub mod config;
+pub mod embedded_registry;
 pub mod generate;
 pub mod golden;
 pub mod lag;

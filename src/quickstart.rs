@@ -16,8 +16,9 @@ use rdkafka::mocking::MockCluster;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::PipelineConfig;
-use crate::generate::{Generated, Generator, GeneratorOptions, produce};
+use crate::config::{PayloadFormat, PipelineConfig};
+use crate::embedded_registry::EmbeddedRegistry;
+use crate::generate::{Generated, Generator, GeneratorOptions, LIVE_LINGER, produce};
 use crate::pipeline::Pipeline;
 use crate::runtime::{Summary, run};
 use crate::telemetry::{Telemetry, TelemetryOptions};
@@ -61,6 +62,8 @@ pub struct QuickstartOptions {
     pub listen: String,
     /// Events per second when running until Ctrl-C (at most 1,000).
     pub rate: u64,
+    /// JSON events, or the same in Confluent-framed Avro with a registry inside weir.
+    pub format: PayloadFormat,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +94,13 @@ impl EmbeddedKafka {
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
+
+    /// Another topic, replicated like the first.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        self.cluster
+            .create_topic(topic, partitions, 3)
+            .with_context(|| format!("creating topic {topic}"))
+    }
 }
 
 pub async fn quickstart(
@@ -112,6 +122,10 @@ pub async fn quickstart(
 
     let example = tempfile::tempdir()?;
     let config_path = write_example(example.path())?;
+    let registry = match options.format {
+        PayloadFormat::Json => None,
+        PayloadFormat::Avro => Some(avro_example(&config_path)?),
+    };
     let vars = BTreeMap::from([
         ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),
         ("WEIR_OUT".to_owned(), out.display().to_string()),
@@ -151,7 +165,10 @@ pub async fn quickstart(
         }
     };
     let started = std::time::Instant::now();
-    let generator = Generator::new(generated);
+    let mut generator = Generator::new(generated);
+    if let Some((_, schema_id)) = &registry {
+        generator = generator.with_avro(*schema_id);
+    }
     let average_event = generator.event(0).payload.len().max(64) as u64;
     let ahead = options.partitions as u64 * AHEAD_BYTES_PER_PARTITION / average_event;
     let stop = Arc::new(AtomicBool::new(false));
@@ -160,11 +177,20 @@ pub async fn quickstart(
         let stop = stop.clone();
         let events = options.events;
         tokio::task::spawn_blocking(move || {
-            produce(&bootstrap, TOPIC, &generator, events, &stop, &|index| {
-                let on_time = rate
-                    .is_none_or(|rate| index < (started.elapsed().as_secs_f64() * rate) as u64 + 1);
-                on_time && index < progress.messages() + ahead
-            })
+            produce(
+                &bootstrap,
+                TOPIC,
+                &generator,
+                events,
+                LIVE_LINGER,
+                &stop,
+                &|index| {
+                    let on_time = rate.is_none_or(|rate| {
+                        index < (started.elapsed().as_secs_f64() * rate) as u64 + 1
+                    });
+                    on_time && index < progress.messages() + ahead
+                },
+            )
         })
     };
 
@@ -217,6 +243,31 @@ pub async fn quickstart(
 }
 
 /// Writes the example pipeline into `dir` and returns its pipeline.toml.
+/// Turns the example at `config` into one of Avro events: their schema registered in a
+/// registry inside weir, which the pipeline reads it from. The registry and the schema id.
+fn avro_example(config: &Path) -> anyhow::Result<(EmbeddedRegistry, u32)> {
+    let registry = EmbeddedRegistry::start()?;
+    let id = registry.register(&format!("{TOPIC}-value"), &crate::generate::avro_schema());
+    let text = std::fs::read_to_string(config)?;
+    let source_end = "event_time = \"ts\"\n";
+    anyhow::ensure!(
+        text.contains("schema = \"schema.toml\"\n") && text.contains(source_end),
+        "the example's [source] names its schema file and event time"
+    );
+    let text = text
+        .replace("schema = \"schema.toml\"\n", "format = \"avro\"\n")
+        .replacen(
+            source_end,
+            &format!(
+                "{source_end}\n[source.schema_registry]\nurl = {:?}\n",
+                registry.url
+            ),
+            1,
+        );
+    std::fs::write(config, text)?;
+    Ok((registry, id))
+}
+
 pub fn write_example(dir: &Path) -> anyhow::Result<PathBuf> {
     for (name, text) in FILES {
         let path = dir.join(name);

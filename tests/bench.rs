@@ -7,6 +7,18 @@ mod common;
 use common::process::{output_ok, weir, weirtest};
 use common::tool;
 
+/// Rows and dead letters (by reason) of the `clicks` dataset a measured run wrote at `out`.
+fn clicks_counts(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&weirtest(&[
+        "counts",
+        "--out",
+        out.to_str().unwrap(),
+        "--dataset",
+        "clicks",
+    ]))
+    .unwrap()
+}
+
 #[test]
 fn every_program_is_measured_over_the_whole_topic_and_did_the_whole_job() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,15 +89,7 @@ fn every_program_is_measured_over_the_whole_topic_and_did_the_whole_job() {
     assert_eq!(targets.len(), 4, "{targets:?}");
 
     // Each event the stateless pipeline did not dead-letter is written once.
-    let stateless = out.join("weir-a-stateless-1/out");
-    let counts: serde_json::Value = serde_json::from_str(&weirtest(&[
-        "counts",
-        "--out",
-        stateless.to_str().unwrap(),
-        "--dataset",
-        "clicks",
-    ]))
-    .unwrap();
+    let counts = clicks_counts(&out.join("weir-a-stateless-1/out"));
     let rows = counts["rows"]["clicks"].as_u64().unwrap();
     let dead_letters: u64 = counts["dead_letters"]
         .as_object()
@@ -109,4 +113,59 @@ fn every_program_is_measured_over_the_whole_topic_and_did_the_whole_job() {
     .unwrap();
     assert_eq!(peer["rows"], rows, "{peer:#}");
     assert_eq!(peer["distinct"], rows, "{peer:#}");
+}
+
+/// `--format avro`: each shape is measured on the JSON topic and on its Avro twin, and the
+/// Avro pipeline writes the very rows the JSON one writes.
+#[test]
+fn avro_shapes_read_the_same_events_and_write_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let events = 20_000;
+    let stdout = output_ok(
+        weir()
+            .args(["bench", "--format", "avro", "--shapes", "stateless"])
+            .args(["--events", &events.to_string(), "--partitions", "8"])
+            .args(["--runs", "1", "--json", "--out"])
+            .arg(&out),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let names: Vec<&str> = report["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "raw consume",
+            "raw consume avro",
+            "weir a stateless",
+            "weir a stateless avro"
+        ]
+    );
+    assert_eq!(report["measurements"][1]["runs"][0]["events"], events);
+    let targets = report["targets"].to_string();
+    assert!(
+        targets.contains("a stateless avro: less CPU per event"),
+        "{targets}"
+    );
+    let rows_of = |run: &str| -> (serde_json::Value, serde_json::Value) {
+        let path = out.join(run).join("out");
+        let counts = clicks_counts(&path);
+        let ids: serde_json::Value = serde_json::from_str(&weirtest(&[
+            "distinct",
+            "--path",
+            path.join("clicks").to_str().unwrap(),
+            "--column",
+            "event_id",
+        ]))
+        .unwrap();
+        (counts["rows"].clone(), ids)
+    };
+    let json = rows_of("weir-a-stateless-1");
+    let avro = rows_of("weir-a-stateless-avro-1");
+    assert_eq!(json, avro);
+    assert!(json.0["clicks"].as_u64().unwrap() > 19_000, "{json:?}");
 }

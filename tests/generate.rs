@@ -60,3 +60,70 @@ fn generate_reports_what_reached_the_topic() {
         .sum();
     assert_eq!(total, 5000);
 }
+
+/// `--format avro`: the schema is registered as `<topic>-value` in the registry given, and
+/// every valid event is framed with its id.
+#[test]
+fn generate_avro_registers_the_schema_and_frames_every_event_with_it() {
+    let registry = weir::embedded_registry::EmbeddedRegistry::start().unwrap();
+    let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("clicks", 1, 1).unwrap();
+    let stdout = output_ok(
+        weir()
+            .args([
+                "generate",
+                "--bootstrap-servers",
+                &bootstrap,
+                "--topic",
+                "clicks",
+            ])
+            .args(["--format", "avro", "--schema-registry", &registry.url])
+            .args([
+                "--events",
+                "2000",
+                "--malformed-ratio",
+                "0.1",
+                "--seed",
+                "7",
+            ]),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(report["events"], 2000);
+    // Registered by the command, over HTTP: registering it again gives its id.
+    let id = registry.register("clicks-value", &weir::generate::avro_schema());
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "generate-avro-test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["clicks"]).unwrap();
+    let (mut framed, mut other) = (0u64, 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while framed + other < 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{framed} + {other} messages read"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let payload = rdkafka::Message::payload(&message.unwrap())
+            .unwrap()
+            .to_vec();
+        let mut header = id.to_be_bytes().to_vec();
+        header.insert(0, 0);
+        match payload.starts_with(&header) {
+            true => framed += 1,
+            false => other += 1,
+        }
+    }
+    let not_avro = report["malformed"]["not_confluent_framed"]
+        .as_u64()
+        .unwrap()
+        + report["malformed"]["unknown_schema_id"].as_u64().unwrap();
+    assert_eq!(other, not_avro, "{report}");
+    assert_eq!(framed + other, 2000);
+}

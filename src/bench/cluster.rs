@@ -14,6 +14,8 @@ use crate::quickstart::EmbeddedKafka;
 
 /// The topic the benchmark fills on the embedded cluster.
 pub const BENCH_TOPIC: &str = "bench";
+/// The same events in Confluent-framed Avro, for `--format avro`.
+pub const BENCH_AVRO_TOPIC: &str = "bench-avro";
 /// The embedded cluster's brokers, as in the quickstart.
 const BROKERS: i32 = 3;
 
@@ -21,6 +23,7 @@ const BROKERS: i32 = 3;
 /// Its bootstrap servers are the first line it prints.
 pub fn serve_cluster(partitions: i32) -> anyhow::Result<()> {
     let kafka = EmbeddedKafka::start(BROKERS, BENCH_TOPIC, partitions)?;
+    kafka.create_topic(BENCH_AVRO_TOPIC, partitions)?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", kafka.bootstrap_servers())?;
     stdout.flush()?;

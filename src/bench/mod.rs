@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::embedded_registry::EmbeddedRegistry;
 use crate::generate::{Generator, GeneratorOptions, produce};
 use process::Measured;
 use shapes::{Shape, Target, Variation};
@@ -37,6 +38,8 @@ pub use windows::{WindowBenchReport, bench_windows};
 
 /// What a mock-cluster partition holds safely (it deletes past ~5 MiB).
 const PARTITION_CAPACITY: u64 = 4 << 20;
+/// How long the producer filling the topic waits to fill a batch.
+const FILL_LINGER: Duration = Duration::from_millis(100);
 /// The longest a measured program may take to read the topic.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 /// How often a starting pipeline is asked whether it has its partitions.
@@ -66,6 +69,9 @@ pub struct BenchOptions {
     pub cpus: Option<String>,
     /// Keep the written datasets and logs here.
     pub out: Option<PathBuf>,
+    /// Also measure each weir shape on a topic of the same events in Confluent-framed Avro,
+    /// their schema in an embedded registry.
+    pub avro: bool,
 }
 
 /// The figures of one measured run.
@@ -149,11 +155,16 @@ impl BenchReport {
 
 /// One program to measure, and how.
 enum Program {
-    Raw,
+    /// A bare consumer of the topic, or of the Avro topic.
+    Raw {
+        avro: bool,
+    },
     Weir {
         label: String,
         binary: PathBuf,
         shape: Shape,
+        /// Reads the Avro topic.
+        avro: bool,
     },
     Python(PathBuf),
 }
@@ -161,8 +172,15 @@ enum Program {
 impl Program {
     fn name(&self) -> String {
         match self {
-            Program::Raw => "raw consume".to_owned(),
-            Program::Weir { label, shape, .. } => format!("{label} {}", shape.label()),
+            Program::Raw { avro: false } => "raw consume".to_owned(),
+            Program::Raw { avro: true } => "raw consume avro".to_owned(),
+            Program::Weir {
+                label, shape, avro, ..
+            } => format!(
+                "{label} {}{}",
+                shape.label(),
+                if *avro { " avro" } else { "" }
+            ),
             Program::Python(_) => "python peer".to_owned(),
         }
     }
@@ -184,10 +202,17 @@ fn bench_blocking(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .unwrap_or_else(|| scratch.path().to_owned());
     std::fs::create_dir_all(&work)?;
 
+    if options.avro && options.external.is_some() {
+        bail!("--format avro needs the embedded cluster: it fills an Avro topic of its own");
+    }
+    let registry = match options.avro {
+        true => Some(EmbeddedRegistry::start()?),
+        false => None,
+    };
     let (_cluster, bootstrap, topic, cluster_name) = match &options.external {
         Some((bootstrap, topic)) => (None, bootstrap.clone(), topic.clone(), bootstrap.clone()),
         None => {
-            let cluster = start_embedded(&this, options, &work)?;
+            let cluster = start_embedded(&this, options, &work, registry.as_ref())?;
             let bootstrap = cluster.bootstrap_servers.clone();
             let name = format!(
                 "embedded, 3 brokers, in a process of its own ({} partitions)",
@@ -207,19 +232,30 @@ fn bench_blocking(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         bail!("topic {topic} holds no events: produce some first, e.g. with `weir generate`");
     }
 
-    let mut programs = vec![Program::Raw];
+    let mut programs = vec![Program::Raw { avro: false }];
+    if options.avro {
+        programs.push(Program::Raw { avro: true });
+    }
     let binaries = if options.binaries.is_empty() {
         vec![("weir".to_owned(), this.clone())]
     } else {
         options.binaries.clone()
     };
+    let formats: &[bool] = if options.avro {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for shape in &options.shapes {
-        for (label, binary) in &binaries {
-            programs.push(Program::Weir {
-                label: label.clone(),
-                binary: binary.clone(),
-                shape: *shape,
-            });
+        for &avro in formats {
+            for (label, binary) in &binaries {
+                programs.push(Program::Weir {
+                    label: label.clone(),
+                    binary: binary.clone(),
+                    shape: *shape,
+                    avro,
+                });
+            }
         }
     }
     if let Some(python) = &options.python {
@@ -236,6 +272,7 @@ fn bench_blocking(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         cpus: options.cpus.as_deref(),
         variation: options.variation,
         work: &work,
+        registry: registry.as_ref().map(|r| r.url.as_str()),
     };
     let mut runs: Vec<Vec<Sample>> = programs.iter().map(|_| Vec::new()).collect();
     for run in 0..options.runs {
@@ -274,11 +311,13 @@ fn bench_blocking(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     })
 }
 
-/// Starts the embedded cluster in a process of its own and fills its topic.
+/// Starts the embedded cluster in a process of its own and fills its topic; with
+/// `registry`, its Avro topic too, with the same events.
 fn start_embedded(
     this: &Path,
     options: &BenchOptions,
     work: &Path,
+    registry: Option<&EmbeddedRegistry>,
 ) -> anyhow::Result<cluster::ClusterProcess> {
     let generator = Generator::new(GeneratorOptions {
         event_bytes: options.event_bytes,
@@ -301,14 +340,26 @@ fn start_embedded(
         "weir bench: producing {} events into {} partitions",
         options.events, options.partitions
     );
-    produce(
-        &cluster.bootstrap_servers,
-        cluster::BENCH_TOPIC,
-        &generator,
-        Some(options.events),
-        &std::sync::atomic::AtomicBool::new(false),
-        &|_| true,
-    )?;
+    // Large batches, whatever the generator's pace: the embedded cluster reads a partition
+    // slower the more batches it holds, and Avro events are slower to make than JSON ones.
+    let fill = |topic: &str, generator: &Generator| {
+        produce(
+            &cluster.bootstrap_servers,
+            topic,
+            generator,
+            Some(options.events),
+            FILL_LINGER,
+            &std::sync::atomic::AtomicBool::new(false),
+            &|_| true,
+        )
+    };
+    fill(cluster::BENCH_TOPIC, &generator)?;
+    if let Some(registry) = registry {
+        let subject = format!("{}-value", cluster::BENCH_AVRO_TOPIC);
+        let id = registry.register(&subject, &crate::generate::avro_schema());
+        eprintln!("weir bench: the same events as Avro (schema id {id})");
+        fill(cluster::BENCH_AVRO_TOPIC, &generator.with_avro(id))?;
+    }
     Ok(cluster)
 }
 
@@ -331,6 +382,8 @@ struct RunContext<'a> {
     cpus: Option<&'a str>,
     variation: Variation,
     work: &'a Path,
+    /// The embedded registry of the Avro topic's schema.
+    registry: Option<&'a str>,
 }
 
 impl RunContext<'_> {
@@ -356,14 +409,18 @@ impl RunContext<'_> {
         let group = format!("weir-bench-{slug}-{stamp}");
         let log = dir.join("log.txt");
         match program {
-            Program::Raw => {
+            Program::Raw { avro } => {
+                let topic = match avro {
+                    true => cluster::BENCH_AVRO_TOPIC,
+                    false => self.topic,
+                };
                 let mut command = self.command(self.this.as_os_str());
                 command.args([
                     "bench-consume",
                     "--bootstrap-servers",
                     self.bootstrap,
                     "--topic",
-                    self.topic,
+                    topic,
                     "--group",
                     &group,
                     "--events",
@@ -381,14 +438,24 @@ impl RunContext<'_> {
                     .arg(dir.join("out"));
                 self.measure_reporting(Measured::spawn("the Python peer", command, &log)?)
             }
-            Program::Weir { binary, shape, .. } => {
+            Program::Weir {
+                binary,
+                shape,
+                avro,
+                ..
+            } => {
+                let (topic, registry) = match avro {
+                    true => (cluster::BENCH_AVRO_TOPIC, self.registry),
+                    false => (self.topic, None),
+                };
                 let config = shapes::write_pipeline(
                     &dir,
                     *shape,
                     self.variation,
                     &Target {
-                        topic: self.topic,
+                        topic,
                         group: &group,
+                        registry,
                     },
                 )?;
                 let listen = free_local_address()?;
@@ -591,10 +658,16 @@ fn targets(programs: &[Program], measurements: &[Measurement]) -> Vec<TargetChec
     let shape = |wanted: Shape| {
         let label = first_label.clone();
         find(
-            &move |p: &Program| matches!(p, Program::Weir { label: l, shape, .. } if Some(l) == label.as_ref() && *shape == wanted),
+            &move |p: &Program| matches!(p, Program::Weir { label: l, shape, avro: false, .. } if Some(l) == label.as_ref() && *shape == wanted),
         )
     };
-    let raw = find(&|p| matches!(p, Program::Raw));
+    let avro_shape = |wanted: Shape| {
+        let label = first_label.clone();
+        find(
+            &move |p: &Program| matches!(p, Program::Weir { label: l, shape, avro: true, .. } if Some(l) == label.as_ref() && *shape == wanted),
+        )
+    };
+    let raw = find(&|p| matches!(p, Program::Raw { avro: false }));
     let python = find(&|p| matches!(p, Program::Python(_)));
     let mut checks = Vec::new();
     let cpu = |m: &Measurement| m.cpu_seconds_per_million_events.median;
@@ -627,6 +700,18 @@ fn targets(programs: &[Program], measurements: &[Measurement]) -> Vec<TargetChec
             measured: cpu(b),
             met: cpu(b) <= 2.5,
         });
+    }
+    for wanted in [Shape::Stateless, Shape::Quickstart, Shape::Windows] {
+        if let (Some(json), Some(avro)) = (shape(wanted), avro_shape(wanted)) {
+            checks.push(TargetCheck {
+                target: format!(
+                    "{} avro: less CPU per event than the same events in JSON (% of JSON's)",
+                    wanted.label()
+                ),
+                measured: cpu(avro) / cpu(json) * 100.0,
+                met: cpu(avro) < cpu(json),
+            });
+        }
     }
     checks
 }

@@ -43,6 +43,8 @@ pub struct Variation {
 pub struct Target<'a> {
     pub topic: &'a str,
     pub group: &'a str,
+    /// The topic is Avro, its schema in the registry at this URL.
+    pub registry: Option<&'a str>,
 }
 
 /// Writes the pipeline of `shape` into `dir` and returns its file. The bootstrap servers
@@ -54,6 +56,15 @@ pub fn write_pipeline(
     target: &Target,
 ) -> anyhow::Result<PathBuf> {
     let example = crate::quickstart::write_example(dir)?;
+    // The Avro topic's schema is the schema file's, from the registry.
+    let schema = match target.registry {
+        Some(_) => "format = \"avro\"\n",
+        None => "schema = \"schema.toml\"\n",
+    };
+    let registry = match target.registry {
+        Some(url) => format!("\n[source.schema_registry]\nurl = {url:?}\n"),
+        None => String::new(),
+    };
     let source = format!(
         "[source]\n\
          bootstrap_servers = \"${{KAFKA_BOOTSTRAP_SERVERS}}\"\n\
@@ -61,8 +72,8 @@ pub fn write_pipeline(
          group_id = {group:?}\n\
          start = \"earliest\"\n\
          table = \"events\"\n\
-         schema = \"schema.toml\"\n\
-         event_time = \"ts\"\n",
+         {schema}\
+         event_time = \"ts\"\n{registry}",
         topic = target.topic,
         group = target.group,
     );
@@ -133,12 +144,15 @@ mod tests {
 
     #[test]
     fn every_shape_is_a_valid_pipeline_on_the_topic_and_group_asked_for() {
-        for shape in [Shape::Stateless, Shape::Quickstart, Shape::Windows] {
+        let shapes = [Shape::Stateless, Shape::Quickstart, Shape::Windows];
+        let registries = [None, Some("http://127.0.0.1:9")];
+        for (shape, registry) in shapes.into_iter().flat_map(|s| registries.map(|r| (s, r))) {
             for paths in [None, Some(1), Some(100)] {
                 let dir = tempfile::tempdir().unwrap();
                 let target = Target {
                     topic: "bench-topic",
                     group: "bench-group-1",
+                    registry,
                 };
                 let variation = Variation {
                     paths,
@@ -156,6 +170,12 @@ mod tests {
                     PipelineConfig::load(&path, &vars).unwrap_or_else(|e| panic!("{shape:?}: {e}"));
                 assert_eq!(config.source.topics, ["bench-topic"], "{shape:?}");
                 assert_eq!(config.source.group_id, "bench-group-1", "{shape:?}");
+                let url = config
+                    .source
+                    .schema_registry
+                    .as_ref()
+                    .map(|r| r.url.as_str());
+                assert_eq!(url, registry, "{shape:?}");
             }
         }
     }

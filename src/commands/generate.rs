@@ -6,7 +6,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::cli::shutdown_signal;
-use crate::generate::{Generator, produce};
+use weir_ingest::registry::{RegistryConfig, SchemaRegistry};
+
+use crate::generate::{Generator, LIVE_LINGER, produce};
+
+/// `generator` making Avro events, their schema registered as `<topic>-value` at `url`.
+pub async fn registered(generator: Generator, url: &str, topic: &str) -> anyhow::Result<Generator> {
+    let registry = SchemaRegistry::new(&RegistryConfig {
+        url: url.to_owned(),
+        username: None,
+        password: None,
+        ca_file: None,
+        client_identity_file: None,
+        timeout: std::time::Duration::from_secs(10),
+    })?;
+    let subject = format!("{topic}-value");
+    let id = registry
+        .register(&subject, &crate::generate::avro_schema())
+        .await?;
+    eprintln!("the events' schema is id {id}, subject {subject}");
+    Ok(generator.with_avro(id))
+}
 
 pub async fn run(
     bootstrap_servers: String,
@@ -34,6 +54,7 @@ pub async fn run(
             &topic,
             &generator,
             events,
+            LIVE_LINGER,
             &stop,
             &within_rate,
         )

@@ -61,7 +61,7 @@ pub struct SourceConfig {
 }
 
 /// The encoding of message payloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     /// One JSON object per message, read with the schema file.

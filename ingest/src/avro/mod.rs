@@ -14,6 +14,7 @@
 
 mod conform;
 mod json;
+mod schema_of;
 mod writers;
 
 use std::collections::HashSet;
@@ -30,6 +31,7 @@ use crate::decode::{Decode, Decoded};
 pub use arrow_avro::schema::AvroSchema;
 pub use conform::declared_schema;
 pub use json::JsonToAvro;
+pub use schema_of::avro_schema_of;
 pub use writers::{FetchSchema, WriterSchema, WriterSchemas};
 
 /// Rows arrow-avro collects before a batch is handed over. Messages of one polled batch may

@@ -15,6 +15,17 @@ struct SchemaBody {
     version: Option<i64>,
 }
 
+/// The registry's answer to a registration.
+#[derive(Deserialize)]
+struct Registered {
+    id: u32,
+}
+
+/// A subject as one segment of a path.
+fn encoded(subject: &str) -> String {
+    url::form_urlencoded::byte_serialize(subject.as_bytes()).collect()
+}
+
 /// The registry's error body.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -109,10 +120,7 @@ impl SchemaRegistry {
         version: SubjectVersion,
     ) -> Result<RegisteredSchema, RegistryError> {
         let what = format!("version {version} of subject `{subject}`");
-        let path = format!(
-            "subjects/{}/versions/{version}",
-            url::form_urlencoded::byte_serialize(subject.as_bytes()).collect::<String>()
-        );
+        let path = format!("subjects/{}/versions/{version}", encoded(subject));
         let body = self.get(&path, &what).await?;
         let id = body.id.ok_or_else(|| RegistryError::Refused {
             url: self.base.to_string(),
@@ -128,15 +136,45 @@ impl SchemaRegistry {
         })
     }
 
+    /// Registers an Avro `schema` under `subject` (`POST /subjects/{subject}/versions`) and
+    /// returns its id: the one it already has if it is registered.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let what = format!("registering a schema under subject `{subject}`");
+        let path = format!("subjects/{}/versions", encoded(subject));
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
+        let registered: Registered = self
+            .send(reqwest::Method::POST, &path, Some(body), &what)
+            .await?;
+        Ok(registered.id)
+    }
+
     async fn get(&self, path: &str, what: &str) -> Result<SchemaBody, RegistryError> {
+        self.send(reqwest::Method::GET, path, None, what).await
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        what: &str,
+    ) -> Result<T, RegistryError> {
         let url = self
             .base
             .join(path)
             .map_err(|e| RegistryError::Config(e.to_string()))?;
-        let mut request = self.http.get(url).header(
+        let mut request = self.http.request(method, url).header(
             reqwest::header::ACCEPT,
             "application/vnd.schemaregistry.v1+json",
         );
+        if let Some(body) = body {
+            request = request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/vnd.schemaregistry.v1+json",
+                )
+                .body(body.to_string());
+        }
         if let Some(username) = &self.username {
             request = request.basic_auth(username, self.password.as_ref().map(|p| &p.0));
         }
