@@ -491,12 +491,15 @@ mod tests {
             std::path::Path::new("schema.toml"),
         )
         .unwrap();
-        let from_json = JsonDecoder::new(&schema).decode(&json_messages.finish());
+        let from_json = JsonDecoder::new(&schema)
+            .decode(&json_messages.finish())
+            .unwrap();
         let reader = AvroSchema::new(avro_schema());
         let declared = declared_schema(&arrow_form(&reader).unwrap(), "ts").unwrap();
         let writers = WriterSchemas::new(Box::new(One), reader, Arc::default());
-        let from_avro =
-            AvroDecoder::new(Arc::new(writers), declared).decode(&avro_messages.finish());
+        let from_avro = AvroDecoder::new(Arc::new(writers), declared)
+            .decode(&avro_messages.finish())
+            .unwrap();
         let reasons: Vec<_> = from_avro
             .dead_letters
             .iter()

@@ -122,11 +122,11 @@ pub async fn run_sample(
         messages += 1;
         if raw.len() >= batch.max(1) {
             let full = std::mem::replace(&mut raw, RawMessages::with_capacity(batch.max(1)));
-            batches.push(pipeline.decoding.decode(full.finish()));
+            batches.push(pipeline.decoding.decode(full.finish())?);
         }
     }
     if !raw.is_empty() {
-        batches.push(pipeline.decoding.decode(raw.finish()));
+        batches.push(pipeline.decoding.decode(raw.finish())?);
     }
     if messages == 0 {
         bail!("the sample {} holds no message", origin.display());

@@ -131,9 +131,10 @@ fn avro_of_two_schema_versions_lands_field_by_field_with_every_dead_letter_reaso
     assert!(!log.contains(password.as_str()), "the password is logged");
 }
 
-#[test]
-fn a_registry_outage_pauses_decoding_until_it_answers_and_loses_nothing() {
-    let mut setup = Setup::start();
+/// Weir running with 30 clicks of version 1 committed, then 30 of version 2 produced while
+/// the registry fails every schema lookup: returns it once `/readyz` says decoding waits,
+/// with the port it serves on.
+fn waiting_for_the_registry(setup: &Setup) -> (Process, u16) {
     // Version 2 is the reader schema from the start; its first messages come later.
     setup.registry.register(TOPIC);
     setup.produce(&["--versions", "1", "--count", "30"]);
@@ -147,7 +148,6 @@ fn a_registry_outage_pauses_decoding_until_it_answers_and_loses_nothing() {
             setup.committed() == 30
         },
     );
-
     // Schema id 2 cannot be fetched: its messages wait, they are not dead letters.
     setup.registry.outage(Some("GET /schemas/ids/"));
     setup.produce(&["--versions", "2", "--first", "30", "--count", "30"]);
@@ -167,7 +167,13 @@ fn a_registry_outage_pauses_decoding_until_it_answers_and_loses_nothing() {
         "{readiness}"
     );
     assert_eq!(setup.committed(), 30);
+    (weir, listen)
+}
 
+#[test]
+fn a_registry_outage_pauses_decoding_until_it_answers_and_loses_nothing() {
+    let mut setup = Setup::start();
+    let (mut weir, listen) = waiting_for_the_registry(&setup);
     setup.registry.outage(None);
     wait_until(
         "every click to be committed",
@@ -181,6 +187,27 @@ fn a_registry_outage_pauses_decoding_until_it_answers_and_loses_nothing() {
     assert!(!body.contains("decoding has waited"), "{status}: {body}");
     assert!(weir.terminate(Duration::from_secs(30)).success());
     setup.broker.assert_running();
+    let report = setup.verify();
+    assert_eq!(report["rows"], 60, "{report}");
+    assert_eq!(report["dead_letters"], 0, "{report}");
+}
+
+/// Stopped while it waits for the registry, weir exits at once with what came before
+/// committed; the messages it waited on are read again by the next run.
+#[test]
+fn stopped_while_the_registry_is_down_it_exits_and_reads_those_messages_next_time() {
+    let setup = Setup::start();
+    let (mut weir, _) = waiting_for_the_registry(&setup);
+    let status = weir.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", weir.log_text());
+    assert!(
+        weir.log_text().contains("decoding was given up"),
+        "{}",
+        weir.log_text()
+    );
+    assert_eq!(setup.committed(), 30);
+    setup.registry.outage(None);
+    setup.run_until_committed(setup.weir(), "weir-2.log", 60);
     let report = setup.verify();
     assert_eq!(report["rows"], 60, "{report}");
     assert_eq!(report["dead_letters"], 0, "{report}");

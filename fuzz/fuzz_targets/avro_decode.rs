@@ -71,7 +71,7 @@ static DECODER: LazyLock<Mutex<AvroDecoder>> = LazyLock::new(|| Mutex::new(decod
 static GOOD_ROW: LazyLock<RecordBatch> = LazyLock::new(|| {
     let mut messages = RawMessages::with_capacity(1);
     messages.push("t", 0, 0, None, None, Some(&GOOD));
-    decoder().decode(&messages.finish()).declared
+    decoder().decode(&messages.finish()).expect("nothing to wait for").declared
 });
 
 fn decode(payloads: &[&[u8]]) -> (RecordBatch, Vec<u32>, usize) {
@@ -79,7 +79,11 @@ fn decode(payloads: &[&[u8]]) -> (RecordBatch, Vec<u32>, usize) {
     for (offset, bytes) in payloads.iter().enumerate() {
         messages.push("t", 0, offset as i64, None, None, Some(bytes));
     }
-    let decoded = DECODER.lock().expect("not poisoned").decode(&messages.finish());
+    let decoded = DECODER
+        .lock()
+        .expect("not poisoned")
+        .decode(&messages.finish())
+        .expect("nothing to wait for");
     (decoded.declared, decoded.message_of_row, decoded.dead_letters.len())
 }
 

@@ -76,7 +76,9 @@ fuzz_target!(|payload: &[u8]| {
     for (offset, bytes) in [GOOD, payload, GOOD].into_iter().enumerate() {
         messages.push("t", 0, offset as i64, None, None, Some(bytes));
     }
-    let decoded = JsonDecoder::new(&SCHEMA).decode(&messages.finish());
+    let decoded = JsonDecoder::new(&SCHEMA)
+        .decode(&messages.finish())
+        .expect("JSON never waits");
     assert_eq!(decoded.declared.num_rows() + decoded.dead_letters.len(), 3);
     let expected: Vec<RecordBatch> = decoded
         .message_of_row

@@ -18,9 +18,18 @@ use weir_schemas::{DeadLetters, EventSchema, Messages, Reason, SourceBatch, meta
 pub trait Decode: Send {
     /// Decodes every message of `messages`: the declared columns of those that fit, in message
     /// order, and a dead letter (with the reason and where in the payload) for each other one.
-    /// It never fails as a whole: a message that cannot be decoded is a dead letter.
-    fn decode(&mut self, messages: &Messages) -> Decoded;
+    /// A message that cannot be decoded is a dead letter, never an error. The one way out is
+    /// [`Abandoned`]: the decoder was waiting for something outside the messages (a schema
+    /// registry) when the pipeline stopped, and has decided nothing about this batch.
+    fn decode(&mut self, messages: &Messages) -> Result<Decoded, Abandoned>;
 }
+
+/// A batch given up undecided: the pipeline stopped while its decoder waited (see
+/// [`DecodeStall::abandon`]). Neither it nor any batch after it may be handed on, so that
+/// no offset past it is committed; its messages are read again by the next session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("decoding was given up: the pipeline stopped while its decoder waited")]
+pub struct Abandoned;
 
 /// What a [`Decode`] makes of one batch of messages.
 pub struct Decoded {
@@ -94,9 +103,13 @@ impl SourceTable {
 
     /// Decodes `messages` with `decoder` into a batch of this table, bounding event time by
     /// the wall clock now.
-    pub fn decode(&self, decoder: &mut dyn Decode, messages: Messages) -> SourceBatch {
-        let decoded = decoder.decode(&messages);
-        self.batch(decoded, messages, wall_clock_ms())
+    pub fn decode(
+        &self,
+        decoder: &mut dyn Decode,
+        messages: Messages,
+    ) -> Result<SourceBatch, Abandoned> {
+        let decoded = decoder.decode(&messages)?;
+        Ok(self.batch(decoded, messages, wall_clock_ms()))
     }
 
     /// The batch of this table that `decoded` (what a decoder made of `messages`) becomes
@@ -172,9 +185,12 @@ fn wall_clock_ms() -> i64 {
 
 /// Why decoding is waiting, while it is: something outside the messages (a schema registry
 /// that does not answer) holds the pipeline back. The probes and the status page show it.
+/// When the pipeline stops, [`DecodeStall::abandon`] makes the waiting decoders give up.
 #[derive(Debug, Default)]
 pub struct DecodeStall {
     waiting: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    abandoned: std::sync::Mutex<bool>,
+    abandon_now: std::sync::Condvar,
 }
 
 impl DecodeStall {
@@ -201,5 +217,30 @@ impl DecodeStall {
     /// Why decoding waits and since when, if it does.
     pub fn waiting(&self) -> Option<(String, std::time::Instant)> {
         self.waiting.lock().expect("not poisoned").clone()
+    }
+
+    /// The consumer session is ending: decoders that wait now, or would start to, give up
+    /// their batch ([`Abandoned`]) instead of holding the end of the session up.
+    pub fn abandon(&self) {
+        *self.abandoned.lock().expect("not poisoned") = true;
+        self.abandon_now.notify_all();
+    }
+
+    /// A new session: decoders wait again for as long as it takes.
+    pub fn resume(&self) {
+        *self.abandoned.lock().expect("not poisoned") = false;
+    }
+
+    /// Waits `pause` unless the session ends first; `Err` if it has.
+    pub fn pause(&self, pause: Duration) -> Result<(), Abandoned> {
+        let abandoned = self.abandoned.lock().expect("not poisoned");
+        let (abandoned, _) = self
+            .abandon_now
+            .wait_timeout_while(abandoned, pause, |abandoned| !*abandoned)
+            .expect("not poisoned");
+        match *abandoned {
+            true => Err(Abandoned),
+            false => Ok(()),
+        }
     }
 }

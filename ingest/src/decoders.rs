@@ -204,7 +204,16 @@ impl Worker {
                 Polled::Event(event) => event,
                 Polled::Messages(messages) => {
                     let _span = tracing::debug_span!("decode", messages = messages.len()).entered();
-                    SourceEvent::Batch(Box::new(self.table.decode(decoder.as_mut(), *messages)))
+                    match self.table.decode(decoder.as_mut(), *messages) {
+                        Ok(batch) => SourceEvent::Batch(Box::new(batch)),
+                        // Nothing from here on may be handed on: a later batch would commit
+                        // offsets past this one's messages.
+                        Err(abandoned) => {
+                            tracing::info!("{abandoned}; its messages are read again next time");
+                            self.turns.close();
+                            break;
+                        }
+                    }
                 }
             };
             if !self.turns.wait_for(turn) {
@@ -243,7 +252,7 @@ mod tests {
     use weir_schemas::{EventSchema, RawMessages};
 
     use super::*;
-    use crate::decode::{Decoded, EventTimeBounds};
+    use crate::decode::{Abandoned, Decoded, EventTimeBounds};
     use crate::json::JsonDecoder;
 
     /// A JSON decoder that tells which batch it decodes (by its first offset), and whose
@@ -255,7 +264,7 @@ mod tests {
     }
 
     impl Decode for Watched {
-        fn decode(&mut self, messages: &Messages) -> Decoded {
+        fn decode(&mut self, messages: &Messages) -> Result<Decoded, Abandoned> {
             self.decoding.send(messages.offset(0)).unwrap();
             if let Some(gate) = self.gate.take() {
                 gate.recv().unwrap();

@@ -25,7 +25,9 @@ pub mod registry;
 pub mod source;
 
 pub use avro::AvroDecoder;
-pub use decode::{Decode, DecodeStall, Decoded, DecoderError, EventTimeBounds, SourceTable};
+pub use decode::{
+    Abandoned, Decode, DecodeStall, Decoded, DecoderError, EventTimeBounds, SourceTable,
+};
 pub use json::JsonDecoder;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};

@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use weir_schemas::{Messages, OffsetRanges, PartitionKey, RawMessages, Settings, SourceBatch};
 
-use crate::decode::{Decode, SourceTable};
+use crate::decode::{Abandoned, Decode, SourceTable};
 use crate::decoders::{self, Dealer, Polled, Room};
 use crate::kafka::{KafkaError, client_config};
 
@@ -75,7 +75,7 @@ pub struct Decoding {
 
 impl Decoding {
     /// Decodes `messages` on the calling thread, with the first decoder.
-    pub fn decode(&mut self, messages: Messages) -> SourceBatch {
+    pub fn decode(&mut self, messages: Messages) -> Result<SourceBatch, Abandoned> {
         let decoder = self.decoders.first_mut().expect("at least one decoder");
         self.table.decode(decoder.as_mut(), messages)
     }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::offsets::OffsetClient;
-use weir_ingest::{ConsumerConfig, Decoding, KafkaSource};
+use weir_ingest::{ConsumerConfig, DecodeStall, Decoding, KafkaSource};
 use weir_schemas::{DeadLetters, OffsetRanges, PartitionKey, PayloadPolicy, SourceBatch};
 use weir_sink::DatasetWriter;
 use weir_transform::{TransformError, Transforms, Watermarks};
@@ -177,6 +177,8 @@ struct State {
     kafka: ConsumerConfig,
     /// The decoder, lent to each consumer session's reader and given back when it ends.
     decoding: Option<Decoding>,
+    /// Tells decoders waiting on a registry to give up when a session ends.
+    decode_stall: Arc<DecodeStall>,
     interval: Duration,
     max_buffered: usize,
     memory: MemoryBudget,
@@ -219,7 +221,7 @@ impl State {
             samples: _,
             config,
         } = pipeline;
-        observer.watch_decoding(decode_stall);
+        observer.watch_decoding(decode_stall.clone());
         let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let orphan_grace = (config.delivery.commit_interval * 10).max(Duration::from_secs(3600));
         let mut outputs = Vec::with_capacity(datasets.len());
@@ -250,6 +252,7 @@ impl State {
             name,
             kafka,
             decoding: Some(decoding),
+            decode_stall,
             interval: config.delivery.commit_interval,
             max_buffered: config.delivery.max_buffered.as_u64() as usize,
             memory: MemoryBudget::new(config.delivery.max_memory.as_u64() as usize),

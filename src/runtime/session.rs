@@ -25,6 +25,7 @@ impl State {
             .take()
             .expect("each session gives the decoding back when its reader ends");
         let stop = Arc::new(AtomicBool::new(false));
+        self.decode_stall.resume();
         let (tx, mut rx) = mpsc::channel::<SourceEvent>(2);
         let reader = spawn_reader(
             source.clone(),
@@ -73,9 +74,12 @@ impl State {
         }
         .await;
 
-        // Stop polling and take in what the reader still holds. After a failure nothing more
-        // is written: dropping the events answers the reader's pending questions with "no".
+        // Stop polling and take in what the reader still holds; a decoder waiting for the
+        // schema registry gives its batch up instead (its messages are read again next time).
+        // After a failure nothing more is written: dropping the events answers the reader's
+        // pending questions with "no".
         stop.store(true, Ordering::Relaxed);
+        self.decode_stall.abandon();
         let mut outcome = outcome;
         if outcome.is_ok() {
             while let Some(event) = rx.recv().await {

@@ -135,7 +135,7 @@ fn batch_of(
         let payload = payload(offset);
         raw.push("orders", 0, offset, None, None, Some(payload.as_bytes()));
     }
-    pipeline.decoding.decode(raw.finish())
+    pipeline.decoding.decode(raw.finish()).unwrap()
 }
 
 /// Every dataset of the pipeline, to read back what the runs committed.

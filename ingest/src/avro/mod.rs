@@ -27,7 +27,7 @@ use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{Fingerprint, FingerprintAlgorithm, SchemaStore};
 use weir_schemas::{DeadLetters, Messages, Reason};
 
-use crate::decode::{Decode, Decoded};
+use crate::decode::{Abandoned, Decode, Decoded};
 pub use arrow_avro::schema::AvroSchema;
 pub use conform::declared_schema;
 pub use json::JsonToAvro;
@@ -120,18 +120,26 @@ impl AvroDecoder {
         }
     }
 
-    /// Makes sure the decoder knows schema `id`; otherwise why the message is a dead letter.
-    fn learn(&mut self, id: u32, call: &mut Call) -> Result<(), (Reason, String)> {
+    /// Makes sure the decoder knows schema `id`; otherwise why the message is a dead letter
+    /// (`Ok(Err(..))`), or that the batch was given up.
+    fn learn(
+        &mut self,
+        id: u32,
+        call: &mut Call,
+    ) -> Result<Result<(), (Reason, String)>, Abandoned> {
         if self.ids.contains(&id) {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        match self.writers.get(id) {
+        Ok(match self.writers.get(id)? {
             WriterSchema::Usable(schema) => {
                 // Rebuilding drops what the decoder holds: hand it over first.
                 self.flush(call);
-                self.store
-                    .set(Fingerprint::Id(id), schema)
-                    .map_err(|e| (Reason::IncompatibleSchema, format!("schema id {id}: {e}")))?;
+                if let Err(e) = self.store.set(Fingerprint::Id(id), schema) {
+                    return Ok(Err((
+                        Reason::IncompatibleSchema,
+                        format!("schema id {id}: {e}"),
+                    )));
+                }
                 self.ids.insert(id);
                 self.rebuild();
                 Ok(())
@@ -144,7 +152,7 @@ impl AvroDecoder {
                 Reason::UnknownSchemaId,
                 format!("schema id {id} is not in the schema registry: {why}"),
             )),
-        }
+        })
     }
 
     fn rebuild(&mut self) {
@@ -252,7 +260,7 @@ impl AvroDecoder {
 }
 
 impl Decode for AvroDecoder {
-    fn decode(&mut self, messages: &Messages) -> Decoded {
+    fn decode(&mut self, messages: &Messages) -> Result<Decoded, Abandoned> {
         let mut call = Call {
             messages,
             batches: Vec::new(),
@@ -276,7 +284,7 @@ impl Decode for AvroDecoder {
                     continue;
                 }
             };
-            if let Err((reason, why)) = self.learn(id, &mut call) {
+            if let Err((reason, why)) = self.learn(id, &mut call)? {
                 call.reject(index, reason, why);
                 continue;
             }
@@ -295,11 +303,11 @@ impl Decode for AvroDecoder {
         self.flush(&mut call);
         let declared = conform::conform_batches(&self.declared, &call.batches)
             .expect("the declared schema is derived from the reader schema's Arrow form");
-        Decoded {
+        Ok(Decoded {
             declared,
             message_of_row: call.rows,
             dead_letters: call.dead_letters,
-        }
+        })
     }
 }
 

@@ -163,7 +163,7 @@ fn reasons(decoded: &Decoded) -> Vec<(i64, String, String)> {
 fn framed_messages_become_rows_of_the_declared_columns() {
     let (mut decoder, _) = decoder(V1, 0);
     let payloads: Vec<_> = (0..4).map(|n| Some(framed(1, &click(n), None))).collect();
-    let decoded = decoder.decode(&messages(&payloads));
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
     assert!(decoded.dead_letters.is_empty(), "{:?}", reasons(&decoded));
     assert_eq!(decoded.message_of_row, [0, 1, 2, 3]);
     let rows = &decoded.declared;
@@ -237,7 +237,7 @@ fn each_bad_message_is_a_dead_letter_with_its_reason_and_its_neighbours_are_rows
         Some(clashing),
         good(5),
     ];
-    let decoded = decoder.decode(&messages(&payloads));
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
     let got = reasons(&decoded);
     let offsets_and_reasons: Vec<_> = got.iter().map(|(o, r, _)| (*o, r.as_str())).collect();
     assert_eq!(
@@ -273,7 +273,7 @@ fn each_bad_message_is_a_dead_letter_with_its_reason_and_its_neighbours_are_rows
         .as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!(counts.values().to_vec(), [0, 1, 2, 3, 4, 5]);
     // The decoder is sound for the next batch.
-    let next = decoder.decode(&messages(&[good(6)]));
+    let next = decoder.decode(&messages(&[good(6)])).unwrap();
     assert_eq!(next.declared.num_rows(), 1);
 }
 
@@ -289,7 +289,7 @@ fn writer_versions_resolve_to_the_reader_schema_within_one_batch() {
             })
         })
         .collect();
-    let decoded = decoder.decode(&messages(&payloads));
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
     assert!(decoded.dead_letters.is_empty(), "{:?}", reasons(&decoded));
     assert_eq!(decoded.message_of_row, [0, 1, 2, 3, 4, 5]);
     let rows = &decoded.declared;
@@ -326,7 +326,9 @@ fn decoding_waits_while_the_registry_is_down_and_says_why() {
             }
         })
     };
-    let decoded = decoder.decode(&messages(&[Some(framed(1, &click(0), None))]));
+    let decoded = decoder
+        .decode(&messages(&[Some(framed(1, &click(0), None))]))
+        .unwrap();
     assert_eq!(decoded.declared.num_rows(), 1, "{:?}", reasons(&decoded));
     let why = watcher.join().unwrap();
     assert!(
@@ -377,7 +379,7 @@ fn json_samples_are_written_as_the_avro_a_producer_would_send() {
         .map(|l| Some(encoder.encode(l).unwrap()))
         .collect();
     let (mut decoder, _) = decoder(V2, 0);
-    let decoded = decoder.decode(&messages(&payloads));
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
     assert!(decoded.dead_letters.is_empty(), "{:?}", reasons(&decoded));
     let rows = &decoded.declared;
     let ts = rows.column(1).as_primitive::<TimestampMillisecondType>();
@@ -427,7 +429,7 @@ fn decimals_and_dates_are_written_exactly() {
         .iter()
         .map(|l| Some(encoder.encode(l).unwrap()))
         .collect();
-    let decoded = decoder.decode(&messages(&payloads));
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
     assert!(decoded.dead_letters.is_empty(), "{:?}", reasons(&decoded));
     let text = |i: usize| {
         let column = arrow::compute::cast(decoded.declared.column(i), &DataType::Utf8).unwrap();
@@ -444,4 +446,23 @@ fn decimals_and_dates_are_written_exactly() {
         .encode(r#"{"price": "1.234", "fixed_price": 0, "day": 0}"#)
         .unwrap_err();
     assert!(err.contains("`price`") && err.contains("2 digits"), "{err}");
+}
+
+#[test]
+fn a_decoder_waiting_for_the_registry_gives_its_batch_up_when_the_session_ends() {
+    let (mut decoder, stall) = decoder(V1, usize::MAX);
+    let ending = {
+        let stall = stall.clone();
+        std::thread::spawn(move || {
+            // The session ends while the decoder waits.
+            while stall.waiting().is_none() {
+                std::thread::yield_now();
+            }
+            stall.abandon();
+        })
+    };
+    let decoded = decoder.decode(&messages(&[Some(framed(1, &click(0), None))]));
+    assert_eq!(decoded.err(), Some(crate::decode::Abandoned));
+    ending.join().unwrap();
+    assert!(stall.waiting().is_none());
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
-use crate::decode::DecodeStall;
+use crate::decode::{Abandoned, DecodeStall};
 use crate::registry::{RegisteredSchema, RegistryError};
 
 /// Where schemas come from by id: the registry, or a fixed set in tests and tools. Blocking.
@@ -56,16 +56,17 @@ impl WriterSchemas {
     }
 
     /// What `id` means. While the registry cannot answer this waits and asks again, for as
-    /// long as it takes: a message is never a dead letter because the registry was down.
-    pub fn get(&self, id: u32) -> WriterSchema {
+    /// long as it takes (or until the session is abandoned): a message is never a dead
+    /// letter because the registry was down.
+    pub fn get(&self, id: u32) -> Result<WriterSchema, Abandoned> {
         if let Some((schema, at)) = self.known.lock().expect("not poisoned").get(&id) {
             let recheck =
                 matches!(schema, WriterSchema::Missing(_)) && at.elapsed() >= RECHECK_MISSING;
             if !recheck {
-                return schema.clone();
+                return Ok(schema.clone());
             }
         }
-        let schema = match self.fetch_patiently(id) {
+        let schema = match self.fetch_patiently(id)? {
             Ok(registered) => self.check(registered),
             Err(why) => WriterSchema::Missing(why),
         };
@@ -73,27 +74,28 @@ impl WriterSchemas {
             .lock()
             .expect("not poisoned")
             .insert(id, (schema.clone(), Instant::now()));
-        schema
+        Ok(schema)
     }
 
-    fn fetch_patiently(&self, id: u32) -> Result<RegisteredSchema, String> {
+    /// The schema, or why the registry says there is none.
+    fn fetch_patiently(&self, id: u32) -> Result<Result<RegisteredSchema, String>, Abandoned> {
         let mut wait = FIRST_RETRY;
         loop {
             match self.fetch.fetch(id) {
                 Ok(schema) => {
                     self.stall.clear();
-                    return Ok(schema);
+                    return Ok(Ok(schema));
                 }
                 Err(RegistryError::NotFound { code, message, .. }) => {
                     self.stall.clear();
-                    return Err(format!("error {code}: {message}"));
+                    return Ok(Err(format!("error {code}: {message}")));
                 }
                 Err(e) => {
                     let why = format!("decoding waits for schema id {id}: {e}");
                     if self.stall.set(&why) {
                         tracing::warn!("{why}; asking again until it answers");
                     }
-                    std::thread::sleep(wait);
+                    self.stall.pause(wait).inspect_err(|_| self.stall.clear())?;
                     wait = (wait * 2).min(LAST_RETRY);
                 }
             }

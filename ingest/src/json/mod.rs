@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use weir_schemas::{DeadLetters, EventSchema, Messages, Reason};
 
-use crate::decode::{Decode, Decoded};
+use crate::decode::{Abandoned, Decode, Decoded};
 use columns::Struct;
 
 /// Decodes batches of JSON messages of one schema.
@@ -30,7 +30,7 @@ impl JsonDecoder {
 }
 
 impl Decode for JsonDecoder {
-    fn decode(&mut self, messages: &Messages) -> Decoded {
+    fn decode(&mut self, messages: &Messages) -> Result<Decoded, Abandoned> {
         let mut dead_letters = DeadLetters::default();
         let mut rows = Vec::with_capacity(messages.len());
         for i in 0..messages.len() {
@@ -68,11 +68,12 @@ impl Decode for JsonDecoder {
                 RecordBatch::new_empty(self.declared.clone())
             }
         };
-        Decoded {
+        // JSON needs nothing outside the messages: it never gives a batch up.
+        Ok(Decoded {
             declared,
             message_of_row: rows,
             dead_letters,
-        }
+        })
     }
 }
 
@@ -140,7 +141,7 @@ mod tests {
         }
         let messages = raw.finish();
         let mut decoder = JsonDecoder::new(&schema());
-        let decoded = decoder.decode(&messages);
+        let decoded = decoder.decode(&messages).unwrap();
         assert_eq!(decoded.message_of_row, vec![0, 3]);
         let out = table().batch(decoded, messages, NOW_MS);
 
@@ -210,7 +211,7 @@ mod tests {
         }
         let messages = raw.finish();
         let mut decoder = JsonDecoder::new(&schema());
-        let decoded = decoder.decode(&messages);
+        let decoded = decoder.decode(&messages).unwrap();
         assert_eq!(decoded.message_of_row.len(), payloads.len(), "all decode");
         let out = table().batch(decoded, messages, NOW_MS);
 
@@ -268,7 +269,7 @@ mod tests {
             let mut raw = RawMessages::with_capacity(2);
             raw.push("t", 0, round, None, None, Some(br#"{"id":"x"}"#));
             raw.push("t", 0, round + 1, None, None, Some(b"{"));
-            let out = decoder.decode(&raw.finish());
+            let out = decoder.decode(&raw.finish()).unwrap();
             assert_eq!(out.declared.num_rows(), 1);
             assert_eq!(out.dead_letters.len(), 1);
         }
@@ -448,7 +449,7 @@ mod tests {
             repeated.push(twice);
         }
         let messages = raw.finish();
-        let out = JsonDecoder::new(&schema).decode(&messages);
+        let out = JsonDecoder::new(&schema).decode(&messages).unwrap();
 
         let arrow_json = |payload: &str| {
             let mut decoder = ReaderBuilder::new(schema.arrow_schema())
