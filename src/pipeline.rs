@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use weir_ingest::avro::{AvroSchema, JsonToAvro, WriterSchemas, arrow_form, declared_schema};
+use weir_ingest::avro::{
+    AvroSchema, JsonToAvro, WriterSchemas, arrow_form, check_castable, declared_schema, project,
+};
 use weir_ingest::registry::{BlockingRegistry, RegistryConfig, SchemaRegistry, SubjectVersion};
 use weir_ingest::{
     AvroDecoder, ConsumerConfig, Decode, DecodeStall, Decoding, EventTimeBounds, JsonDecoder,
@@ -362,11 +364,34 @@ async fn avro_decoders(
         )));
     }
     let samples = JsonToAvro::new(&reader.schema, reader.id).map_err(reader_error)?;
-    let reader_schema = AvroSchema::new(reader.schema);
-    let declared = arrow_form(&reader_schema)
-        .and_then(|arrow| declared_schema(&arrow, &config.source.event_time))
-        .map_err(reader_error)?;
-    let schema = EventSchema::from_arrow(&subject, declared.clone())?;
+    let (schema, reader_schema) = match &config.source.schema {
+        // The schema file's fields, in its types: the registry's schema cut down to them.
+        Some(written) => {
+            let path = config.resolve(written);
+            if !path.is_file() {
+                return Err(missing_file(config, written, "schema file").into());
+            }
+            let file = EventSchema::load(&path)?;
+            let file_error = |message: String| BuildError::ReaderSchema {
+                config: config_name.clone(),
+                what: format!("{what}, read as the schema file {}", path.display()),
+                message,
+            };
+            let projected = project(&reader.schema, &file.fields).map_err(file_error)?;
+            let reader_schema = AvroSchema::new(projected);
+            let arrow = arrow_form(&reader_schema).map_err(file_error)?;
+            check_castable(&arrow, &file.arrow_schema()).map_err(file_error)?;
+            (file, reader_schema)
+        }
+        None => {
+            let reader_schema = AvroSchema::new(reader.schema);
+            let declared = arrow_form(&reader_schema)
+                .and_then(|arrow| declared_schema(&arrow, &config.source.event_time))
+                .map_err(reader_error)?;
+            (EventSchema::from_arrow(&subject, declared)?, reader_schema)
+        }
+    };
+    let declared = schema.arrow_schema();
     let fetch = BlockingRegistry::new(registry).map_err(registry_error)?;
     let writers = Arc::new(WriterSchemas::new(
         Box::new(fetch),

@@ -14,7 +14,7 @@ use common::cli::{Committed, run_until_committed};
 use common::kafka::{committed_total, start_tansu};
 use common::net::{free_port, http_get, serving_port, wait_until};
 use common::process::{Process, weir};
-use common::registry::{Registry, verify_avro};
+use common::registry::{Registry, verify_avro, verify_avro_file};
 use common::repo;
 
 const TOPIC: &str = "clicks";
@@ -211,6 +211,28 @@ fn stopped_while_the_registry_is_down_it_exits_and_reads_those_messages_next_tim
     let report = setup.verify();
     assert_eq!(report["rows"], 60, "{report}");
     assert_eq!(report["dead_letters"], 0, "{report}");
+}
+
+/// Read with a schema file as its reader, the datasets have the file's columns in its
+/// types, whichever version wrote each click.
+#[test]
+fn a_schema_file_gives_the_datasets_its_columns_across_versions() {
+    let setup = Setup::start();
+    setup.produce(&[]);
+    setup.run_until_committed(
+        setup.weir_with(&repo().join("tests/fixtures/avro-file/pipeline.toml")),
+        "weir.log",
+        80,
+    );
+    let report = verify_avro_file(&setup.expected, &setup.path().join("out"));
+    assert_eq!(report["rows"], 80, "{report}");
+    assert_eq!(
+        report["columns"],
+        serde_json::json!([
+            "id", "ts", "user", "amount", "quantity", "referrer", "dt", "hour"
+        ]),
+        "{report}"
+    );
 }
 
 /// Killed with SIGKILL while it writes, weir restarted on the same group writes every click

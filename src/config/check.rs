@@ -38,14 +38,6 @@ impl PipelineConfig {
                             .into(),
                     ));
                 };
-                if source.schema.is_some() {
-                    return Err(fail(
-                        "schema",
-                        "`source.schema` is for JSON events; Avro topics are read with the \
-                         registry's schema (`[source.schema_registry] version`)"
-                            .into(),
-                    ));
-                }
                 let needs_record = registry.subject_strategy != SubjectStrategy::TopicName;
                 match (&registry.record, needs_record) {
                     (None, true) => {
@@ -292,6 +284,61 @@ mod tests {
     use bytesize::ByteSize;
 
     use crate::config::tests::{MINIMAL, load};
+
+    /// MINIMAL as an Avro pipeline, with `registry` lines in its `[source.schema_registry]`.
+    fn avro(registry: &str) -> String {
+        MINIMAL
+            .replace("schema = \"s.toml\"\n", "format = \"avro\"\n")
+            .replace(
+                "[source.properties]",
+                &format!("[source.schema_registry]\n{registry}\n[source.properties]"),
+            )
+    }
+
+    #[test]
+    fn each_payload_format_gets_the_keys_it_needs_and_no_other() {
+        let secret = [("SECRET", "s")];
+        let err = |text: &str| load(text, &secret).err().unwrap().to_string();
+        let no_registry = MINIMAL.replace("schema = \"s.toml\"\n", "format = \"avro\"\n");
+        assert!(err(&no_registry).contains("needs a `[source.schema_registry]`"));
+        let json_with_registry =
+            avro("url = \"http://r\"").replace("format = \"avro\"\n", "schema = \"s.toml\"\n");
+        assert!(err(&json_with_registry).contains("is for `format = \"avro\"`"));
+        let no_schema = MINIMAL.replace("schema = \"s.toml\"\n", "");
+        assert!(err(&no_schema).contains("JSON events need a schema file"));
+        let strategy = avro("url = \"http://r\"\nsubject_strategy = \"record_name\"");
+        assert!(err(&strategy).contains("give its full name as `record`"));
+        let stray = avro("url = \"http://r\"\nrecord = \"shop.Click\"");
+        assert!(err(&stray).contains("`record` is for the"));
+        assert!(err(&avro("url = \"http://r\"\nversion = 0")).contains("from 1, found 0"));
+        assert!(err(&avro("url = \"http://r\"\nversion = \"newest\"")).contains("\"newest\""));
+        let orphan = avro("url = \"http://r\"\npassword = \"${SECRET}\"");
+        assert!(err(&orphan).contains("without a `username`"));
+    }
+
+    #[test]
+    fn subjects_follow_the_strategy_and_versions_may_come_as_text() {
+        let load_ok = |registry: &str| load(&avro(registry), &[("SECRET", "s")]).unwrap();
+        let config = load_ok("url = \"http://r\"\nversion = \"3\"");
+        let registry = config.source.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.subject("clicks"), "clicks-value");
+        assert_eq!(registry.version, crate::config::ReaderVersion::Pinned(3));
+        let config = load_ok(
+            "url = \"http://r\"\nsubject_strategy = \"topic_record_name\"\nrecord = \"shop.Click\"",
+        );
+        let registry = config.source.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.subject("clicks"), "clicks-shop.Click");
+        assert_eq!(registry.version, crate::config::ReaderVersion::Latest);
+        let config = load_ok(
+            "url = \"http://r\"\nsubject_strategy = \"record_name\"\nrecord = \"shop.Click\"",
+        );
+        let registry = config.source.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.subject("clicks"), "shop.Click");
+        // The password is a secret: Debug shows that there is one, not what it is.
+        let config = load_ok("url = \"http://r\"\nusername = \"u\"\npassword = \"${SECRET}-x\"");
+        let shown = format!("{:?}", config.source.schema_registry);
+        assert!(shown.contains("***") && !shown.contains("s-x"), "{shown}");
+    }
 
     #[test]
     fn otlp_over_tls_is_refused_at_load() {

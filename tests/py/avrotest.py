@@ -191,6 +191,24 @@ def verify(args):
     print(json.dumps({"rows": len(got), "dead_letters": len(got_dead), "types": types}))
 
 
+def verify_file(args):
+    """The columns of tests/fixtures/avro-file (a schema file cutting the clicks down), read
+    back with DuckDB: the file's fields in its types, the rest left out."""
+    with open(args.expected) as f:
+        expected = json.load(f)
+    con = duck()
+    got = records(con, f"""
+        SELECT id, epoch_ms(ts) AS ts, "user".id AS user_id, amount, quantity, referrer
+        FROM read_parquet('{args.out}/clicks/**/*.parquet') ORDER BY id""")
+    want = [{"id": r["id"], "ts": r["ts"], "user_id": r["user_id"], "amount": float(r["amount"]),
+             "quantity": r["quantity"], "referrer": r["referrer"]}
+            for r in sorted(expected["rows"], key=lambda r: r["id"])]
+    expect_equal("clicks as the schema file has them", got, want)
+    columns = [name for name, *_ in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{args.out}/clicks/**/*.parquet')").fetchall()]
+    print(json.dumps({"rows": len(got), "columns": columns}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -215,8 +233,11 @@ def main():
     s = sub.add_parser("verify")
     s.add_argument("--expected", required=True)
     s.add_argument("--out", required=True)
+    s = sub.add_parser("verify-file")
+    s.add_argument("--expected", required=True)
+    s.add_argument("--out", required=True)
     args = p.parse_args()
-    {"produce": produce, "register": register, "verify": verify}[args.cmd](args)
+    {"produce": produce, "register": register, "verify": verify, "verify-file": verify_file}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -111,27 +111,100 @@ fn avro_name(ty: &DataType) -> String {
     }
 }
 
-/// `batches` (arrow-avro's form) as one batch of `declared`.
+/// `batches` (arrow-avro's form) as one batch of `declared`, without the rows that lack a
+/// field `declared` requires: those are returned apart, each with the first such field.
 pub(super) fn conform_batches(
     declared: &SchemaRef,
     batches: &[RecordBatch],
-) -> Result<RecordBatch, ArrowError> {
+) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+    // Conformed first with every field nullable: which rows lack a required one is only
+    // known then.
+    let relaxed: Vec<Field> = declared
+        .fields()
+        .iter()
+        .map(|f| relax(f).with_nullable(true))
+        .collect();
+    let relaxed = Arc::new(Schema::new(relaxed));
     let conformed = batches
         .iter()
         .map(|batch| {
             let columns = batch
                 .columns()
                 .iter()
-                .zip(declared.fields())
+                .zip(relaxed.fields())
                 .map(|(column, field)| conform(column, field.data_type()))
                 .collect::<Result<Vec<_>, _>>()?;
-            RecordBatch::try_new(declared.clone(), columns)
+            RecordBatch::try_new(relaxed.clone(), columns)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    match conformed.len() {
-        0 => Ok(RecordBatch::new_empty(declared.clone())),
-        1 => Ok(conformed.into_iter().next().expect("one")),
-        _ => arrow::compute::concat_batches(declared, &conformed),
+    let mut rows = match conformed.len() {
+        0 => RecordBatch::new_empty(relaxed.clone()),
+        1 => conformed.into_iter().next().expect("one"),
+        _ => arrow::compute::concat_batches(&relaxed, &conformed)?,
+    };
+    let mut missing = vec![None; rows.num_rows()];
+    for (column, field) in rows.columns().iter().zip(declared.fields()) {
+        find_missing(column, field, None, field.name(), &mut missing);
+    }
+    let lacking: Vec<(usize, String)> = missing
+        .iter()
+        .enumerate()
+        .filter_map(|(row, field)| field.clone().map(|f| (row, f)))
+        .collect();
+    if !lacking.is_empty() {
+        let keep: arrow::array::BooleanArray = missing.iter().map(|m| Some(m.is_none())).collect();
+        rows = arrow::compute::filter_record_batch(&rows, &keep)?;
+    }
+    let columns = rows
+        .columns()
+        .iter()
+        .zip(declared.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((RecordBatch::try_new(declared.clone(), columns)?, lacking))
+}
+
+/// `field` with every field inside it nullable too.
+fn relax(field: &Field) -> Field {
+    let ty = match field.data_type() {
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| relax(f).with_nullable(true))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        DataType::List(item) => DataType::List(Arc::new(relax(item).with_nullable(true))),
+        other => other.clone(),
+    };
+    field.clone().with_data_type(ty)
+}
+
+/// Marks in `missing` each row (valid where `present` says, if given) whose value of the
+/// non-nullable `field` is null, with the field's path; recurses into structs.
+fn find_missing(
+    column: &ArrayRef,
+    field: &Field,
+    present: Option<&arrow::buffer::NullBuffer>,
+    path: &str,
+    missing: &mut [Option<String>],
+) {
+    if !field.is_nullable() && column.null_count() > 0 {
+        for (row, slot) in missing.iter_mut().enumerate() {
+            let parent_valid = present.is_none_or(|p| p.is_valid(row));
+            if slot.is_none() && parent_valid && column.is_null(row) {
+                *slot = Some(path.to_owned());
+            }
+        }
+    }
+    if let DataType::Struct(fields) = field.data_type() {
+        let array = column.as_struct();
+        // Present where the parent is and the struct itself is.
+        let valid = arrow::buffer::NullBuffer::union(present, array.nulls());
+        for (child, child_field) in array.columns().iter().zip(fields) {
+            let child_path = format!("{path}.{}", child_field.name());
+            find_missing(child, child_field, valid.as_ref(), &child_path, missing);
+        }
     }
 }
 

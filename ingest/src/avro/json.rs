@@ -322,7 +322,7 @@ fn latin1(value: &Value) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn full_name(name: &str, namespace: &str) -> String {
+pub(super) fn full_name(name: &str, namespace: &str) -> String {
     if name.contains('.') || namespace.is_empty() {
         name.to_owned()
     } else {
@@ -330,7 +330,7 @@ fn full_name(name: &str, namespace: &str) -> String {
     }
 }
 
-fn collect_named(schema: &Value, namespace: &str, named: &mut HashMap<String, Value>) {
+pub(super) fn collect_named(schema: &Value, namespace: &str, named: &mut HashMap<String, Value>) {
     match schema {
         Value::Array(branches) => {
             for branch in branches {

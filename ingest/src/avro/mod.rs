@@ -14,6 +14,7 @@
 
 mod conform;
 mod json;
+mod schema_file;
 mod schema_of;
 mod writers;
 
@@ -31,6 +32,7 @@ use crate::decode::{Abandoned, Decode, Decoded};
 pub use arrow_avro::schema::AvroSchema;
 pub use conform::declared_schema;
 pub use json::JsonToAvro;
+pub use schema_file::{check_castable, project};
 pub use schema_of::avro_schema_of;
 pub use writers::{FetchSchema, WriterSchema, WriterSchemas};
 
@@ -301,11 +303,29 @@ impl Decode for AvroDecoder {
             }
         }
         self.flush(&mut call);
-        let declared = conform::conform_batches(&self.declared, &call.batches)
-            .expect("the declared schema is derived from the reader schema's Arrow form");
+        let (declared, lacking) = conform::conform_batches(&self.declared, &call.batches)
+            .expect("the declared columns were checked against the reader schema's at start");
+        let mut message_of_row = call.rows;
+        if !lacking.is_empty() {
+            let mut dropped = vec![false; message_of_row.len()];
+            for (row, field) in lacking {
+                dropped[row] = true;
+                let detail = format!("field `{field}` is null, and the schema file requires it");
+                call.dead_letters.push(messages.dead_letter(
+                    message_of_row[row] as usize,
+                    Reason::MissingField,
+                    detail,
+                ));
+            }
+            let mut row = 0;
+            message_of_row.retain(|_| {
+                row += 1;
+                !dropped[row - 1]
+            });
+        }
         Ok(Decoded {
             declared,
-            message_of_row: call.rows,
+            message_of_row,
             dead_letters: call.dead_letters,
         })
     }

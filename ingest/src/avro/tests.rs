@@ -466,3 +466,93 @@ fn a_decoder_waiting_for_the_registry_gives_its_batch_up_when_the_session_ends()
     ending.join().unwrap();
     assert!(stall.waiting().is_none());
 }
+
+/// A decoder reading V1 and V2 as the schema file `file`.
+fn file_decoder(file: &str) -> Result<AvroDecoder, String> {
+    let file = weir_schemas::EventSchema::parse(file, std::path::Path::new("clicks.toml"))
+        .map_err(|e| e.to_string())?;
+    let reader = AvroSchema::new(project(V2, &file.fields)?);
+    let arrow = arrow_form(&reader)?;
+    check_castable(&arrow, &file.arrow_schema())?;
+    let fetch = Fixed {
+        schemas: HashMap::from([(1, V1), (2, V2)]),
+        down: AtomicUsize::new(0),
+    };
+    let writers = WriterSchemas::new(Box::new(fetch), reader, Arc::default());
+    Ok(AvroDecoder::new(Arc::new(writers), file.arrow_schema()))
+}
+
+#[test]
+fn a_schema_file_picks_orders_and_types_the_columns_and_its_required_fields_hold() {
+    let mut decoder = file_decoder(
+        r#"
+        [[fields]]
+        name = "count"
+        type = "int64"
+        [[fields]]
+        name = "kind"
+        type = "string"
+        [[fields]]
+        name = "ts"
+        type = "timestamp"
+        required = true
+        [[fields]]
+        name = "session"
+        type = "string"
+        [[fields]]
+        name = "amount"
+        type = "float64"
+        required = true
+        "#,
+    )
+    .unwrap();
+    let payloads: Vec<_> = (0..4)
+        .map(|n| {
+            Some(match n % 2 {
+                0 => framed(1, &click(n), None),
+                _ => framed(2, &click(n), Some(None)),
+            })
+        })
+        .collect();
+    let decoded = decoder.decode(&messages(&payloads)).unwrap();
+    let rows = &decoded.declared;
+    let names: Vec<_> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["count", "kind", "ts", "session", "amount"]);
+    // Clicks 1 and 3 have no amount, which the file requires.
+    assert_eq!(decoded.message_of_row, [0, 2]);
+    let reasons: Vec<_> = reasons(&decoded);
+    assert_eq!(reasons.len(), 2);
+    assert!(
+        reasons
+            .iter()
+            .all(|(_, r, d)| r == "missing_field" && d.contains("`amount`"))
+    );
+    assert_eq!(
+        rows.column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec(),
+        [0, 2],
+        "int read as the file's int64"
+    );
+    let kinds: Vec<_> = rows.column(1).as_string::<i32>().iter().flatten().collect();
+    assert_eq!(kinds, ["BUY", "VIEW"]);
+    assert_eq!(rows.column(3).as_string::<i32>().value(0), SESSION);
+
+    let err = file_decoder("[[fields]]\nname = \"referer\"\ntype = \"string\"\n")
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("`referer`") && err.contains("not in the registry"),
+        "{err}"
+    );
+    let err = file_decoder("[[fields]]\nname = \"id\"\ntype = \"struct\"\nfields = [{ name = \"a\", type = \"string\" }]\n")
+        .err()
+        .unwrap();
+    assert!(err.contains("`id`") && err.contains("struct"), "{err}");
+}
