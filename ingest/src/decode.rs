@@ -1,7 +1,7 @@
 //! The decoder seam: the bytes of polled messages in, the batch every stage takes out.
 //!
-//! A [`Decode`] implementation knows one payload format (JSON today; Avro or Protobuf with a
-//! schema registry are further implementations beside it): it turns each message's payload
+//! A [`Decode`] implementation knows one payload format (JSON, Confluent-framed Avro; Protobuf
+//! would be another beside them): it turns each message's payload
 //! into the declared columns, or into a dead letter saying why it cannot. Everything else a
 //! batch needs is the same whatever the format, and done once here by [`SourceTable`]: the
 //! Kafka metadata columns, the bounds on event time, and the latest event time of each

@@ -2,7 +2,8 @@
 //!
 //! Each payload is `0x00`, the writer schema's registry id (4 bytes, big-endian), then the
 //! Avro body. Every writer schema is resolved to one reader schema (the subject's version
-//! the pipeline started with), so a batch has one Arrow form whichever versions wrote it:
+//! the pipeline started with, or that cut down to a schema file's fields: [`project`]), so a
+//! batch has one Arrow form whichever versions wrote it:
 //! fields the reader has and a writer lacks take their defaults, fields only a writer has
 //! are skipped, and `int` widens to `long` as Avro's resolution rules say.
 //!
