@@ -59,39 +59,31 @@ impl Registry {
         assert!(status.success(), "setting the registry's outage");
     }
 
+    /// avrotest.py's `command` for `topic` on this registry, as its user, then `args`.
+    fn avrotest(&self, command: &str, topic: &str, args: &[&str]) -> String {
+        let mut all = vec![command, "--topic", topic, "--registry", &self.url];
+        all.extend(["--user", REGISTRY_USER, "--password-file"]);
+        all.push(self.password_file.to_str().unwrap());
+        all.extend(args);
+        avrotest(&all)
+    }
+
     /// Registers the click schema versions of `topic` without producing anything.
     pub fn register(&self, topic: &str) {
-        let status = Command::new(tool("WEIR_TEST_PYTHON"))
-            .arg(repo().join("tests/py/avrotest.py"))
-            .args(["register", "--topic", topic, "--registry", &self.url])
-            .args(["--user", REGISTRY_USER, "--password-file"])
-            .arg(&self.password_file)
-            .status()
-            .unwrap();
-        assert!(status.success(), "avrotest.py register failed");
+        self.avrotest("register", topic, &[]);
     }
 
     /// Produces Avro clicks with avrotest.py; `args` after the connection ones. Returns what
     /// it printed.
     pub fn produce(&self, bootstrap: &str, topic: &str, expected: &Path, args: &[&str]) -> String {
-        let output = Command::new(tool("WEIR_TEST_PYTHON"))
-            .arg(repo().join("tests/py/avrotest.py"))
-            .args(["produce", "--bootstrap", bootstrap, "--topic", topic])
-            .args(["--registry", &self.url, "--user", REGISTRY_USER])
-            .arg("--password-file")
-            .arg(&self.password_file)
-            .arg("--expected")
-            .arg(expected)
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "avrotest.py produce failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        let mut all = vec![
+            "--bootstrap",
+            bootstrap,
+            "--expected",
+            expected.to_str().unwrap(),
+        ];
+        all.extend(args);
+        self.avrotest("produce", topic, &all)
     }
 
     /// The environment of examples/avro/pipeline.toml for this registry.
@@ -122,20 +114,28 @@ pub fn verify_avro_file(expected: &Path, out: &Path) -> serde_json::Value {
 }
 
 fn avrotest_verify(command: &str, expected: &Path, out: &Path) -> serde_json::Value {
+    let stdout = avrotest(&[
+        command,
+        "--expected",
+        expected.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// Runs tests/py/avrotest.py with `args`; panics with its output unless it succeeds.
+fn avrotest(args: &[&str]) -> String {
     let output = Command::new(tool("WEIR_TEST_PYTHON"))
         .arg(repo().join("tests/py/avrotest.py"))
-        .arg(command)
-        .arg("--expected")
-        .arg(expected)
-        .arg("--out")
-        .arg(out)
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "avrotest.py {command} failed:\n{stdout}\n{}",
+        "avrotest.py {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_str(stdout.trim()).unwrap()
+    stdout
 }

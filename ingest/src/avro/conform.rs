@@ -45,11 +45,7 @@ pub fn declared_schema(avro: &Schema, event_time: &str) -> Result<SchemaRef, Str
 }
 
 fn declared_field(field: &Field, path: &str) -> Result<Field, String> {
-    let uuid = field
-        .metadata()
-        .get(LOGICAL_TYPE)
-        .is_some_and(|t| t == "uuid");
-    let ty = if uuid {
+    let ty = if is_uuid(field) {
         DataType::Utf8
     } else {
         declared_type(field.data_type(), path)?
@@ -111,20 +107,33 @@ fn avro_name(ty: &DataType) -> String {
     }
 }
 
-/// `batches` (arrow-avro's form) as one batch of `declared`, without the rows that lack a
-/// field `declared` requires: those are returned apart, each with the first such field.
-pub(super) fn conform_batches(
-    declared: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
-    // Conformed first with every field nullable: which rows lack a required one is only
-    // known then.
-    let relaxed: Vec<Field> = declared
+/// Whether arrow-avro marked `field` as an Avro `uuid` (its Arrow form is 16 bytes).
+pub(super) fn is_uuid(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(LOGICAL_TYPE)
+        .is_some_and(|t| t == "uuid")
+}
+
+/// `declared` with every field nullable, at every depth: what rows are conformed to first,
+/// since which rows lack a required field is only known then.
+pub(super) fn relaxed_schema(declared: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = declared
         .fields()
         .iter()
         .map(|f| relax(f).with_nullable(true))
         .collect();
-    let relaxed = Arc::new(Schema::new(relaxed));
+    Arc::new(Schema::new(fields))
+}
+
+/// `batches` (arrow-avro's form) as one batch of `declared` (by way of `relaxed`, its
+/// [`relaxed_schema`]), without the rows that lack a field `declared` requires: those are
+/// returned apart, each with the first such field.
+pub(super) fn conform_batches(
+    declared: &SchemaRef,
+    relaxed: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
     let conformed = batches
         .iter()
         .map(|batch| {
@@ -140,7 +149,7 @@ pub(super) fn conform_batches(
     let mut rows = match conformed.len() {
         0 => RecordBatch::new_empty(relaxed.clone()),
         1 => conformed.into_iter().next().expect("one"),
-        _ => arrow::compute::concat_batches(&relaxed, &conformed)?,
+        _ => arrow::compute::concat_batches(relaxed, &conformed)?,
     };
     let mut missing = vec![None; rows.num_rows()];
     for (column, field) in rows.columns().iter().zip(declared.fields()) {

@@ -86,6 +86,8 @@ pub struct AvroDecoder {
     writers: Arc<WriterSchemas>,
     /// The columns rows are handed on in.
     declared: SchemaRef,
+    /// `declared` with every field nullable, what rows are conformed to first.
+    relaxed: SchemaRef,
     /// The writer schemas `decoder` was built with.
     store: SchemaStore,
     ids: HashSet<u32>,
@@ -116,6 +118,7 @@ impl AvroDecoder {
     pub fn new(writers: Arc<WriterSchemas>, declared: SchemaRef) -> Self {
         Self {
             writers,
+            relaxed: conform::relaxed_schema(&declared),
             declared,
             store: SchemaStore::new_with_type(FingerprintAlgorithm::Id),
             ids: HashSet::new(),
@@ -304,8 +307,9 @@ impl Decode for AvroDecoder {
             }
         }
         self.flush(&mut call);
-        let (declared, lacking) = conform::conform_batches(&self.declared, &call.batches)
-            .expect("the declared columns were checked against the reader schema's at start");
+        let (declared, lacking) =
+            conform::conform_batches(&self.declared, &self.relaxed, &call.batches)
+                .expect("the declared columns were checked against the reader schema's at start");
         let mut message_of_row = call.rows;
         if !lacking.is_empty() {
             let mut dropped = vec![false; message_of_row.len()];

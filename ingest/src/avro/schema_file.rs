@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 use weir_schemas::schema::{FieldDef, FieldType};
 
+use super::conform::is_uuid;
 use super::json::{collect_named, full_name};
 
 /// `avro` (the registry's record schema, JSON text) cut down to `fields`, as JSON text;
@@ -35,12 +36,8 @@ pub fn check_castable(avro: &Schema, declared: &Schema) -> Result<(), String> {
 }
 
 fn castable(from: &Field, to: &DataType, path: &str) -> Result<(), String> {
-    let uuid = from
-        .metadata()
-        .get("logicalType")
-        .is_some_and(|t| t == "uuid");
     let ok = match (from.data_type(), to) {
-        (_, DataType::Utf8) if uuid => true,
+        (_, DataType::Utf8) if is_uuid(from) => true,
         (DataType::Struct(from), DataType::Struct(to)) => {
             for (from, to) in from.iter().zip(to) {
                 castable(from, to.data_type(), &format!("{path}.{}", to.name()))?;
