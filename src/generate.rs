@@ -96,28 +96,64 @@ impl Generated {
 
 pub struct Generator {
     options: GeneratorOptions,
-    /// Events as Confluent-framed Avro of this schema instead of JSON.
-    avro: Option<weir_ingest::avro::JsonToAvro>,
+    /// Events as Confluent-framed messages of a registered schema instead of JSON.
+    framed: Option<Framed>,
+}
+
+/// How the generator's JSON events are written in a registry format.
+enum Framed {
+    Avro(weir_ingest::avro::JsonToAvro),
+    Protobuf(weir_ingest::protobuf::JsonToProtobuf),
+}
+
+impl Framed {
+    fn encode(&self, event: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Framed::Avro(encoder) => encoder.encode(event),
+            Framed::Protobuf(encoder) => {
+                // Protobuf's JSON mapping takes Timestamps as RFC 3339 text only.
+                let mut value: serde_json::Value =
+                    serde_json::from_str(event).map_err(|e| e.to_string())?;
+                if let Some(ts) = value.get_mut("ts").filter(|ts| ts.is_i64()) {
+                    let ms = ts.as_i64().expect("checked");
+                    let time =
+                        chrono::DateTime::from_timestamp_millis(ms).ok_or("ts out of range")?;
+                    *ts = time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().into();
+                }
+                encoder.encode(&value.to_string())
+            }
+        }
+    }
 }
 
 /// A schema id no registry gives: framed with it, a message is `unknown_schema_id`.
 const UNREGISTERED_ID: u32 = u32::MAX - 1;
 
-/// The Avro schema of the generated click stream: the quickstart's schema file, as Avro.
-pub fn avro_schema() -> String {
-    let schema = weir_schemas::EventSchema::parse(
+fn quickstart_schema() -> weir_schemas::EventSchema {
+    weir_schemas::EventSchema::parse(
         include_str!("../examples/quickstart/schema.toml"),
         std::path::Path::new("schema.toml"),
     )
-    .expect("the quickstart's schema parses");
-    weir_ingest::avro::avro_schema_of("click", &schema.fields)
+    .expect("the quickstart's schema parses")
+}
+
+/// The Avro schema of the generated click stream: the quickstart's schema file, as Avro.
+pub fn avro_schema() -> String {
+    weir_ingest::avro::avro_schema_of("click", &quickstart_schema().fields)
+}
+
+/// The Protobuf schema of the generated click stream: the quickstart's schema file, as
+/// `.proto` source of the message `Click`.
+pub fn protobuf_schema() -> String {
+    weir_ingest::protobuf::proto_schema_of("click", &quickstart_schema().fields)
+        .expect("the quickstart's schema has a Protobuf form")
 }
 
 impl Generator {
     pub fn new(options: GeneratorOptions) -> Self {
         Self {
             options,
-            avro: None,
+            framed: None,
         }
     }
 
@@ -128,20 +164,53 @@ impl Generator {
     pub fn with_avro(mut self, schema_id: u32) -> Self {
         let encoder = weir_ingest::avro::JsonToAvro::new(&avro_schema(), schema_id)
             .expect("the generated schema is Avro");
-        self.avro = Some(encoder);
+        self.framed = Some(Framed::Avro(encoder));
+        self
+    }
+
+    /// Makes the events Confluent-framed Protobuf of [`protobuf_schema`], registered as
+    /// `schema_id`; the malformed ones as [`Generator::with_avro`] says.
+    pub fn with_protobuf(mut self, schema_id: u32) -> Self {
+        use weir_ingest::protobuf::{JsonToProtobuf, ProtobufReader, compile_schema};
+        use weir_ingest::registry::{FetchSchema, RegisteredSchema};
+        /// The schema imports nothing a registry would hold.
+        struct NoImports;
+        impl FetchSchema for NoImports {
+            fn fetch(
+                &self,
+                id: u32,
+            ) -> Result<RegisteredSchema, weir_ingest::registry::RegistryError> {
+                unreachable!("schema id {id} is not asked for: only imports are")
+            }
+        }
+        let schema = RegisteredSchema {
+            id: schema_id,
+            schema_type: "PROTOBUF".into(),
+            schema: protobuf_schema(),
+            version: None,
+            references: Vec::new(),
+        };
+        let file = compile_schema(&schema, &NoImports)
+            .expect("nothing is fetched")
+            .expect("the generated schema compiles");
+        let reader = ProtobufReader::new(&file, None, "ts").expect("the schema has a message");
+        self.framed = Some(Framed::Protobuf(JsonToProtobuf::new(
+            reader.message(),
+            schema_id,
+        )));
         self
     }
 
     /// Event number `index`: the same for the same seed and index.
     pub fn event(&self, index: u64) -> GeneratedEvent {
         let event = self.json_event(index);
-        let Some(avro) = &self.avro else {
+        let Some(framed) = &self.framed else {
             return event;
         };
         let (payload, expected_reason) = match event.expected_reason {
             None | Some("rule:non_negative_duration") => {
                 let text = std::str::from_utf8(&event.payload).expect("valid events are UTF-8");
-                let payload = avro
+                let payload = framed
                     .encode(text)
                     .unwrap_or_else(|e| panic!("a generated event does not fit its schema: {e}"));
                 (payload, event.expected_reason)
@@ -149,6 +218,10 @@ impl Generator {
             Some("wrong_type") => {
                 let mut payload = vec![0];
                 payload.extend_from_slice(&UNREGISTERED_ID.to_be_bytes());
+                if let Framed::Protobuf(_) = framed {
+                    // The message indexes: the file's first message.
+                    payload.push(0);
+                }
                 payload.extend_from_slice(&event.payload);
                 (payload, Some("unknown_schema_id"))
             }
@@ -435,72 +508,106 @@ mod tests {
         assert!(counts.valid > 1200 && counts.valid < 1600, "{counts:?}");
     }
 
+    /// Schemas by id for the decoders in tests: the generated schema of one format as id 7.
+    struct Registered(&'static str, String);
+
+    impl weir_ingest::registry::FetchSchema for Registered {
+        fn fetch(
+            &self,
+            id: u32,
+        ) -> Result<weir_ingest::registry::RegisteredSchema, weir_ingest::registry::RegistryError>
+        {
+            match id {
+                7 => Ok(weir_ingest::registry::RegisteredSchema {
+                    id,
+                    schema_type: self.0.into(),
+                    schema: self.1.clone(),
+                    version: None,
+                    references: Vec::new(),
+                }),
+                _ => Err(weir_ingest::registry::RegistryError::NotFound {
+                    what: format!("schema id {id}"),
+                    code: 40403,
+                    message: "Schema not found".into(),
+                }),
+            }
+        }
+    }
+
     /// The Avro events carry what the JSON ones do: decoded by each format's decoder, the
     /// rows are equal, and the malformed ones are dead letters for the reasons announced.
     #[test]
     fn avro_events_are_the_json_events_in_avro() {
         use std::sync::Arc;
 
-        use weir_ingest::avro::{
-            AvroSchema, FetchSchema, WriterSchemas, arrow_form, declared_schema,
-        };
-        use weir_ingest::registry::{RegisteredSchema, RegistryError};
-        use weir_ingest::{AvroDecoder, Decode, JsonDecoder};
-        use weir_schemas::{EventSchema, RawMessages};
+        use weir_ingest::AvroDecoder;
+        use weir_ingest::avro::{AvroSchema, arrow_form, declared_schema};
+        use weir_ingest::registry::WriterSchemas;
 
-        struct One;
-        impl FetchSchema for One {
-            fn fetch(&self, id: u32) -> Result<RegisteredSchema, RegistryError> {
-                match id {
-                    7 => Ok(RegisteredSchema {
-                        id,
-                        schema_type: "AVRO".into(),
-                        schema: avro_schema(),
-                        version: None,
-                    }),
-                    _ => Err(RegistryError::NotFound {
-                        what: format!("schema id {id}"),
-                        code: 40403,
-                        message: "Schema not found".into(),
-                    }),
-                }
-            }
-        }
+        let reader = AvroSchema::new(avro_schema());
+        let declared = declared_schema(&arrow_form(&reader).unwrap(), "ts").unwrap();
+        let writers = WriterSchemas::new(
+            Box::new(Registered("AVRO", avro_schema())),
+            reader,
+            Arc::default(),
+        );
+        let mut decoder = AvroDecoder::new(Arc::new(writers), declared);
+        framed_events_are_the_json_events(|g| g.with_avro(7), &mut decoder);
+    }
+
+    /// The same for the Protobuf events.
+    #[test]
+    fn protobuf_events_are_the_json_events_in_protobuf() {
+        use std::sync::Arc;
+
+        use weir_ingest::ProtobufDecoder;
+        use weir_ingest::protobuf::{ProtobufReader, compile_schema};
+        use weir_ingest::registry::{FetchSchema, WriterSchemas};
+
+        let registered = Registered("PROTOBUF", protobuf_schema());
+        let file = compile_schema(&registered.fetch(7).unwrap(), &registered)
+            .unwrap()
+            .unwrap();
+        let reader = ProtobufReader::new(&file, None, "ts").unwrap();
+        let writers = WriterSchemas::new(Box::new(registered), reader, Arc::default());
+        let mut decoder = ProtobufDecoder::new(Arc::new(writers));
+        framed_events_are_the_json_events(|g| g.with_protobuf(7), &mut decoder);
+    }
+
+    /// The events `framed` makes of a generator's, decoded by `decoder`, against the JSON
+    /// events decoded by the JSON decoder.
+    fn framed_events_are_the_json_events(
+        framed: impl Fn(Generator) -> Generator,
+        decoder: &mut dyn weir_ingest::Decode,
+    ) {
+        use weir_ingest::{Decode, JsonDecoder};
+        use weir_schemas::RawMessages;
+
         let options = GeneratorOptions {
             malformed_ratio: 0.3,
             start_ms: 1_795_600_800_000,
             ..Default::default()
         };
         let json = Generator::new(options.clone());
-        let avro = Generator::new(options).with_avro(7);
-        let (mut json_messages, mut avro_messages) = (
+        let other = framed(Generator::new(options));
+        let (mut json_messages, mut framed_messages) = (
             RawMessages::with_capacity(500),
             RawMessages::with_capacity(500),
         );
         let mut announced = Vec::new();
         for i in 0..500 {
-            let (j, a) = (json.event(i), avro.event(i));
+            let (j, f) = (json.event(i), other.event(i));
             json_messages.push("t", 0, i as i64, None, None, Some(&j.payload));
-            avro_messages.push("t", 0, i as i64, None, None, Some(&a.payload));
-            if let Some(reason) = a.expected_reason.filter(|r| !r.starts_with("rule:")) {
+            framed_messages.push("t", 0, i as i64, None, None, Some(&f.payload));
+            if let Some(reason) = f.expected_reason.filter(|r| !r.starts_with("rule:")) {
                 announced.push((i as i64, reason.to_owned()));
             }
         }
-        let schema = EventSchema::parse(
-            include_str!("../examples/quickstart/schema.toml"),
-            std::path::Path::new("schema.toml"),
-        )
-        .unwrap();
-        let from_json = JsonDecoder::new(&schema)
+        let from_json = JsonDecoder::new(&quickstart_schema())
             .decode(&json_messages.finish())
             .unwrap();
-        let reader = AvroSchema::new(avro_schema());
-        let declared = declared_schema(&arrow_form(&reader).unwrap(), "ts").unwrap();
-        let writers = WriterSchemas::new(Box::new(One), reader, Arc::default());
-        let from_avro = AvroDecoder::new(Arc::new(writers), declared)
-            .decode(&avro_messages.finish())
-            .unwrap();
-        let reasons: Vec<_> = from_avro
+        let from_framed = decoder.decode(&framed_messages.finish()).unwrap();
+        let reasons: Vec<_> = from_framed
             .dead_letters
             .iter()
             .map(|l| (l.offset, l.reason.to_string()))
@@ -508,8 +615,8 @@ mod tests {
         assert_eq!(reasons, announced);
         assert!(reasons.iter().any(|(_, r)| r == "unknown_schema_id"));
         assert!(reasons.iter().any(|(_, r)| r == "not_confluent_framed"));
-        assert_eq!(from_avro.message_of_row, from_json.message_of_row);
-        let as_json = from_avro
+        assert_eq!(from_framed.message_of_row, from_json.message_of_row);
+        let as_json = from_framed
             .declared
             .columns()
             .iter()

@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
-use weir_ingest::avro::{
-    AvroSchema, JsonToAvro, WriterSchemas, arrow_form, check_castable, declared_schema, project,
+use weir_ingest::avro::{AvroSchema, JsonToAvro, arrow_form, declared_schema, project};
+use weir_ingest::protobuf::{JsonToProtobuf, ProtobufReader, compile_schema};
+use weir_ingest::registry::{
+    BlockingRegistry, RegisteredSchema, RegistryConfig, SchemaRegistry, SubjectVersion,
+    WriterSchemas,
 };
-use weir_ingest::registry::{BlockingRegistry, RegistryConfig, SchemaRegistry, SubjectVersion};
+use weir_ingest::schema_file::check_castable;
 use weir_ingest::{
     AvroDecoder, ConsumerConfig, Decode, DecodeStall, Decoding, EventTimeBounds, JsonDecoder,
-    SourceTable,
+    ProtobufDecoder, SourceTable,
 };
 use weir_schemas::EventSchema;
 use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
@@ -30,6 +33,9 @@ pub enum SampleEncoding {
     /// Avro topics: a JSON object line is written as the reader schema's Avro; any other line
     /// is a framed payload in base64, as consumed.
     Avro(JsonToAvro),
+    /// Protobuf topics: a JSON object line (Protobuf's JSON mapping) is written as the reader
+    /// message; any other line is a framed payload in base64.
+    Protobuf(JsonToProtobuf),
 }
 
 impl SampleEncoding {
@@ -40,12 +46,21 @@ impl SampleEncoding {
             SampleEncoding::Avro(encoder) if line.trim_start().starts_with('{') => {
                 encoder.encode(line)
             }
-            SampleEncoding::Avro(_) => {
+            SampleEncoding::Protobuf(encoder) if line.trim_start().starts_with('{') => {
+                encoder.encode(line)
+            }
+            SampleEncoding::Avro(_) | SampleEncoding::Protobuf(_) => {
                 use base64::Engine;
+                let format = match self {
+                    SampleEncoding::Avro(_) => "Avro",
+                    _ => "Protobuf",
+                };
                 base64::engine::general_purpose::STANDARD
                     .decode(line.trim())
                     .map_err(|e| {
-                        format!("expected a JSON object or a framed Avro message in base64: {e}")
+                        format!(
+                            "expected a JSON object or a framed {format} message in base64: {e}"
+                        )
                     })
             }
         }
@@ -134,6 +149,9 @@ impl Pipeline {
                 (schema, decoders, SampleEncoding::AsIs)
             }
             PayloadFormat::Avro => avro_decoders(&config, decode_threads, &decode_stall).await?,
+            PayloadFormat::Protobuf => {
+                protobuf_decoders(&config, decode_threads, &decode_stall).await?
+            }
         };
         check_event_time(&config, &schema)?;
 
@@ -306,103 +324,216 @@ impl Pipeline {
     }
 }
 
-/// Avro topics: the reader schema from the registry (the subject of the first topic, at the
-/// configured version), the columns it gives, and decoders that resolve every writer schema
-/// met on the topics to it.
+/// The registry of Avro or Protobuf topics, and the reader schema in it: the subject of the
+/// first topic, at the configured version.
+struct RegisteredReader {
+    fetch: BlockingRegistry,
+    subject: String,
+    schema: RegisteredSchema,
+    /// How the reader schema is named in messages.
+    what: String,
+    config: String,
+}
+
+impl RegisteredReader {
+    /// The reader of `config`, which must be a `schema_type` (`AVRO`, `PROTOBUF`) schema.
+    async fn ask(config: &PipelineConfig, schema_type: &str) -> Result<Self, BuildError> {
+        let section = config
+            .source
+            .schema_registry
+            .as_ref()
+            .expect("checked at load");
+        let config_name = config.path.display().to_string();
+        let registry_error = |error| BuildError::Registry {
+            config: config_name.clone(),
+            error,
+        };
+        let registry = SchemaRegistry::new(&RegistryConfig {
+            url: section.url.clone(),
+            username: section.username.clone(),
+            password: section.password.clone(),
+            ca_file: section.ca_file.as_ref().map(|p| config.resolve(p)),
+            client_identity_file: section
+                .client_identity_file
+                .as_ref()
+                .map(|p| config.resolve(p)),
+            timeout: section.timeout,
+        })
+        .map_err(registry_error)?;
+        let subject = section.subject(&config.source.topics[0]);
+        let version = match section.version {
+            ReaderVersion::Latest => SubjectVersion::Latest,
+            ReaderVersion::Pinned(n) => SubjectVersion::Number(n),
+        };
+        let schema = registry
+            .subject_version(&subject, version)
+            .await
+            .map_err(registry_error)?;
+        let what = format!(
+            "subject `{subject}` version {} (schema id {})",
+            schema
+                .version
+                .map_or_else(|| version.to_string(), |v| v.to_string()),
+            schema.id
+        );
+        let reader = Self {
+            fetch: BlockingRegistry::new(registry).map_err(registry_error)?,
+            subject,
+            schema,
+            what,
+            config: config_name,
+        };
+        if !reader.schema.schema_type.eq_ignore_ascii_case(schema_type) {
+            return Err(reader.error(format!(
+                "it is a {} schema, and `format = \"{}\"`",
+                reader.schema.schema_type,
+                schema_type.to_lowercase()
+            )));
+        }
+        Ok(reader)
+    }
+
+    /// The schema file `written` (as the config has it) the reader is cut down to.
+    fn schema_file(
+        &self,
+        config: &PipelineConfig,
+        written: &std::path::Path,
+    ) -> Result<EventSchema, BuildError> {
+        let path = config.resolve(written);
+        if !path.is_file() {
+            return Err(missing_file(config, written, "schema file").into());
+        }
+        Ok(EventSchema::load(&path)?)
+    }
+
+    /// What is wrong with reading the reader schema as the schema file `written`.
+    fn schema_file_error(
+        &self,
+        config: &PipelineConfig,
+        written: &std::path::Path,
+        message: String,
+    ) -> BuildError {
+        BuildError::ReaderSchema {
+            config: self.config.clone(),
+            what: format!(
+                "{}, read as the schema file {}",
+                self.what,
+                config.resolve(written).display()
+            ),
+            message,
+        }
+    }
+
+    /// What is wrong with the reader schema, for the pipeline's error.
+    fn error(&self, message: String) -> BuildError {
+        BuildError::ReaderSchema {
+            config: self.config.clone(),
+            what: self.what.clone(),
+            message,
+        }
+    }
+}
+
+/// Avro topics: the reader schema from the registry, the columns it gives (or those of the
+/// schema file), and decoders that resolve every writer schema met on the topics to it.
 async fn avro_decoders(
     config: &PipelineConfig,
     threads: usize,
     stall: &Arc<DecodeStall>,
 ) -> Result<(EventSchema, Vec<Box<dyn Decode>>, SampleEncoding), BuildError> {
-    let section = config
-        .source
-        .schema_registry
-        .as_ref()
-        .expect("checked at load");
-    let config_name = config.path.display().to_string();
-    let registry_error = |error| BuildError::Registry {
-        config: config_name.clone(),
-        error,
-    };
-    let registry = SchemaRegistry::new(&RegistryConfig {
-        url: section.url.clone(),
-        username: section.username.clone(),
-        password: section.password.clone(),
-        ca_file: section.ca_file.as_ref().map(|p| config.resolve(p)),
-        client_identity_file: section
-            .client_identity_file
-            .as_ref()
-            .map(|p| config.resolve(p)),
-        timeout: section.timeout,
-    })
-    .map_err(registry_error)?;
-    let subject = section.subject(&config.source.topics[0]);
-    let version = match section.version {
-        ReaderVersion::Latest => SubjectVersion::Latest,
-        ReaderVersion::Pinned(n) => SubjectVersion::Number(n),
-    };
-    let reader = registry
-        .subject_version(&subject, version)
-        .await
-        .map_err(registry_error)?;
-    let what = format!(
-        "subject `{subject}` version {} (schema id {})",
-        reader
-            .version
-            .map_or_else(|| version.to_string(), |v| v.to_string()),
-        reader.id
-    );
-    let reader_error = |message: String| BuildError::ReaderSchema {
-        config: config_name.clone(),
-        what: what.clone(),
-        message,
-    };
-    if !reader.schema_type.eq_ignore_ascii_case("AVRO") {
-        return Err(reader_error(format!(
-            "it is a {} schema, and `format = \"avro\"`",
-            reader.schema_type
-        )));
-    }
-    let samples = JsonToAvro::new(&reader.schema, reader.id).map_err(reader_error)?;
+    let reader = RegisteredReader::ask(config, "AVRO").await?;
+    let reader_error = |message| reader.error(message);
+    let samples = JsonToAvro::new(&reader.schema.schema, reader.schema.id).map_err(reader_error)?;
     let (schema, reader_schema) = match &config.source.schema {
         // The schema file's fields, in its types: the registry's schema cut down to them.
         Some(written) => {
-            let path = config.resolve(written);
-            if !path.is_file() {
-                return Err(missing_file(config, written, "schema file").into());
-            }
-            let file = EventSchema::load(&path)?;
-            let file_error = |message: String| BuildError::ReaderSchema {
-                config: config_name.clone(),
-                what: format!("{what}, read as the schema file {}", path.display()),
-                message,
-            };
-            let projected = project(&reader.schema, &file.fields).map_err(file_error)?;
+            let file = reader.schema_file(config, written)?;
+            let file_error = |message| reader.schema_file_error(config, written, message);
+            let projected = project(&reader.schema.schema, &file.fields).map_err(file_error)?;
             let reader_schema = AvroSchema::new(projected);
             let arrow = arrow_form(&reader_schema).map_err(file_error)?;
             check_castable(&arrow, &file.arrow_schema()).map_err(file_error)?;
             (file, reader_schema)
         }
         None => {
-            let reader_schema = AvroSchema::new(reader.schema);
+            let reader_schema = AvroSchema::new(reader.schema.schema.clone());
             let declared = arrow_form(&reader_schema)
                 .and_then(|arrow| declared_schema(&arrow, &config.source.event_time))
                 .map_err(reader_error)?;
-            (EventSchema::from_arrow(&subject, declared)?, reader_schema)
+            let schema = EventSchema::from_arrow(&reader.subject, declared)?;
+            (schema, reader_schema)
         }
     };
     let declared = schema.arrow_schema();
-    let fetch = BlockingRegistry::new(registry).map_err(registry_error)?;
+    tracing::info!(
+        subject = reader.subject,
+        schema_id = reader.schema.id,
+        "Avro topics are read with {}",
+        reader.what
+    );
     let writers = Arc::new(WriterSchemas::new(
-        Box::new(fetch),
+        Box::new(reader.fetch),
         reader_schema,
         stall.clone(),
     ));
-    tracing::info!(%subject, schema_id = reader.id, "Avro topics are read with {what}");
     let decoders = (0..threads)
         .map(|_| Box::new(AvroDecoder::new(writers.clone(), declared.clone())) as Box<dyn Decode>)
         .collect();
     Ok((schema, decoders, SampleEncoding::Avro(samples)))
+}
+
+/// Protobuf topics: the reader message from the registry's schema (compiled with its
+/// imports), its columns, and decoders that read every writer schema's messages into them.
+async fn protobuf_decoders(
+    config: &PipelineConfig,
+    threads: usize,
+    stall: &Arc<DecodeStall>,
+) -> Result<(EventSchema, Vec<Box<dyn Decode>>, SampleEncoding), BuildError> {
+    let reader = RegisteredReader::ask(config, "PROTOBUF").await?;
+    let reader_error = |message| reader.error(message);
+    // Imports are fetched blocking: at start, nothing else waits on this thread.
+    let file = compile_schema(&reader.schema, &reader.fetch)
+        .map_err(|error| BuildError::Registry {
+            config: reader.config.clone(),
+            error,
+        })?
+        .map_err(reader_error)?;
+    let section = config
+        .source
+        .schema_registry
+        .as_ref()
+        .expect("checked at load");
+    let message = section.message.as_deref().or(section.record.as_deref());
+    let mut reader_message =
+        ProtobufReader::new(&file, message, &config.source.event_time).map_err(reader_error)?;
+    let schema = match &config.source.schema {
+        // The schema file's fields, in its types: the message's fields cut down to them.
+        Some(written) => {
+            let file = reader.schema_file(config, written)?;
+            reader_message = reader_message
+                .with_schema_file(file.clone())
+                .map_err(|message| reader.schema_file_error(config, written, message))?;
+            file
+        }
+        None => EventSchema::from_arrow(&reader.subject, reader_message.declared_schema())?,
+    };
+    let samples = JsonToProtobuf::new(reader_message.message(), reader.schema.id);
+    tracing::info!(
+        subject = reader.subject,
+        schema_id = reader.schema.id,
+        reader_message = reader_message.message().full_name(),
+        "Protobuf topics are read with {}",
+        reader.what
+    );
+    let writers = Arc::new(WriterSchemas::new(
+        Box::new(reader.fetch),
+        reader_message,
+        stall.clone(),
+    ));
+    let decoders = (0..threads)
+        .map(|_| Box::new(ProtobufDecoder::new(writers.clone())) as Box<dyn Decode>)
+        .collect();
+    Ok((schema, decoders, SampleEncoding::Protobuf(samples)))
 }
 
 fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> ConfigError {

@@ -107,6 +107,11 @@ pub async fn quickstart(
     options: QuickstartOptions,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<QuickstartReport> {
+    if options.format == PayloadFormat::Protobuf {
+        bail!(
+            "the quickstart sends JSON or Avro; `weir generate --format protobuf` sends Protobuf"
+        );
+    }
     // Datasets from an earlier run would mix with this one's and spoil its counts.
     if std::fs::read_dir(&options.out).is_ok_and(|mut entries| entries.next().is_some()) {
         bail!(
@@ -125,6 +130,7 @@ pub async fn quickstart(
     let registry = match options.format {
         PayloadFormat::Json => None,
         PayloadFormat::Avro => Some(avro_example(&config_path)?),
+        PayloadFormat::Protobuf => unreachable!("refused above"),
     };
     let vars = BTreeMap::from([
         ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), bootstrap.clone()),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::process::{output_ok, weir};
-use common::registry::Registry;
+use common::registry::{Codec, Registry};
 use common::{repo, tool};
 
 /// The key the orders example's golden test was written for (a test's, not a secret).
@@ -35,9 +35,12 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn every_example_plans_passes_its_golden_tests_and_runs_its_sample() {
     let dir = tempfile::tempdir().unwrap();
-    // The Avro example reads its schemas from a registry: one on loopback, holding them.
+    // The Avro and Protobuf examples read their schemas from a registry: one on loopback,
+    // holding them.
     let registry = Registry::start(dir.path());
-    registry.register("clicks");
+    for codec in [Codec::Avro, Codec::Protobuf] {
+        registry.register(codec, codec.topic());
+    }
     let weir_keyed = || {
         let mut command = weir_keyed();
         command.envs(registry.env());

@@ -61,10 +61,20 @@ fn generate_reports_what_reached_the_topic() {
     assert_eq!(total, 5000);
 }
 
-/// `--format avro`: the schema is registered as `<topic>-value` in the registry given, and
-/// every valid event is framed with its id.
+/// `--format avro` and `protobuf`: the schema is registered as `<topic>-value` in the
+/// registry given, and every valid event is framed with its id (and, for Protobuf, the
+/// message index of the file's first message).
 #[test]
 fn generate_avro_registers_the_schema_and_frames_every_event_with_it() {
+    generates_framed_events("avro", &weir::generate::avro_schema(), &[]);
+}
+
+#[test]
+fn generate_protobuf_registers_the_schema_and_frames_every_event_with_it() {
+    generates_framed_events("protobuf", &weir::generate::protobuf_schema(), &[0]);
+}
+
+fn generates_framed_events(format: &str, schema: &str, message_index: &[u8]) {
     let registry = weir::embedded_registry::EmbeddedRegistry::start().unwrap();
     let cluster = MockCluster::new(1).expect("an embedded Kafka cluster");
     let bootstrap = cluster.bootstrap_servers();
@@ -78,7 +88,7 @@ fn generate_avro_registers_the_schema_and_frames_every_event_with_it() {
                 "--topic",
                 "clicks",
             ])
-            .args(["--format", "avro", "--schema-registry", &registry.url])
+            .args(["--format", format, "--schema-registry", &registry.url])
             .args([
                 "--events",
                 "2000",
@@ -91,11 +101,11 @@ fn generate_avro_registers_the_schema_and_frames_every_event_with_it() {
     let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(report["events"], 2000);
     // Registered by the command, over HTTP: registering it again gives its id.
-    let id = registry.register("clicks-value", &weir::generate::avro_schema());
+    let id = registry.register("clicks-value", schema);
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "generate-avro-test")
+        .set("group.id", format!("generate-{format}-test"))
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
@@ -115,15 +125,16 @@ fn generate_avro_registers_the_schema_and_frames_every_event_with_it() {
             .to_vec();
         let mut header = id.to_be_bytes().to_vec();
         header.insert(0, 0);
+        header.extend_from_slice(message_index);
         match payload.starts_with(&header) {
             true => framed += 1,
             false => other += 1,
         }
     }
-    let not_avro = report["malformed"]["not_confluent_framed"]
+    let not_framed = report["malformed"]["not_confluent_framed"]
         .as_u64()
         .unwrap()
         + report["malformed"]["unknown_schema_id"].as_u64().unwrap();
-    assert_eq!(other, not_avro, "{report}");
+    assert_eq!(other, not_framed, "{report}");
     assert_eq!(framed + other, 2000);
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use arrow::array::RecordBatch;
 use libfuzzer_sys::fuzz_target;
 use weir_ingest::avro::{
-    AvroSchema, FetchSchema, JsonToAvro, WriterSchemas, arrow_form, declared_schema,
+    AvroSchema, JsonToAvro, arrow_form, declared_schema,
 };
-use weir_ingest::registry::{RegisteredSchema, RegistryError};
+use weir_ingest::registry::{FetchSchema, RegisteredSchema, RegistryError, WriterSchemas};
 use weir_ingest::{AvroDecoder, Decode};
 use weir_schemas::RawMessages;
 
@@ -38,6 +38,7 @@ impl FetchSchema for Versions {
             schema_type: "AVRO".into(),
             schema: schema.into(),
             version: None,
+            references: Vec::new(),
         })
     }
 }

@@ -21,7 +21,9 @@ pub mod json;
 pub mod kafka;
 #[cfg(feature = "kafka")]
 pub mod offsets;
+pub mod protobuf;
 pub mod registry;
+pub mod schema_file;
 #[cfg(feature = "kafka")]
 pub mod source;
 
@@ -32,6 +34,7 @@ pub use decode::{
 pub use json::JsonDecoder;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaError, RESERVED_PROPERTIES, client_config};
+pub use protobuf::ProtobufDecoder;
 #[cfg(feature = "kafka")]
 pub use source::{
     ClientErrors, ConsumerConfig, Decoding, KafkaSource, SourceEvent, SourceStats, StartPosition,

@@ -36,6 +36,9 @@ pub enum Reason {
     IncompatibleSchema,
     /// The Avro body does not match the schema its framing names.
     AvroDecodeError,
+    /// The Protobuf body does not match the schema its framing names (a truncated value, a
+    /// wrong wire type, text that is not UTF-8) or its message indexes name no message.
+    ProtobufDecodeError,
     /// A required field is absent or null.
     MissingField,
     /// The event time cannot be right: outside what RFC 3339 can write, or further ahead of
@@ -69,6 +72,7 @@ impl Reason {
             Reason::UnknownSchemaId => "unknown_schema_id".into(),
             Reason::IncompatibleSchema => "incompatible_schema".into(),
             Reason::AvroDecodeError => "avro_decode_error".into(),
+            Reason::ProtobufDecodeError => "protobuf_decode_error".into(),
             Reason::MissingField => "missing_field".into(),
             Reason::EventTimeOutOfRange => "event_time_out_of_range".into(),
             Reason::Rule(name) => format!("rule:{name}").into(),

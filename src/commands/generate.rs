@@ -6,12 +6,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::cli::shutdown_signal;
+use crate::config::PayloadFormat;
 use weir_ingest::registry::{RegistryConfig, SchemaRegistry};
 
 use crate::generate::{Generator, LIVE_LINGER, produce};
 
-/// `generator` making Avro events, their schema registered as `<topic>-value` at `url`.
-pub async fn registered(generator: Generator, url: &str, topic: &str) -> anyhow::Result<Generator> {
+/// `generator` making Avro or Protobuf events, their schema registered as `<topic>-value` at
+/// `url`.
+pub async fn registered(
+    generator: Generator,
+    format: PayloadFormat,
+    url: &str,
+    topic: &str,
+) -> anyhow::Result<Generator> {
     let registry = SchemaRegistry::new(&RegistryConfig {
         url: url.to_owned(),
         username: None,
@@ -21,11 +28,17 @@ pub async fn registered(generator: Generator, url: &str, topic: &str) -> anyhow:
         timeout: std::time::Duration::from_secs(10),
     })?;
     let subject = format!("{topic}-value");
-    let id = registry
-        .register(&subject, &crate::generate::avro_schema())
-        .await?;
+    let (schema_type, schema) = match format {
+        PayloadFormat::Avro => ("AVRO", crate::generate::avro_schema()),
+        PayloadFormat::Protobuf => ("PROTOBUF", crate::generate::protobuf_schema()),
+        PayloadFormat::Json => unreachable!("JSON events have no registered schema"),
+    };
+    let id = registry.register(&subject, schema_type, &schema).await?;
     eprintln!("the events' schema is id {id}, subject {subject}");
-    Ok(generator.with_avro(id))
+    Ok(match format {
+        PayloadFormat::Protobuf => generator.with_protobuf(id),
+        _ => generator.with_avro(id),
+    })
 }
 
 pub async fn run(

@@ -23,21 +23,34 @@ impl PipelineConfig {
                 if source.schema_registry.is_some() {
                     return Err(fail(
                         "schema_registry",
-                        "`[source.schema_registry]` is for `format = \"avro\"`; JSON events \
-                         take their schema from `source.schema`"
+                        "`[source.schema_registry]` is for `format = \"avro\"` and \
+                         `\"protobuf\"`; JSON events take their schema from `source.schema`"
                             .into(),
                     ));
                 }
             }
-            PayloadFormat::Avro => {
+            PayloadFormat::Avro | PayloadFormat::Protobuf => {
+                let format = match source.format {
+                    PayloadFormat::Avro => "avro",
+                    _ => "protobuf",
+                };
                 let Some(registry) = &source.schema_registry else {
                     return Err(fail(
                         "format",
-                        "`format = \"avro\"` needs a `[source.schema_registry]` table with \
-                         the registry's `url`"
-                            .into(),
+                        format!(
+                            "`format = \"{format}\"` needs a `[source.schema_registry]` table \
+                             with the registry's `url`"
+                        ),
                     ));
                 };
+                if registry.message.is_some() && source.format != PayloadFormat::Protobuf {
+                    return Err(fail(
+                        "message",
+                        "`schema_registry.message` picks a Protobuf message; an Avro \
+                         subject's schema is one record"
+                            .into(),
+                    ));
+                }
                 let needs_record = registry.subject_strategy != SubjectStrategy::TopicName;
                 match (&registry.record, needs_record) {
                     (None, true) => {
@@ -314,6 +327,18 @@ mod tests {
         assert!(err(&avro("url = \"http://r\"\nversion = \"newest\"")).contains("\"newest\""));
         let orphan = avro("url = \"http://r\"\npassword = \"${SECRET}\"");
         assert!(err(&orphan).contains("without a `username`"));
+        // Protobuf: the same registry keys, and `message`, which Avro has no use for.
+        let protobuf = |registry: &str| avro(registry).replace("\"avro\"", "\"protobuf\"");
+        let message = "url = \"http://r\"\nmessage = \"shop.Click\"";
+        let config = load(&protobuf(message), &secret).unwrap();
+        let registry = config.source.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.message.as_deref(), Some("shop.Click"));
+        assert!(err(&avro(message)).contains("picks a Protobuf message"));
+        let no_registry = no_registry.replace("\"avro\"", "\"protobuf\"");
+        assert!(err(&no_registry).contains("`format = \"protobuf\"` needs a"));
+        let with_file =
+            protobuf("url = \"http://r\"").replace("format = ", "schema = \"s.toml\"\nformat = ");
+        assert!(err(&with_file).contains("leave the schema file out"));
     }
 
     #[test]

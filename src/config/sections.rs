@@ -37,10 +37,11 @@ pub struct SourceConfig {
     /// How message payloads are encoded.
     #[serde(default)]
     pub format: PayloadFormat,
-    /// The schema file (JSON topics); Avro topics take their schema from the registry.
+    /// The schema file (JSON topics); Avro and Protobuf topics take their schema from the
+    /// registry, and a schema file beside it cuts the registry's schema down.
     #[serde(default)]
     pub schema: Option<PathBuf>,
-    /// Where Avro topics' schemas are.
+    /// Where Avro and Protobuf topics' schemas are.
     #[serde(default)]
     pub schema_registry: Option<SchemaRegistrySection>,
     /// The schema's timestamp field that holds each event's time.
@@ -69,6 +70,8 @@ pub enum PayloadFormat {
     Json,
     /// Confluent-framed Avro, its schemas in a schema registry.
     Avro,
+    /// Confluent-framed Protobuf, its schemas in a schema registry.
+    Protobuf,
 }
 
 /// How a topic's subject in the registry is named.
@@ -143,6 +146,10 @@ pub struct SchemaRegistrySection {
     /// The subject's version whose schema the datasets are written with.
     #[serde(default)]
     pub version: ReaderVersion,
+    /// Protobuf: the full name of the message rows are read as, e.g. `shop.Click`; by
+    /// default `record`, else the first message of the subject's schema.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl SchemaRegistrySection {

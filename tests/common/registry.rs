@@ -1,14 +1,83 @@
-//! A schema registry on loopback (tests/py/registry.py), with basic authentication, and the
-//! Avro clicks produced into it by confluent-kafka's own serializer (tests/py/avrotest.py).
+//! A schema registry on loopback (tests/py/registry.py), with basic authentication; clicks
+//! produced into it by confluent-kafka's own serializers (tests/py/avrotest.py for Avro,
+//! tests/py/prototest.py for Protobuf) and read back with DuckDB; and [`Setup`], a broker and
+//! a registry for one codec's example pipeline.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use super::net::{free_port, wait_for_listener};
-use super::process::Process;
+use super::cli::{Committed, run_until_committed};
+use super::kafka::{committed_total, start_tansu};
+use super::net::{free_port, wait_for_listener, wait_until};
+use super::process::{Process, weir};
 use super::{repo, tool};
 
 pub const REGISTRY_USER: &str = "weir";
+
+/// A payload format whose schemas live in the registry: its example pipeline and the
+/// Python tool that registers, produces and verifies its clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Avro,
+    Protobuf,
+}
+
+impl Codec {
+    fn script(self) -> PathBuf {
+        repo().join(match self {
+            Codec::Avro => "tests/py/avrotest.py",
+            Codec::Protobuf => "tests/py/prototest.py",
+        })
+    }
+
+    /// The example pipeline's directory.
+    pub fn example(self) -> PathBuf {
+        repo().join(match self {
+            Codec::Avro => "examples/avro",
+            Codec::Protobuf => "examples/protobuf",
+        })
+    }
+
+    /// The example's default topic.
+    pub fn topic(self) -> &'static str {
+        match self {
+            Codec::Avro => "clicks",
+            Codec::Protobuf => "clicks-pb",
+        }
+    }
+
+    /// Runs the codec's tool with `args`; panics with its output unless it succeeds.
+    fn run(self, args: &[&str]) -> String {
+        let output = Command::new(tool("WEIR_TEST_PYTHON"))
+            .arg(self.script())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed:\n{stdout}\n{}",
+            self.script().display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// Reads the datasets under `out` back with DuckDB (`command`: `verify`, or another
+    /// check the tool has) and compares them with `expected`; returns the tool's report
+    /// (JSON: rows, dead letters, Parquet column types).
+    pub fn verify_with(self, command: &str, expected: &Path, out: &Path) -> serde_json::Value {
+        let stdout = self.run(&[
+            command,
+            "--expected",
+            expected.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        serde_json::from_str(stdout.trim()).unwrap()
+    }
+}
 
 /// A registry that wants `REGISTRY_USER` and the password in the returned file.
 pub struct Registry {
@@ -59,23 +128,30 @@ impl Registry {
         assert!(status.success(), "setting the registry's outage");
     }
 
-    /// avrotest.py's `command` for `topic` on this registry, as its user, then `args`.
-    fn avrotest(&self, command: &str, topic: &str, args: &[&str]) -> String {
+    /// The codec tool's `command` for `topic` on this registry, as its user, then `args`.
+    fn run(&self, codec: Codec, command: &str, topic: &str, args: &[&str]) -> String {
         let mut all = vec![command, "--topic", topic, "--registry", &self.url];
         all.extend(["--user", REGISTRY_USER, "--password-file"]);
         all.push(self.password_file.to_str().unwrap());
         all.extend(args);
-        avrotest(&all)
+        codec.run(&all)
     }
 
     /// Registers the click schema versions of `topic` without producing anything.
-    pub fn register(&self, topic: &str) {
-        self.avrotest("register", topic, &[]);
+    pub fn register(&self, codec: Codec, topic: &str) {
+        self.run(codec, "register", topic, &[]);
     }
 
-    /// Produces Avro clicks with avrotest.py; `args` after the connection ones. Returns what
+    /// Produces clicks with the codec's tool; `args` after the connection ones. Returns what
     /// it printed.
-    pub fn produce(&self, bootstrap: &str, topic: &str, expected: &Path, args: &[&str]) -> String {
+    pub fn produce(
+        &self,
+        codec: Codec,
+        bootstrap: &str,
+        topic: &str,
+        expected: &Path,
+        args: &[&str],
+    ) -> String {
         let mut all = vec![
             "--bootstrap",
             bootstrap,
@@ -83,10 +159,10 @@ impl Registry {
             expected.to_str().unwrap(),
         ];
         all.extend(args);
-        self.avrotest("produce", topic, &all)
+        self.run(codec, "produce", topic, &all)
     }
 
-    /// The environment of examples/avro/pipeline.toml for this registry.
+    /// The environment of the examples' pipeline.toml for this registry.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("SCHEMA_REGISTRY_URL", self.url.clone()),
@@ -102,40 +178,162 @@ impl Registry {
     }
 }
 
-/// Reads the Avro datasets under `out` back with DuckDB and compares them with `expected`;
-/// returns avrotest.py's report (JSON: rows, dead letters, Parquet column types).
-pub fn verify_avro(expected: &Path, out: &Path) -> serde_json::Value {
-    avrotest_verify("verify", expected, out)
+pub const PARTITIONS: i32 = 3;
+
+/// A broker, a registry, one codec's example pipeline on the codec's topic, and where the
+/// expected rows are kept.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub broker: Process,
+    pub bootstrap: String,
+    pub registry: Registry,
+    pub expected: PathBuf,
+    pub codec: Codec,
 }
 
-/// [`verify_avro`] for tests/fixtures/avro-file, whose schema file keeps some of the fields.
-pub fn verify_avro_file(expected: &Path, out: &Path) -> serde_json::Value {
-    avrotest_verify("verify-file", expected, out)
-}
+impl Setup {
+    pub fn start(codec: Codec) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let broker = start_tansu(dir.path(), port, false, "tansu.log");
+        let registry = Registry::start(dir.path());
+        let expected = dir.path().join("expected.json");
+        Self {
+            broker,
+            bootstrap: format!("127.0.0.1:{port}"),
+            registry,
+            expected,
+            dir,
+            codec,
+        }
+    }
 
-fn avrotest_verify(command: &str, expected: &Path, out: &Path) -> serde_json::Value {
-    let stdout = avrotest(&[
-        command,
-        "--expected",
-        expected.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    serde_json::from_str(stdout.trim()).unwrap()
-}
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
 
-/// Runs tests/py/avrotest.py with `args`; panics with its output unless it succeeds.
-fn avrotest(args: &[&str]) -> String {
-    let output = Command::new(tool("WEIR_TEST_PYTHON"))
-        .arg(repo().join("tests/py/avrotest.py"))
-        .args(args)
-        .output()
+    pub fn topic(&self) -> &'static str {
+        self.codec.topic()
+    }
+
+    /// Produces clicks (the tool's `produce` with `args`), the first time creating the topic.
+    pub fn produce(&self, args: &[&str]) {
+        let partitions = PARTITIONS.to_string();
+        let mut all = args.to_vec();
+        if !self.expected.exists() {
+            all.extend(["--partitions", &partitions]);
+        }
+        self.registry.produce(
+            self.codec,
+            &self.bootstrap,
+            self.topic(),
+            &self.expected,
+            &all,
+        );
+    }
+
+    /// Registers the click schema versions without producing.
+    pub fn register(&self) {
+        self.registry.register(self.codec, self.topic());
+    }
+
+    /// `weir run` of the codec's example.
+    pub fn weir(&self) -> Command {
+        self.weir_with(&self.codec.example().join("pipeline.toml"))
+    }
+
+    pub fn weir_with(&self, config: &Path) -> Command {
+        let mut command = weir();
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("TOPIC", self.topic())
+            .env("GROUP", self.group())
+            .env("WEIR_OUT", self.path().join("out"))
+            .envs(self.registry.env());
+        command
+    }
+
+    fn group(&self) -> String {
+        format!("weir-test-{}", self.topic())
+    }
+
+    pub fn committed(&self) -> i64 {
+        committed_total(&self.bootstrap, &self.group(), self.topic(), PARTITIONS)
+    }
+
+    /// Runs `command` until all `messages` are committed, then stops it; returns its log.
+    pub fn run_until_committed(&self, command: Command, log: &str, messages: i64) -> String {
+        run_until_committed(
+            command,
+            self.path().join(log),
+            Committed {
+                bootstrap: &self.bootstrap,
+                topic: self.topic(),
+                partitions: PARTITIONS,
+                messages,
+                properties: &[],
+            },
+        )
+    }
+
+    /// The datasets read back with DuckDB against what was produced.
+    pub fn verify(&self) -> serde_json::Value {
+        self.codec
+            .verify_with("verify", &self.expected, &self.path().join("out"))
+    }
+
+    /// Runs the example with small batches each checkpointed, kills it with SIGKILL after
+    /// its first checkpoint, and runs it again on the same group until all `total` messages
+    /// are committed; returns the report of [`Setup::verify`].
+    pub fn killed_between_checkpoints_then_restarted(&self, total: i64) -> serde_json::Value {
+        let config = self.checkpointing_every_batch();
+        let mut weir = Process::start(
+            "weir",
+            self.weir_with(&config),
+            self.path().join("weir-1.log"),
+        );
+        wait_until("a first checkpoint", Duration::from_secs(120), || {
+            weir.assert_running();
+            self.committed() > 0
+        });
+        weir.child.kill().unwrap();
+        weir.child.wait().unwrap();
+        assert!(
+            self.committed() < total,
+            "the kill came after the last checkpoint"
+        );
+        self.run_until_committed(self.weir(), "weir-2.log", total);
+        self.verify()
+    }
+
+    /// The example's pipeline, copied with small batches each checkpointed on its own (so
+    /// that a kill lands between checkpoints) and a short consumer session (so that a
+    /// restarted instance need not wait long for the killed one's).
+    fn checkpointing_every_batch(&self) -> PathBuf {
+        let copy = self.path().join("example");
+        std::fs::create_dir_all(copy.join("sql")).unwrap();
+        std::fs::copy(
+            self.codec.example().join("sql/clicks.sql"),
+            copy.join("sql/clicks.sql"),
+        )
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "avrotest.py {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+        let text = std::fs::read_to_string(self.codec.example().join("pipeline.toml")).unwrap();
+        let text = format!("{text}\n[source.properties]\n\"session.timeout.ms\" = \"6000\"\n");
+        let config = copy.join("pipeline.toml");
+        std::fs::write(
+            &config,
+            text.replace(
+                "max_batch_wait = ",
+                "max_batch_messages = 40\nmax_batch_wait = ",
+            )
+            .replace(
+                "commit_interval = ",
+                "max_buffered = \"1B\"\ncommit_interval = ",
+            ),
+        )
+        .unwrap();
+        config
+    }
 }

@@ -11,16 +11,15 @@ with DuckDB and compared field by field with what was produced.
     avrotest.py verify --expected FILE --out DIR
 """
 
-import argparse
 import datetime as dt
 import decimal
-import glob
 import json
 import os
 import struct
 import uuid
 
-from weirtest import duck, expect_equal, make_topic, records
+from framedtest import Deliveries, client_of, command_line, verify_dead_letters
+from weirtest import duck, expect_equal, records
 
 UTC = dt.timezone.utc
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "avro")
@@ -76,36 +75,20 @@ def click(n, version):
 
 
 def produce(args):
-    from confluent_kafka import Producer
-    from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    with open(args.password_file) as f:
-        password = f.read().strip()
-    client = SchemaRegistryClient({"url": args.registry, "basic.auth.user.info": f"{args.user}:{password}"})
-    conf = {"bootstrap.servers": args.bootstrap}
-    if args.partitions:
-        make_topic(conf, args.topic, args.partitions)
-    producer = Producer({**conf, "acks": "all", "linger.ms": 5})
+    client = client_of(args)
     context = SerializationContext(args.topic, MessageField.VALUE)
-    delivered, failures = [], []
-
-    def send(key, value, expected):
-        def on_delivery(err, msg):
-            if err is not None:
-                failures.append(str(err))
-            else:
-                delivered.append((msg.partition(), msg.offset(), expected, value))
-        producer.produce(args.topic, key=key, value=value, on_delivery=on_delivery)
+    out = Deliveries(args)
 
     versions = [int(v) for v in args.versions.split(",")]
     for version in versions:
         serializer = AvroSerializer(client, schema_text(version))
         for n in range(args.first, args.first + args.count):
             value, row = click(n, version)
-            send(value["id"].encode(), serializer(value, context), row)
-        producer.flush(30)
+            out.send(value["id"].encode(), serializer(value, context), row)
+        out.flush()
     if args.malformed:
         # A schema no reader of clicks can resolve: `id` is a long.
         clashing = json.dumps({"type": "record", "name": "Click", "namespace": "shop",
@@ -123,33 +106,15 @@ def produce(args):
             (b"", "empty_message"),
         ]
         for i, (value, reason) in enumerate(bad):
-            send(f"bad-{i}".encode(), value, reason)
-    producer.flush(30)
-    if failures:
-        raise SystemExit(f"produce failed: {failures}")
-    rows, dead = [], []
-    for partition, offset, expected, value in delivered:
-        if isinstance(expected, dict):
-            rows.append(dict(expected, kafka_partition=partition, kafka_offset=offset))
-        else:
-            dead.append({"partition": partition, "offset": offset, "reason": expected,
-                         "payload": value.hex()})
-    previous = {"rows": [], "dead_letters": []}
-    if os.path.exists(args.expected):
-        with open(args.expected) as f:
-            previous = json.load(f)
-    with open(args.expected, "w") as f:
-        json.dump({"rows": previous["rows"] + rows, "dead_letters": previous["dead_letters"] + dead}, f)
-    print(f"produced {len(rows)} clicks and {len(dead)} malformed messages")
+            out.send(f"bad-{i}".encode(), value, reason)
+    out.write_expected(args.expected)
 
 
 def register(args):
     """Registers the click schema versions under `<topic>-value` without producing."""
-    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry import Schema
 
-    with open(args.password_file) as f:
-        password = f.read().strip()
-    client = SchemaRegistryClient({"url": args.registry, "basic.auth.user.info": f"{args.user}:{password}"})
+    client = client_of(args)
     for version in args.versions.split(","):
         sid = client.register_schema(f"{args.topic}-value", Schema(schema_text(int(version)), "AVRO"))
         print(f"version {version}: schema id {sid}")
@@ -177,18 +142,8 @@ def verify(args):
     expect_equal("clicks", got, want)
     types = {name: kind for name, kind, *_ in con.execute(
         f"DESCRIBE SELECT * FROM read_parquet('{args.out}/clicks/**/*.parquet')").fetchall()}
-    dead = []
-    if glob.glob(f"{args.out}/dead_letters/**/*.parquet", recursive=True):
-        dead = con.execute(
-            f"SELECT partition, \"offset\", reason, payload, detail "
-            f"FROM read_parquet('{args.out}/dead_letters/**/*.parquet') ORDER BY partition, \"offset\"").fetchall()
-    got_dead = [{"partition": p, "offset": o, "reason": r, "payload": bytes(v or b"").hex()} for p, o, r, v, _ in dead]
-    want_dead = sorted(expected["dead_letters"], key=lambda d: (d["partition"], d["offset"]))
-    expect_equal("dead letters", got_dead, want_dead)
-    for _, _, reason, _, detail in dead:
-        if reason != "empty_message" and "schema id" not in detail and "magic byte" not in detail:
-            raise SystemExit(f"a {reason} dead letter does not say which schema: {detail}")
-    print(json.dumps({"rows": len(got), "dead_letters": len(got_dead), "types": types}))
+    dead = verify_dead_letters(con, args.out, expected, ("magic byte",))
+    print(json.dumps({"rows": len(got), "dead_letters": dead, "types": types}))
 
 
 def verify_file(args):
@@ -209,36 +164,6 @@ def verify_file(args):
     print(json.dumps({"rows": len(got), "columns": columns}))
 
 
-def main():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("produce")
-    s.add_argument("--bootstrap", required=True)
-    s.add_argument("--topic", required=True)
-    s.add_argument("--partitions", type=int, help="create the topic with this many partitions")
-    s.add_argument("--registry", required=True)
-    s.add_argument("--user", required=True)
-    s.add_argument("--password-file", required=True)
-    s.add_argument("--expected", required=True, help="appended to if it exists")
-    s.add_argument("--versions", default="1,2", help="schema versions to produce, in turn")
-    s.add_argument("--first", type=int, default=0)
-    s.add_argument("--count", type=int, default=40, help="clicks per version")
-    s.add_argument("--malformed", action="store_true", help="also produce one message of each bad kind")
-    s = sub.add_parser("register")
-    s.add_argument("--topic", required=True)
-    s.add_argument("--registry", required=True)
-    s.add_argument("--user", required=True)
-    s.add_argument("--password-file", required=True)
-    s.add_argument("--versions", default="1,2")
-    s = sub.add_parser("verify")
-    s.add_argument("--expected", required=True)
-    s.add_argument("--out", required=True)
-    s = sub.add_parser("verify-file")
-    s.add_argument("--expected", required=True)
-    s.add_argument("--out", required=True)
-    args = p.parse_args()
-    {"produce": produce, "register": register, "verify": verify, "verify-file": verify_file}[args.cmd](args)
-
-
 if __name__ == "__main__":
-    main()
+    command_line({"produce": produce, "register": register, "verify": verify,
+                  "verify-file": verify_file})

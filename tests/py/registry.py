@@ -5,7 +5,12 @@ No Confluent-compatible registry server installs on the test machine, so this on
 the documented API: ids are global and shared by equal schemas across subjects, versions
 count from 1 per subject, errors are JSON bodies `{"error_code", "message"}` with the
 documented codes (40401 subject not found, 40402 version not found, 40403 schema not found,
-42201 invalid schema, 40101 unauthorized). Avro schemas are checked with fastavro.
+42201 invalid schema, 40101 unauthorized). Avro schemas are checked with fastavro. Protobuf
+schemas are kept in the form they arrive in (.proto source text, or the base64
+FileDescriptorProto confluent-kafka's serializer sends), with their `schemaType` and their
+references (`{name, subject, version}`, each naming a registered version), and answered as
+they were given: query parameters such as `normalize`, `deleted` and `format` are accepted and
+ignored.
 
     registry.py --port PORT [--user U --password-file F]
 
@@ -60,7 +65,7 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def check_schema(schema):
+def check_schema(registry, schema):
     kind = schema["schemaType"]
     if kind == "AVRO":
         import fastavro
@@ -69,13 +74,12 @@ def check_schema(schema):
             fastavro.parse_schema(json.loads(schema["schema"]))
         except Exception as e:  # noqa: BLE001 - any parse failure is an invalid schema
             raise Refused(422, 42201, f"Invalid schema {schema['schema'][:80]}: {e}")
-    elif kind == "PROTOBUF":
-        try:
-            base64.b64decode(schema["schema"], validate=True)
-        except Exception:  # noqa: BLE001 - .proto text is accepted as it is
-            pass
-    elif kind != "JSON":
+    elif kind not in ("PROTOBUF", "JSON"):
         raise Refused(422, 42201, f"Unknown schema type {kind}")
+    for ref in schema["references"]:
+        versions = registry.subjects.get(ref.get("subject"), [])
+        if not isinstance(ref.get("version"), int) or not 0 < ref["version"] <= len(versions) or not ref.get("name"):
+            raise Refused(422, 42201, f"Invalid schema: no schema reference found for {ref}")
 
 
 def handler(registry, user, password):
@@ -170,9 +174,9 @@ def handler(registry, user, password):
                 schema = {
                     "schema": body.get("schema", ""),
                     "schemaType": body.get("schemaType", "AVRO"),
-                    "references": body.get("references", []),
+                    "references": body.get("references") or [],
                 }
-                check_schema(schema)
+                check_schema(registry, schema)
                 sid = registry.id_of(schema)
                 versions = registry.subjects.setdefault(subject, [])
                 if sid not in versions:
@@ -185,7 +189,7 @@ def handler(registry, user, password):
                 body = self.body()
                 for number, sid in enumerate(versions, 1):
                     asked = {"schema": body.get("schema", ""), "schemaType": body.get("schemaType", "AVRO"),
-                             "references": body.get("references", [])}
+                             "references": body.get("references") or []}
                     if same(registry.schemas[sid - 1], asked):
                         return 200, self.version_body(subject, number, sid)
                 raise Refused(404, 40403, "Schema not found")

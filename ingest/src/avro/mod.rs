@@ -15,9 +15,8 @@
 
 mod conform;
 mod json;
-mod schema_file;
+mod projection;
 mod schema_of;
-mod writers;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,12 +29,15 @@ use arrow_avro::schema::{Fingerprint, FingerprintAlgorithm, SchemaStore};
 use weir_schemas::{DeadLetters, Messages, Reason};
 
 use crate::decode::{Abandoned, Decode, Decoded};
+use crate::registry::{
+    FRAMING_BYTES, FetchSchema, ReadAs, RegisteredSchema, RegistryError, WriterSchemas, framed_id,
+};
+use crate::schema_file;
 pub use arrow_avro::schema::AvroSchema;
 pub use conform::declared_schema;
 pub use json::JsonToAvro;
-pub use schema_file::{check_castable, project};
+pub use projection::project;
 pub use schema_of::avro_schema_of;
-pub use writers::{FetchSchema, WriterSchema, WriterSchemas};
 
 /// Rows arrow-avro collects before a batch is handed over. Messages of one polled batch may
 /// need several; they are joined at the end.
@@ -44,9 +46,6 @@ const ROWS_PER_FLUSH: usize = 8192;
 /// The id arrow-avro's store gives the reader schema when it is decoded on its own, to learn
 /// its Arrow form. Never a registry id in practice: registries count up from 1.
 const PROBE_ID: u32 = u32::MAX;
-
-/// The Confluent framing: magic byte and schema id.
-const FRAMING_BYTES: usize = 5;
 
 /// The Arrow form arrow-avro gives rows of `reader` (no conversions applied).
 pub fn arrow_form(reader: &AvroSchema) -> Result<SchemaRef, String> {
@@ -66,24 +65,36 @@ fn build(store: &SchemaStore, reader: &AvroSchema) -> Result<Decoder, arrow::err
         .build_decoder()
 }
 
-/// The writer schema id in a payload's framing, or what is wrong with the framing.
-fn framed_id(payload: &[u8]) -> Result<u32, String> {
-    match payload {
-        [0, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        [0, ..] => Err(format!(
-            "expected magic byte 0 and a 4-byte schema id, found only {} bytes",
-            payload.len()
-        )),
-        [first, ..] => Err(format!(
-            "expected magic byte 0 and a 4-byte schema id, found first byte 0x{first:02x}"
-        )),
-        [] => Err("empty".into()),
+/// Avro writer schemas are read as the reader schema by arrow-avro's resolution.
+impl ReadAs for AvroSchema {
+    type Writer = AvroSchema;
+
+    /// Whether a writer schema can be read as this one: built on its own, so that one bad
+    /// schema never stops the others from being decoded.
+    fn read_as(
+        &self,
+        registered: RegisteredSchema,
+        _: &dyn FetchSchema,
+    ) -> Result<Result<AvroSchema, String>, RegistryError> {
+        if !registered.schema_type.eq_ignore_ascii_case("AVRO") {
+            return Ok(Err(format!(
+                "it is a {} schema; the pipeline reads Avro",
+                registered.schema_type
+            )));
+        }
+        let schema = AvroSchema::new(registered.schema);
+        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+        Ok(store
+            .set(Fingerprint::Id(registered.id), schema.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|_| build(&store, self).map_err(|e| e.to_string()))
+            .map(|_| schema))
     }
 }
 
 /// Decodes Confluent-framed Avro payloads into the pipeline's declared columns.
 pub struct AvroDecoder {
-    writers: Arc<WriterSchemas>,
+    writers: Arc<WriterSchemas<AvroSchema>>,
     /// The columns rows are handed on in.
     declared: SchemaRef,
     /// `declared` with every field nullable, what rows are conformed to first.
@@ -115,10 +126,10 @@ impl Call<'_> {
 impl AvroDecoder {
     /// A decoder that resolves every writer schema to `writers`' reader schema and hands rows
     /// on in `declared` (see [`declared_schema`]).
-    pub fn new(writers: Arc<WriterSchemas>, declared: SchemaRef) -> Self {
+    pub fn new(writers: Arc<WriterSchemas<AvroSchema>>, declared: SchemaRef) -> Self {
         Self {
             writers,
-            relaxed: conform::relaxed_schema(&declared),
+            relaxed: schema_file::relaxed_schema(&declared),
             declared,
             store: SchemaStore::new_with_type(FingerprintAlgorithm::Id),
             ids: HashSet::new(),
@@ -136,34 +147,26 @@ impl AvroDecoder {
         if self.ids.contains(&id) {
             return Ok(Ok(()));
         }
-        Ok(match self.writers.get(id)? {
-            WriterSchema::Usable(schema) => {
-                // Rebuilding drops what the decoder holds: hand it over first.
-                self.flush(call);
-                if let Err(e) = self.store.set(Fingerprint::Id(id), schema) {
-                    return Ok(Err((
-                        Reason::IncompatibleSchema,
-                        format!("schema id {id}: {e}"),
-                    )));
-                }
-                self.ids.insert(id);
-                self.rebuild();
-                Ok(())
-            }
-            WriterSchema::Incompatible(why) => Err((
+        let schema = match self.writers.get(id)?.usable(id) {
+            Ok(schema) => schema,
+            Err(why) => return Ok(Err(why)),
+        };
+        // Rebuilding drops what the decoder holds: hand it over first.
+        self.flush(call);
+        if let Err(e) = self.store.set(Fingerprint::Id(id), schema) {
+            return Ok(Err((
                 Reason::IncompatibleSchema,
-                format!("schema id {id} cannot be read as the pipeline's schema: {why}"),
-            )),
-            WriterSchema::Missing(why) => Err((
-                Reason::UnknownSchemaId,
-                format!("schema id {id} is not in the schema registry: {why}"),
-            )),
-        })
+                format!("schema id {id}: {e}"),
+            )));
+        }
+        self.ids.insert(id);
+        self.rebuild();
+        Ok(Ok(()))
     }
 
     fn rebuild(&mut self) {
         // Every schema in the store was built on its own against the reader before it was
-        // handed out (WriterSchemas::get), so building them together cannot fail.
+        // handed out (read_as), so building them together cannot fail.
         self.decoder = Some(
             build(&self.store, self.writers.reader())
                 .expect("writer schemas checked one by one against the reader"),
@@ -308,26 +311,15 @@ impl Decode for AvroDecoder {
         }
         self.flush(&mut call);
         let (declared, lacking) =
-            conform::conform_batches(&self.declared, &self.relaxed, &call.batches)
+            schema_file::conform_batches(&self.declared, &self.relaxed, &call.batches)
                 .expect("the declared columns were checked against the reader schema's at start");
         let mut message_of_row = call.rows;
-        if !lacking.is_empty() {
-            let mut dropped = vec![false; message_of_row.len()];
-            for (row, field) in lacking {
-                dropped[row] = true;
-                let detail = format!("field `{field}` is null, and the schema file requires it");
-                call.dead_letters.push(messages.dead_letter(
-                    message_of_row[row] as usize,
-                    Reason::MissingField,
-                    detail,
-                ));
-            }
-            let mut row = 0;
-            message_of_row.retain(|_| {
-                row += 1;
-                !dropped[row - 1]
-            });
-        }
+        schema_file::reject_lacking(
+            messages,
+            &mut message_of_row,
+            lacking,
+            &mut call.dead_letters,
+        );
         Ok(Decoded {
             declared,
             message_of_row,

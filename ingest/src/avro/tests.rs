@@ -61,6 +61,7 @@ impl FetchSchema for Fixed {
                 schema_type: "AVRO".into(),
                 schema: (*schema).into(),
                 version: None,
+                references: Vec::new(),
             }),
             None => Err(RegistryError::NotFound {
                 what: format!("schema id {id}"),
@@ -473,7 +474,7 @@ fn file_decoder(file: &str) -> Result<AvroDecoder, String> {
         .map_err(|e| e.to_string())?;
     let reader = AvroSchema::new(project(V2, &file.fields)?);
     let arrow = arrow_form(&reader)?;
-    check_castable(&arrow, &file.arrow_schema())?;
+    crate::schema_file::check_castable(&arrow, &file.arrow_schema())?;
     let fetch = Fixed {
         schemas: HashMap::from([(1, V1), (2, V2)]),
         down: AtomicUsize::new(0),

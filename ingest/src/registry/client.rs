@@ -2,8 +2,10 @@
 
 use serde::Deserialize;
 
-use super::{Password, RegisteredSchema, RegistryConfig, RegistryError, SubjectVersion};
-use crate::avro::FetchSchema;
+use super::{
+    FetchSchema, Password, RegisteredSchema, RegistryConfig, RegistryError, SchemaReference,
+    SubjectVersion,
+};
 
 /// The registry's answer for a schema, by id or by subject version.
 #[derive(Deserialize)]
@@ -13,6 +15,8 @@ struct SchemaBody {
     schema: String,
     schema_type: Option<String>,
     version: Option<i64>,
+    #[serde(default)]
+    references: Vec<SchemaReference>,
 }
 
 /// The registry's answer to a registration.
@@ -110,6 +114,7 @@ impl SchemaRegistry {
             schema_type: body.schema_type.unwrap_or_else(|| "AVRO".into()),
             schema: body.schema,
             version: None,
+            references: body.references,
         })
     }
 
@@ -133,15 +138,22 @@ impl SchemaRegistry {
             schema_type: body.schema_type.unwrap_or_else(|| "AVRO".into()),
             schema: body.schema,
             version: body.version,
+            references: body.references,
         })
     }
 
-    /// Registers an Avro `schema` under `subject` (`POST /subjects/{subject}/versions`) and
-    /// returns its id: the one it already has if it is registered.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+    /// Registers a `schema` of `schema_type` (`AVRO`, `PROTOBUF`) under `subject` (`POST
+    /// /subjects/{subject}/versions`) and returns its id: the one it already has if it is
+    /// registered.
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        schema: &str,
+    ) -> Result<u32, RegistryError> {
         let what = format!("registering a schema under subject `{subject}`");
         let path = format!("subjects/{}/versions", encoded(subject));
-        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
+        let body = serde_json::json!({ "schema": schema, "schemaType": schema_type });
         let registered: Registered = self
             .send(reqwest::Method::POST, &path, Some(body), &what)
             .await?;
@@ -268,17 +280,39 @@ impl BlockingRegistry {
     }
 }
 
-impl FetchSchema for BlockingRegistry {
-    fn fetch(&self, id: u32) -> Result<RegisteredSchema, RegistryError> {
+impl BlockingRegistry {
+    fn wait_for<T: Send>(&self, request: impl Future<Output = T> + Send) -> T {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let runtime = self.runtime.as_ref().expect("until dropped");
-                    runtime.block_on(self.registry.schema_by_id(id))
+                    runtime.block_on(request)
                 })
                 .join()
                 .expect("a registry request does not panic")
         })
+    }
+}
+
+impl FetchSchema for BlockingRegistry {
+    fn fetch(&self, id: u32) -> Result<RegisteredSchema, RegistryError> {
+        self.wait_for(self.registry.schema_by_id(id))
+    }
+
+    fn fetch_version(
+        &self,
+        subject: &str,
+        version: i64,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let version = u32::try_from(version).map_err(|_| RegistryError::NotFound {
+            what: format!("version {version} of subject `{subject}`"),
+            code: 40402,
+            message: "versions count up from 1".into(),
+        })?;
+        self.wait_for(
+            self.registry
+                .subject_version(subject, SubjectVersion::Number(version)),
+        )
     }
 }
 

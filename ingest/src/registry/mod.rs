@@ -75,6 +75,36 @@ pub struct RegisteredSchema {
     pub schema: String,
     /// The subject's version, when the schema was asked for by subject.
     pub version: Option<i64>,
+    /// The schemas this one imports (Protobuf) or names (Avro), each a subject's version.
+    pub references: Vec<SchemaReference>,
+}
+
+/// A schema another one refers to: the name it is imported by (for Protobuf, the import
+/// path), and the subject version holding it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SchemaReference {
+    pub name: String,
+    pub subject: String,
+    pub version: i64,
+}
+
+/// Where schemas come from: the registry, or a fixed set in tests and tools. Blocking.
+pub trait FetchSchema: Send + Sync {
+    /// The schema with this id.
+    fn fetch(&self, id: u32) -> Result<RegisteredSchema, RegistryError>;
+    /// A version of a subject: how references name the schemas they import. Sources that
+    /// hold schemas by id alone (fixed sets) have none.
+    fn fetch_version(
+        &self,
+        subject: &str,
+        version: i64,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        Err(RegistryError::NotFound {
+            what: format!("version {version} of subject `{subject}`"),
+            code: 40401,
+            message: "schemas are known by id only".into(),
+        })
+    }
 }
 
 /// Which version of a subject.
@@ -92,6 +122,27 @@ impl std::fmt::Display for SubjectVersion {
         }
     }
 }
+
+/// The Confluent wire format's framing: magic byte 0 and the schema id.
+pub const FRAMING_BYTES: usize = 5;
+
+/// The writer schema id in a payload's framing, or what is wrong with the framing.
+pub fn framed_id(payload: &[u8]) -> Result<u32, String> {
+    match payload {
+        [0, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
+        [0, ..] => Err(format!(
+            "expected magic byte 0 and a 4-byte schema id, found only {} bytes",
+            payload.len()
+        )),
+        [first, ..] => Err(format!(
+            "expected magic byte 0 and a 4-byte schema id, found first byte 0x{first:02x}"
+        )),
+        [] => Err("empty".into()),
+    }
+}
+
+mod writers;
+pub use writers::{ReadAs, WriterSchema, WriterSchemas};
 
 #[cfg(feature = "kafka")]
 mod client;

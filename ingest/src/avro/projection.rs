@@ -9,11 +9,9 @@
 
 use std::collections::HashMap;
 
-use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 use weir_schemas::schema::{FieldDef, FieldType};
 
-use super::conform::is_uuid;
 use super::json::{collect_named, full_name};
 
 /// `avro` (the registry's record schema, JSON text) cut down to `fields`, as JSON text;
@@ -25,38 +23,6 @@ pub fn project(avro: &str, fields: &[FieldDef]) -> Result<String, String> {
     collect_named(&schema, "", &mut named);
     let projected = Projection { named: &named }.record(&schema, "", fields, "")?;
     Ok(projected.to_string())
-}
-
-/// Whether a column of arrow-avro's form `avro` can be made the file's `declared` field.
-pub fn check_castable(avro: &Schema, declared: &Schema) -> Result<(), String> {
-    for (from, to) in avro.fields().iter().zip(declared.fields()) {
-        castable(from, to.data_type(), to.name())?;
-    }
-    Ok(())
-}
-
-fn castable(from: &Field, to: &DataType, path: &str) -> Result<(), String> {
-    let ok = match (from.data_type(), to) {
-        (_, DataType::Utf8) if is_uuid(from) => true,
-        (DataType::Struct(from), DataType::Struct(to)) => {
-            for (from, to) in from.iter().zip(to) {
-                castable(from, to.data_type(), &format!("{path}.{}", to.name()))?;
-            }
-            true
-        }
-        (DataType::List(from), DataType::List(to)) => {
-            return castable(from, to.data_type(), &format!("{path}[]"));
-        }
-        (from, to) => arrow::compute::can_cast_types(from, to),
-    };
-    match ok {
-        true => Ok(()),
-        false => Err(format!(
-            "field `{path}`: the registry's schema gives {}, which cannot be read as the schema \
-             file's {to}",
-            from.data_type()
-        )),
-    }
 }
 
 struct Projection<'a> {
