@@ -208,6 +208,10 @@ enum Command {
         /// Benchmark the windowed aggregation alone instead, with this many groups open.
         #[arg(long, value_name = "GROUPS")]
         windows: Option<u64>,
+        /// Benchmark the decoders alone instead: the same events as JSON, Avro and Protobuf,
+        /// each decoded on one thread (best of --runs).
+        #[arg(long, conflicts_with = "windows")]
+        decoders: bool,
         #[arg(long)]
         json: bool,
     },
@@ -478,6 +482,13 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
         } => commands::bench::windows(events, groups, json).await,
         Command::Bench {
             events,
+            runs,
+            decoders: true,
+            json,
+            ..
+        } => commands::bench::decoders(events, runs, json).await,
+        Command::Bench {
+            events,
             partitions,
             runs,
             shapes,
@@ -494,10 +505,12 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
             format,
             json,
             windows: None,
+            decoders: false,
         } => {
             if format == PayloadFormat::Protobuf {
                 anyhow::bail!(
-                    "`weir bench` measures JSON and Avro; `--format protobuf` is not one of them"
+                    "`weir bench --format` takes json or avro; `weir bench --decoders` measures \
+                     Protobuf decoding beside them"
                 );
             }
             let options = BenchOptions {

@@ -129,7 +129,8 @@ impl Framed {
 /// A schema id no registry gives: framed with it, a message is `unknown_schema_id`.
 const UNREGISTERED_ID: u32 = u32::MAX - 1;
 
-fn quickstart_schema() -> weir_schemas::EventSchema {
+/// The quickstart's schema file, which the generated events follow.
+pub fn quickstart_schema() -> weir_schemas::EventSchema {
     weir_schemas::EventSchema::parse(
         include_str!("../examples/quickstart/schema.toml"),
         std::path::Path::new("schema.toml"),
@@ -140,6 +141,54 @@ fn quickstart_schema() -> weir_schemas::EventSchema {
 /// The Avro schema of the generated click stream: the quickstart's schema file, as Avro.
 pub fn avro_schema() -> String {
     weir_ingest::avro::avro_schema_of("click", &quickstart_schema().fields)
+}
+
+/// The generated click stream's schema in one registry format, as a registry holding it
+/// alone under one id would serve it: for decoders in tests and benchmarks.
+pub struct RegisteredSchemaOf {
+    id: u32,
+    schema_type: &'static str,
+    schema: String,
+}
+
+impl RegisteredSchemaOf {
+    pub fn avro(id: u32) -> Self {
+        Self {
+            id,
+            schema_type: "AVRO",
+            schema: avro_schema(),
+        }
+    }
+
+    pub fn protobuf(id: u32) -> Self {
+        Self {
+            id,
+            schema_type: "PROTOBUF",
+            schema: protobuf_schema(),
+        }
+    }
+}
+
+impl weir_ingest::registry::FetchSchema for RegisteredSchemaOf {
+    fn fetch(
+        &self,
+        id: u32,
+    ) -> Result<weir_ingest::registry::RegisteredSchema, weir_ingest::registry::RegistryError> {
+        if id != self.id {
+            return Err(weir_ingest::registry::RegistryError::NotFound {
+                what: format!("schema id {id}"),
+                code: 40403,
+                message: "Schema not found".into(),
+            });
+        }
+        Ok(weir_ingest::registry::RegisteredSchema {
+            id,
+            schema_type: self.schema_type.into(),
+            schema: self.schema.clone(),
+            version: None,
+            references: Vec::new(),
+        })
+    }
 }
 
 /// The Protobuf schema of the generated click stream: the quickstart's schema file, as
@@ -172,25 +221,9 @@ impl Generator {
     /// `schema_id`; the malformed ones as [`Generator::with_avro`] says.
     pub fn with_protobuf(mut self, schema_id: u32) -> Self {
         use weir_ingest::protobuf::{JsonToProtobuf, ProtobufReader, compile_schema};
-        use weir_ingest::registry::{FetchSchema, RegisteredSchema};
-        /// The schema imports nothing a registry would hold.
-        struct NoImports;
-        impl FetchSchema for NoImports {
-            fn fetch(
-                &self,
-                id: u32,
-            ) -> Result<RegisteredSchema, weir_ingest::registry::RegistryError> {
-                unreachable!("schema id {id} is not asked for: only imports are")
-            }
-        }
-        let schema = RegisteredSchema {
-            id: schema_id,
-            schema_type: "PROTOBUF".into(),
-            schema: protobuf_schema(),
-            version: None,
-            references: Vec::new(),
-        };
-        let file = compile_schema(&schema, &NoImports)
+        use weir_ingest::registry::FetchSchema;
+        let schema = RegisteredSchemaOf::protobuf(schema_id);
+        let file = compile_schema(&schema.fetch(schema_id).expect("its own id"), &schema)
             .expect("nothing is fetched")
             .expect("the generated schema compiles");
         let reader = ProtobufReader::new(&file, None, "ts").expect("the schema has a message");
@@ -508,32 +541,6 @@ mod tests {
         assert!(counts.valid > 1200 && counts.valid < 1600, "{counts:?}");
     }
 
-    /// Schemas by id for the decoders in tests: the generated schema of one format as id 7.
-    struct Registered(&'static str, String);
-
-    impl weir_ingest::registry::FetchSchema for Registered {
-        fn fetch(
-            &self,
-            id: u32,
-        ) -> Result<weir_ingest::registry::RegisteredSchema, weir_ingest::registry::RegistryError>
-        {
-            match id {
-                7 => Ok(weir_ingest::registry::RegisteredSchema {
-                    id,
-                    schema_type: self.0.into(),
-                    schema: self.1.clone(),
-                    version: None,
-                    references: Vec::new(),
-                }),
-                _ => Err(weir_ingest::registry::RegistryError::NotFound {
-                    what: format!("schema id {id}"),
-                    code: 40403,
-                    message: "Schema not found".into(),
-                }),
-            }
-        }
-    }
-
     /// The Avro events carry what the JSON ones do: decoded by each format's decoder, the
     /// rows are equal, and the malformed ones are dead letters for the reasons announced.
     #[test]
@@ -547,7 +554,7 @@ mod tests {
         let reader = AvroSchema::new(avro_schema());
         let declared = declared_schema(&arrow_form(&reader).unwrap(), "ts").unwrap();
         let writers = WriterSchemas::new(
-            Box::new(Registered("AVRO", avro_schema())),
+            Box::new(RegisteredSchemaOf::avro(7)),
             reader,
             Arc::default(),
         );
@@ -564,7 +571,7 @@ mod tests {
         use weir_ingest::protobuf::{ProtobufReader, compile_schema};
         use weir_ingest::registry::{FetchSchema, WriterSchemas};
 
-        let registered = Registered("PROTOBUF", protobuf_schema());
+        let registered = RegisteredSchemaOf::protobuf(7);
         let file = compile_schema(&registered.fetch(7).unwrap(), &registered)
             .unwrap()
             .unwrap();

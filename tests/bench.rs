@@ -169,3 +169,36 @@ fn avro_shapes_read_the_same_events_and_write_the_same_rows() {
     assert_eq!(json, avro);
     assert!(json.0["clicks"].as_u64().unwrap() > 19_000, "{json:?}");
 }
+
+/// `--decoders`: each format's decoder turns every one of the same generated events into a
+/// row, and the figures say how many bytes each format took.
+#[test]
+fn the_decoders_bench_decodes_every_event_in_every_format() {
+    let events = 20_000;
+    let stdout = output_ok(weir().args([
+        "bench",
+        "--decoders",
+        "--events",
+        &events.to_string(),
+        "--runs",
+        "1",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let formats = report["formats"].as_array().unwrap();
+    let names: Vec<&str> = formats
+        .iter()
+        .map(|f| f["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["json", "avro", "protobuf"]);
+    for format in formats {
+        assert_eq!(format["rows"], events, "{format}");
+        assert!(
+            format["events_per_second"].as_f64().unwrap() > 0.0,
+            "{format}"
+        );
+    }
+    // The binary formats carry the same events in fewer bytes than JSON.
+    let bytes = |i: usize| formats[i]["bytes_per_event"].as_f64().unwrap();
+    assert!(bytes(1) < bytes(0) && bytes(2) < bytes(0), "{report}");
+}

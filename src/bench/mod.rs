@@ -14,6 +14,7 @@
 //! getting slower or faster during the benchmark affects them alike.
 
 pub mod cluster;
+mod decoders;
 pub mod process;
 pub mod shapes;
 mod windows;
@@ -34,6 +35,7 @@ use crate::generate::{Generator, GeneratorOptions, produce};
 use process::Measured;
 use shapes::{Shape, Target, Variation};
 
+pub use decoders::{DecoderBenchReport, bench_decoders};
 pub use windows::{WindowBenchReport, bench_windows};
 
 /// What a mock-cluster partition holds safely (it deletes past ~5 MiB).

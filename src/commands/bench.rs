@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{BenchOptions, bench, bench_windows};
+use crate::bench::{BenchOptions, bench, bench_decoders, bench_windows};
 
 /// The pipelines measured as `options` say; with `check`, a missed target fails the command.
 pub async fn pipelines(options: BenchOptions, check: bool, json: bool) -> anyhow::Result<()> {
@@ -38,5 +38,13 @@ pub async fn windows(events: u64, groups: u64, json: bool) -> anyhow::Result<()>
     let report = bench_windows(events, groups)
         .await
         .context("windowed benchmark")?;
+    super::print_report(&report, json)
+}
+
+/// The decoders alone, on the same events in each payload format.
+pub async fn decoders(events: u64, runs: usize, json: bool) -> anyhow::Result<()> {
+    let report = tokio::task::spawn_blocking(move || bench_decoders(events, runs))
+        .await?
+        .context("decoder benchmark")?;
     super::print_report(&report, json)
 }

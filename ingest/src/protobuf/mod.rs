@@ -272,6 +272,8 @@ pub struct ProtobufDecoder {
     relaxed: Option<SchemaRef>,
     /// How each writer schema's message is read, or why it cannot be.
     plans: HashMap<(u32, MessagePath), PlanOrWhy>,
+    /// The plan the last message took, found without hashing.
+    last_plan: Option<((u32, MessagePath), Arc<Plan>)>,
 }
 
 /// How a writer message is read, or the reason and detail of its messages' dead letters.
@@ -293,20 +295,33 @@ impl ProtobufDecoder {
             columns,
             writers,
             plans: HashMap::new(),
+            last_plan: None,
         }
     }
 
     /// How messages at `path` of schema `id` are read; `Ok(Err(..))` why they cannot be.
     fn plan(&mut self, id: u32, path: MessagePath) -> Result<PlanOrWhy, Abandoned> {
-        if let Some(plan) = self.plans.get(&(id, path)) {
-            return Ok(plan.clone());
+        // Nearly every message names the writer message the one before it did.
+        if let Some((last, plan)) = &self.last_plan
+            && *last == (id, path)
+        {
+            return Ok(Ok(plan.clone()));
         }
-        let plan = self
-            .writers
-            .get(id)?
-            .usable(id)
-            .and_then(|file| self.plan_for(id, path, &file));
-        self.plans.insert((id, path), plan.clone());
+        let plan = match self.plans.get(&(id, path)) {
+            Some(plan) => plan.clone(),
+            None => {
+                let plan = self
+                    .writers
+                    .get(id)?
+                    .usable(id)
+                    .and_then(|file| self.plan_for(id, path, &file));
+                self.plans.insert((id, path), plan.clone());
+                plan
+            }
+        };
+        if let Ok(usable) = &plan {
+            self.last_plan = Some(((id, path), usable.clone()));
+        }
         Ok(plan)
     }
 
