@@ -1,8 +1,8 @@
 //! The decoder seam: the bytes of polled messages in, the batch every stage takes out.
 //!
-//! A [`Decode`] implementation knows one payload format (JSON, Confluent-framed Avro; Protobuf
-//! would be another beside them): it turns each message's payload
-//! into the declared columns, or into a dead letter saying why it cannot. Everything else a
+//! A [`Decode`] implementation knows one payload format (JSON, Confluent-framed Avro or
+//! Protobuf): it turns each message's payload into the declared columns, or into a dead
+//! letter saying why it cannot. Everything else a
 //! batch needs is the same whatever the format, and done once here by [`SourceTable`]: the
 //! Kafka metadata columns, the bounds on event time, and the latest event time of each
 //! partition.

@@ -1,9 +1,9 @@
 //! Kafka ingest for weir: consume in batches, decode payloads into Arrow, dead-letter the rest.
 //!
 //! Messages are copied out of librdkafka into columnar [`RawMessages`] as they are polled.
-//! A [`Decode`] implementation ([`JsonDecoder`], or [`AvroDecoder`] with the schema registry
-//! client of [`registry`]) turns their payloads into the declared columns without building
-//! any per-record value tree, and [`SourceTable`] makes the result
+//! A [`Decode`] implementation ([`JsonDecoder`], or [`AvroDecoder`] and [`ProtobufDecoder`]
+//! with the schema registry client of [`registry`]) turns their payloads into the declared
+//! columns without building any per-record value tree, and [`SourceTable`] makes the result
 //! the batch every later stage takes ([`weir_schemas::SourceBatch`]): the rows with their
 //! Kafka metadata, the offsets they cover, the latest event time per partition. A message
 //! that cannot become a row becomes a [`weir_schemas::DeadLetter`] with the reason; nothing

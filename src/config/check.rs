@@ -336,9 +336,6 @@ mod tests {
         assert!(err(&avro(message)).contains("picks a Protobuf message"));
         let no_registry = no_registry.replace("\"avro\"", "\"protobuf\"");
         assert!(err(&no_registry).contains("`format = \"protobuf\"` needs a"));
-        let with_file =
-            protobuf("url = \"http://r\"").replace("format = ", "schema = \"s.toml\"\nformat = ");
-        assert!(err(&with_file).contains("leave the schema file out"));
     }
 
     #[test]
