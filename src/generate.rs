@@ -107,6 +107,18 @@ enum Framed {
 }
 
 impl Framed {
+    /// `body` framed as a message of a schema id no registry has.
+    fn unregistered(&self, body: &[u8]) -> Vec<u8> {
+        let mut payload = vec![0];
+        payload.extend_from_slice(&UNREGISTERED_ID.to_be_bytes());
+        if let Framed::Protobuf(_) = self {
+            // The message indexes: the file's first message.
+            payload.push(0);
+        }
+        payload.extend_from_slice(body);
+        payload
+    }
+
     fn encode(&self, event: &str) -> Result<Vec<u8>, String> {
         match self {
             Framed::Avro(encoder) => encoder.encode(event),
@@ -248,16 +260,10 @@ impl Generator {
                     .unwrap_or_else(|e| panic!("a generated event does not fit its schema: {e}"));
                 (payload, event.expected_reason)
             }
-            Some("wrong_type") => {
-                let mut payload = vec![0];
-                payload.extend_from_slice(&UNREGISTERED_ID.to_be_bytes());
-                if let Framed::Protobuf(_) = framed {
-                    // The message indexes: the file's first message.
-                    payload.push(0);
-                }
-                payload.extend_from_slice(&event.payload);
-                (payload, Some("unknown_schema_id"))
-            }
+            Some("wrong_type") => (
+                framed.unregistered(&event.payload),
+                Some("unknown_schema_id"),
+            ),
             Some(_) => (event.payload, Some("not_confluent_framed")),
         };
         GeneratedEvent {

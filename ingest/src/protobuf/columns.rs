@@ -8,7 +8,6 @@
 //! (a message, `optional`, a oneof member, proto2) is NULL when absent; any other takes its
 //! type's default, as every Protobuf reader does.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -149,21 +148,32 @@ impl ByteValues {
     }
 }
 
-/// An enum's value names by number.
+/// An enum's value names by number, sorted: a binary search per value, no hashing.
 pub(super) struct EnumNames {
-    names: HashMap<i32, String>,
+    names: Vec<(i32, String)>,
     default: String,
 }
 
 impl EnumNames {
     fn new(descriptor: &EnumDescriptor) -> Self {
+        let mut names: Vec<(i32, String)> = descriptor
+            .values()
+            .map(|v| (v.number(), v.name().to_owned()))
+            .collect();
+        // Aliases (allow_alias) share a number: the first declared name stands for it.
+        names.sort_by_key(|(number, _)| *number);
+        names.dedup_by_key(|(number, _)| *number);
         Self {
-            names: descriptor
-                .values()
-                .map(|v| (v.number(), v.name().to_owned()))
-                .collect(),
+            names,
             default: descriptor.default_value().name().to_owned(),
         }
+    }
+
+    fn name(&self, number: i32) -> Option<&str> {
+        self.names
+            .binary_search_by_key(&number, |(n, _)| *n)
+            .ok()
+            .map(|i| self.names[i].1.as_str())
     }
 }
 
@@ -286,7 +296,7 @@ impl Values {
             }),
             Values::Enum(v, names) => {
                 let number = writer.signed(raw) as i32;
-                match names.names.get(&number) {
+                match names.name(number) {
                     Some(name) => v.push(name.as_bytes()),
                     None => {
                         write!(v.data, "{number}").expect("writing to memory");

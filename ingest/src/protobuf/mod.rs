@@ -284,12 +284,16 @@ impl ProtobufDecoder {
         let reader = writers.reader();
         let columns = reader.columns().expect("checked when the reader was made");
         let decoded = Arc::new(Schema::new(columns.fields.clone()));
-        let declared = reader.declared_schema();
+        let (declared, relaxed) = match &reader.schema_file {
+            Some(schema) => {
+                let declared = schema.arrow_schema();
+                let relaxed = relaxed_schema(&declared);
+                (declared, Some(relaxed))
+            }
+            None => (decoded.clone(), None),
+        };
         Self {
-            relaxed: reader
-                .schema_file
-                .as_ref()
-                .map(|_| relaxed_schema(&declared)),
+            relaxed,
             declared,
             decoded,
             columns,
