@@ -48,10 +48,15 @@ enum Command {
         #[arg(long, env = "WEIR_LISTEN")]
         listen: Option<String>,
     },
-    /// Check a pipeline file, its schema and SQL without connecting to anything.
+    /// Check a pipeline file, its schema and SQL without writing anything (Avro and Protobuf
+    /// pipelines ask their schema registry).
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also read each dataset's commit log and compare the columns the config would write
+        /// with those it recorded last.
+        #[arg(long)]
+        datasets: bool,
     },
     /// Write and try SQL transforms without deploying: plan them, run them over a sample.
     Sql {
@@ -395,7 +400,7 @@ async fn execute(command: Command, log_format: LogFormat) -> anyhow::Result<()> 
         Command::Run { config, listen } => {
             commands::run::run(&config, listen, log_format, level).await
         }
-        Command::Check { config } => commands::check::run(&config).await,
+        Command::Check { config, datasets } => commands::check::run(&config, datasets).await,
         Command::Sql { command } => match command {
             SqlCommand::Test { config } => commands::sql::test(&config).await,
             SqlCommand::Check { config } => commands::sql::check(&config).await,

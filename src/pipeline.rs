@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use weir_ingest::avro::{AvroSchema, JsonToAvro, arrow_form, declared_schema, project};
 use weir_ingest::protobuf::{JsonToProtobuf, ProtobufReader, compile_schema};
 use weir_ingest::registry::{
-    BlockingRegistry, RegisteredSchema, RegistryConfig, SchemaRegistry, SubjectVersion,
-    WriterSchemas,
+    BlockingRegistry, ReaderEvolution, RegisteredSchema, RegistryConfig, SchemaRegistry,
+    SubjectVersion, WriterSchemas,
 };
 use weir_ingest::schema_file::check_castable;
 use weir_ingest::{
@@ -22,8 +23,8 @@ use weir_transform::{
 };
 
 use crate::config::{
-    ConfigError, PayloadFormat, PipelineConfig, ReaderVersion, check_event_time, check_time_column,
-    check_windowed,
+    ConfigError, Evolution, PayloadFormat, PipelineConfig, ReaderVersion, check_event_time,
+    check_time_column, check_windowed,
 };
 
 /// How a sample's lines become payloads of the pipeline's format.
@@ -95,6 +96,12 @@ pub struct Pipeline {
     pub decode_stall: Arc<DecodeStall>,
     /// How the lines of a sample (`weir sql run`, golden tests) become message payloads.
     pub samples: SampleEncoding,
+    /// The source table's columns, and where they come from (in words).
+    pub source_schema: SchemaRef,
+    pub source_described: String,
+    /// With `evolution = "add_columns"`: where the decoders report writer schemas with
+    /// fields the reader lacks.
+    pub evolution: Option<Arc<ReaderEvolution>>,
     pub config: PipelineConfig,
 }
 
@@ -135,7 +142,18 @@ impl Pipeline {
             |n| n.get(),
         );
         let decode_stall = Arc::new(DecodeStall::default());
-        let (schema, decoders, samples) = match config.source.format {
+        let evolution = config
+            .source
+            .schema_registry
+            .as_ref()
+            .filter(|r| r.evolution == Evolution::AddColumns)
+            .map(|_| Arc::new(ReaderEvolution::default()));
+        let ReadSource {
+            schema,
+            decoders,
+            samples,
+            described: schema_source,
+        } = match config.source.format {
             PayloadFormat::Json => {
                 let written = config.source.schema.as_ref().expect("checked at load");
                 let schema_path = config.resolve(written);
@@ -146,11 +164,18 @@ impl Pipeline {
                 let decoders = (0..decode_threads)
                     .map(|_| Box::new(JsonDecoder::new(&schema)) as Box<dyn Decode>)
                     .collect();
-                (schema, decoders, SampleEncoding::AsIs)
+                ReadSource {
+                    schema,
+                    decoders,
+                    samples: SampleEncoding::AsIs,
+                    described: format!("schema file {}", schema_path.display()),
+                }
             }
-            PayloadFormat::Avro => avro_decoders(&config, decode_threads, &decode_stall).await?,
+            PayloadFormat::Avro => {
+                avro_decoders(&config, decode_threads, &decode_stall, &evolution).await?
+            }
             PayloadFormat::Protobuf => {
-                protobuf_decoders(&config, decode_threads, &decode_stall).await?
+                protobuf_decoders(&config, decode_threads, &decode_stall, &evolution).await?
             }
         };
         check_event_time(&config, &schema)?;
@@ -228,6 +253,7 @@ impl Pipeline {
                 log_retention: Some(config.delivery.log_retention),
                 path_limits: PathLimits::for_url(&url),
                 snapshot_every: Some(config.delivery.snapshot_every),
+                schema_source: schema_source.clone(),
             };
             let dataset = ParquetDataset::new(&t.name, store, root, &transform.schema(), options);
             let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?
@@ -268,6 +294,7 @@ impl Pipeline {
                     log_retention: Some(config.delivery.log_retention),
                     path_limits: PathLimits::for_url(&url),
                     snapshot_every: Some(config.delivery.snapshot_every),
+                    schema_source: "weir's dead-letter columns".into(),
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 let dataset = ParquetDataset::new("dead_letters", store, root, &schema, options);
@@ -309,6 +336,9 @@ impl Pipeline {
             dead_letters,
             decode_stall,
             samples,
+            source_schema: schema.arrow_schema(),
+            source_described: schema_source,
+            evolution,
             config,
         })
     }
@@ -322,6 +352,15 @@ impl Pipeline {
         };
         self.outputs.iter().map(|o| o.dataset.as_ref()).chain(dead)
     }
+}
+
+/// How the source's payloads are read: the event schema, a decoder per decoding thread,
+/// how samples are encoded, and where the columns come from (in words).
+struct ReadSource {
+    schema: EventSchema,
+    decoders: Vec<Box<dyn Decode>>,
+    samples: SampleEncoding,
+    described: String,
 }
 
 /// The registry of Avro or Protobuf topics, and the reader schema in it: the subject of the
@@ -424,6 +463,18 @@ impl RegisteredReader {
         }
     }
 
+    /// Where the source's columns come from, in words.
+    fn described(&self, config: &PipelineConfig) -> String {
+        match &config.source.schema {
+            Some(written) => format!(
+                "{}, read as the schema file {}",
+                self.what,
+                config.resolve(written).display()
+            ),
+            None => self.what.clone(),
+        }
+    }
+
     /// What is wrong with the reader schema, for the pipeline's error.
     fn error(&self, message: String) -> BuildError {
         BuildError::ReaderSchema {
@@ -440,8 +491,10 @@ async fn avro_decoders(
     config: &PipelineConfig,
     threads: usize,
     stall: &Arc<DecodeStall>,
-) -> Result<(EventSchema, Vec<Box<dyn Decode>>, SampleEncoding), BuildError> {
+    evolution: &Option<Arc<ReaderEvolution>>,
+) -> Result<ReadSource, BuildError> {
     let reader = RegisteredReader::ask(config, "AVRO").await?;
+    let described = reader.described(config);
     let reader_error = |message| reader.error(message);
     let samples = JsonToAvro::new(&reader.schema.schema, reader.schema.id).map_err(reader_error)?;
     let (schema, reader_schema) = match &config.source.schema {
@@ -471,15 +524,20 @@ async fn avro_decoders(
         "Avro topics are read with {}",
         reader.what
     );
-    let writers = Arc::new(WriterSchemas::new(
-        Box::new(reader.fetch),
-        reader_schema,
-        stall.clone(),
-    ));
+    let writers = WriterSchemas::new(Box::new(reader.fetch), reader_schema, stall.clone());
+    let writers = Arc::new(match evolution {
+        Some(evolution) => writers.with_evolution(evolution.clone()),
+        None => writers,
+    });
     let decoders = (0..threads)
         .map(|_| Box::new(AvroDecoder::new(writers.clone(), declared.clone())) as Box<dyn Decode>)
         .collect();
-    Ok((schema, decoders, SampleEncoding::Avro(samples)))
+    Ok(ReadSource {
+        schema,
+        decoders,
+        samples: SampleEncoding::Avro(samples),
+        described,
+    })
 }
 
 /// Protobuf topics: the reader message from the registry's schema (compiled with its
@@ -488,8 +546,10 @@ async fn protobuf_decoders(
     config: &PipelineConfig,
     threads: usize,
     stall: &Arc<DecodeStall>,
-) -> Result<(EventSchema, Vec<Box<dyn Decode>>, SampleEncoding), BuildError> {
+    evolution: &Option<Arc<ReaderEvolution>>,
+) -> Result<ReadSource, BuildError> {
     let reader = RegisteredReader::ask(config, "PROTOBUF").await?;
+    let described = reader.described(config);
     let reader_error = |message| reader.error(message);
     // Imports are fetched blocking: at start, nothing else waits on this thread.
     let file = compile_schema(&reader.schema, &reader.fetch)
@@ -525,15 +585,20 @@ async fn protobuf_decoders(
         "Protobuf topics are read with {}",
         reader.what
     );
-    let writers = Arc::new(WriterSchemas::new(
-        Box::new(reader.fetch),
-        reader_message,
-        stall.clone(),
-    ));
+    let writers = WriterSchemas::new(Box::new(reader.fetch), reader_message, stall.clone());
+    let writers = Arc::new(match evolution {
+        Some(evolution) => writers.with_evolution(evolution.clone()),
+        None => writers,
+    });
     let decoders = (0..threads)
         .map(|_| Box::new(ProtobufDecoder::new(writers.clone())) as Box<dyn Decode>)
         .collect();
-    Ok((schema, decoders, SampleEncoding::Protobuf(samples)))
+    Ok(ReadSource {
+        schema,
+        decoders,
+        samples: SampleEncoding::Protobuf(samples),
+        described,
+    })
 }
 
 fn missing_file(config: &PipelineConfig, path: &std::path::Path, what: &str) -> ConfigError {

@@ -145,6 +145,16 @@ fn a_schema_file_gives_the_datasets_its_columns_across_versions() {
     );
 }
 
+/// With `evolution = "add_columns"`, a newer version of the subject met mid-run becomes the
+/// reader: what came before is committed, the files after carry its new column (NULL for
+/// the earlier clicks, to a reader using `union_by_name`) and its widened one, exactly once;
+/// the commit log records the change, and `weir verify`, `weir check` and the status page
+/// show it.
+#[test]
+fn with_add_columns_a_newer_version_met_mid_run_adds_its_columns_to_the_next_files() {
+    setup().follows_a_newer_version(&repo().join("tests/fixtures/avro-evolution/pipeline.toml"));
+}
+
 /// Killed with SIGKILL while it writes, weir restarted on the same group writes every click
 /// once: the Avro decoder holds nothing a restart needs.
 #[test]

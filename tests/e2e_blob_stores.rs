@@ -216,11 +216,17 @@ async fn commit(
         from: offset,
         to: offset + 1,
     };
+    // Without files, no columns are recorded.
+    let no_files = weir_sink::RecordedSchema {
+        columns: Vec::new(),
+        source: String::new(),
+    };
     log.commit(
         vec![range],
         vec![],
         vec![],
         None,
+        &no_files,
         &WatermarkCoverage::Complete,
     )
     .await

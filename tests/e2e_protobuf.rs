@@ -81,3 +81,12 @@ fn protobuf_killed_mid_stream_is_written_exactly_once() {
     assert_eq!(report["rows"], 1200, "{report}");
     assert_eq!(report["dead_letters"], 0, "{report}");
 }
+
+/// With `evolution = "add_columns"`, a newer version whose message has new field numbers
+/// becomes the reader mid-run: the files after it carry the new column, exactly once, and
+/// the change is recorded and shown.
+#[test]
+fn with_add_columns_a_newer_version_met_mid_run_adds_its_columns_to_the_next_files() {
+    Setup::start(Codec::Protobuf)
+        .follows_a_newer_version(&repo().join("tests/fixtures/protobuf-evolution/pipeline.toml"));
+}

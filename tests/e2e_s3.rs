@@ -440,7 +440,11 @@ fn commit_log_entries_past_their_retention_are_deleted_on_s3() {
                 to: offset + 1,
             };
             let coverage = weir_schemas::WatermarkCoverage::Complete;
-            log.commit(vec![range], vec![], vec![], None, &coverage)
+            let no_files = weir_sink::RecordedSchema {
+                columns: Vec::new(),
+                source: String::new(),
+            };
+            log.commit(vec![range], vec![], vec![], None, &no_files, &coverage)
                 .await
                 .unwrap();
         }

@@ -45,6 +45,7 @@ fn write_dataset(dir: &Path) {
             log_retention: None,
             path_limits: PathLimits::for_url(dir.to_str().unwrap()),
             snapshot_every: None,
+            schema_source: "a test".into(),
         };
         let mut writer = ParquetDataset::new("damaged", store, root, &schema, options)
             .open_writer("w", Duration::from_secs(3600))

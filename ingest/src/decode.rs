@@ -20,15 +20,21 @@ pub trait Decode: Send {
     /// order, and a dead letter (with the reason and where in the payload) for each other one.
     /// A message that cannot be decoded is a dead letter, never an error. The one way out is
     /// [`Abandoned`]: the decoder was waiting for something outside the messages (a schema
-    /// registry) when the pipeline stopped, and has decided nothing about this batch.
+    /// registry) when the pipeline stopped, or met a writer schema the pipeline must decide
+    /// on first ([`crate::registry::ReaderEvolution`]), and has decided nothing about this
+    /// batch.
     fn decode(&mut self, messages: &Messages) -> Result<Decoded, Abandoned>;
 }
 
 /// A batch given up undecided: the pipeline stopped while its decoder waited (see
-/// [`DecodeStall::abandon`]). Neither it nor any batch after it may be handed on, so that
-/// no offset past it is committed; its messages are read again by the next session.
+/// [`DecodeStall::abandon`]), or must decide on a writer schema ahead of its reader first.
+/// Neither it nor any batch after it may be handed on, so that no offset past it is
+/// committed; its messages are read again by the next session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("decoding was given up: the pipeline stopped while its decoder waited")]
+#[error(
+    "decoding was given up: the pipeline stopped while its decoder waited, or must first \
+     decide on a writer schema ahead of its reader"
+)]
 pub struct Abandoned;
 
 /// What a [`Decode`] makes of one batch of messages.

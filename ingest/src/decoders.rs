@@ -8,7 +8,7 @@
 //! it. Decoding is most of ingest's work, so ingest uses as many cores as it has threads
 //! while the pipeline behind it stays sequential.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SendError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -144,13 +144,15 @@ impl Drop for CloseTurnsOnPanic<'_> {
 
 /// Starts one decoding thread per decoder; their results go to `tx` in the order dealt.
 /// The threads end once the dealer is dropped and what they hold is handed on (or the
-/// pipeline is gone); each gives its decoder back.
+/// pipeline is gone); each gives its decoder back. A thread that gives a batch up sets
+/// `stop`, so that the polling thread stops and drops the dealer.
 pub(crate) fn spawn(
     decoders: Vec<Box<dyn Decode>>,
     table: &SourceTable,
     tx: mpsc::Sender<SourceEvent>,
     room: &Arc<Room>,
     stats: &Arc<SourceStats>,
+    stop: &Arc<AtomicBool>,
 ) -> (Dealer, Vec<JoinHandle<Box<dyn Decode>>>) {
     let count = decoders.len();
     assert!(count > 0, "at least one decoder");
@@ -169,6 +171,7 @@ pub(crate) fn spawn(
             turns: turns.clone(),
             room: room.clone(),
             stats: stats.clone(),
+            stop: stop.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("weir-decoder-{index}"))
@@ -192,6 +195,8 @@ struct Worker {
     turns: Arc<Turns>,
     room: Arc<Room>,
     stats: Arc<SourceStats>,
+    /// The session's stop flag: the polling thread stops once it is set.
+    stop: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -207,9 +212,11 @@ impl Worker {
                     match self.table.decode(decoder.as_mut(), *messages) {
                         Ok(batch) => SourceEvent::Batch(Box::new(batch)),
                         // Nothing from here on may be handed on: a later batch would commit
-                        // offsets past this one's messages.
+                        // offsets past this one's messages. Polling stops too, or a session
+                        // with no more messages to deal would never notice and end.
                         Err(abandoned) => {
                             tracing::info!("{abandoned}; its messages are read again next time");
+                            self.stop.store(true, Ordering::Relaxed);
                             self.turns.close();
                             break;
                         }
@@ -299,7 +306,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let room = Arc::new(Room::default());
         let stats = Arc::new(SourceStats::default());
-        let (dealer, threads) = spawn(decoders, &table, tx, &room, &stats);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dealer, threads) = spawn(decoders, &table, tx, &room, &stats, &stop);
         let batch = |offset: i64| {
             let mut raw = RawMessages::with_capacity(1);
             let payload = format!(r#"{{"ts": "2026-12-01T00:00:{:02}Z"}}"#, offset);

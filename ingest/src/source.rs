@@ -731,7 +731,7 @@ pub fn spawn_reader(
 ) -> JoinHandle<(Result<(), KafkaError>, Decoding)> {
     let Decoding { decoders, table } = decoding;
     let room = source.consumer.context().room.clone();
-    let (dealer, decoding_threads) = decoders::spawn(decoders, &table, tx, &room, &stats);
+    let (dealer, decoding_threads) = decoders::spawn(decoders, &table, tx, &room, &stats, &stop);
     *source
         .consumer
         .context()

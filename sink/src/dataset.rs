@@ -16,13 +16,16 @@ use weir_schemas::hive::PartitionPaths;
 use weir_schemas::{Checkpoint, PartitionKey};
 
 use crate::SinkError;
-use crate::commit_log::{LogState, PartitionState, WrittenFile};
+use crate::commit_log::{LogState, PartitionState, RecordedSchema, WrittenFile};
 use crate::verify::Report;
 
 /// A dataset, not opened for writing.
 #[async_trait::async_trait]
 pub trait Dataset: Send + Sync {
     fn name(&self) -> &str;
+
+    /// The columns its files get, as its commit log records them.
+    fn schema(&self) -> &RecordedSchema;
 
     /// Opens the dataset for `writer` (unique to this process; it names the files): finishes
     /// what earlier writers committed but did not publish, and deletes staged files older

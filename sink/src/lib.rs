@@ -18,7 +18,10 @@ mod store;
 mod testing;
 pub mod verify;
 
-pub use commit_log::{CommitLog, LogError, LogOptions, LogState, PartitionState, WrittenFile};
+pub use commit_log::{
+    ColumnChange, CommitLog, LogError, LogOptions, LogState, PartitionState, RecordedColumn,
+    RecordedSchema, SchemaRecord, WrittenFile,
+};
 pub use dataset::{Committed, Dataset, DatasetWriter};
 pub use parquet_dataset::{Compression, DatasetOptions, ParquetDataset, ParquetWriter, RollPolicy};
 pub use store::{PathLimits, StoreError, open_store};

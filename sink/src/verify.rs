@@ -24,8 +24,8 @@ use serde::Serialize;
 use weir_schemas::PartitionKey;
 
 use crate::commit_log::{
-    Action, Entry, LogError, LogState, WEIR_DIR, WrittenFile, entry_path, list_numbered,
-    quarantine_path, snapshot_dir, snapshot_state, under,
+    Action, ColumnChange, Entry, LogError, LogState, RecordedSchema, SchemaRecord, WEIR_DIR,
+    WrittenFile, entry_path, list_numbered, quarantine_path, snapshot_dir, snapshot_state, under,
 };
 
 /// Files checked at once.
@@ -56,8 +56,22 @@ pub struct Report {
     /// Visible files no kept entry lists that are older than that snapshot: committed by the
     /// pruned entries, not checked.
     pub files_of_pruned_entries: u64,
+    /// The columns of the files as last recorded, with the entry that recorded them.
+    pub schema: Option<SchemaRecord>,
+    /// Each change of the dataset's schema in the entries replayed, oldest first.
+    pub schema_changes: Vec<SchemaChange>,
     /// Every invariant that does not hold; empty when the dataset is sound.
     pub problems: Vec<String>,
+}
+
+/// A commit that recorded other columns than the one before it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaChange {
+    pub seq: u64,
+    pub written_at: String,
+    /// The source schema the new columns follow.
+    pub source: String,
+    pub changes: Vec<ColumnChange>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -99,6 +113,27 @@ impl std::fmt::Display for Report {
                 f,
                 "  {}/{}: offsets {}..{} in {} commits",
                 p.topic, p.partition, p.from, p.to, p.commits
+            )?;
+        }
+        if let Some(schema) = &self.schema {
+            writeln!(
+                f,
+                "  {} columns since entry {} ({}), from {}",
+                schema.schema.columns.len(),
+                schema.seq,
+                schema.written_at,
+                schema.schema.source
+            )?;
+        }
+        for change in &self.schema_changes {
+            let changes: Vec<String> = change.changes.iter().map(|c| c.to_string()).collect();
+            writeln!(
+                f,
+                "  schema changed at entry {} ({}), to {}: {}",
+                change.seq,
+                change.written_at,
+                change.source,
+                changes.join("; ")
             )?;
         }
         if self.pruned_entries > 0 {
@@ -219,6 +254,7 @@ async fn verify_once(
         Some(0) => 0,
         Some(first) => match snapshot_state(name, store.clone(), root, first - 1).await? {
             Some(state) => {
+                replay.schema = state.schema.as_ref().map(|r| Arc::new(r.schema.clone()));
                 replay.state = state;
                 report.pruned_entries = first;
                 pruned_before = snapshots.get(&(first - 1)).map(|s| s.last_modified);
@@ -265,10 +301,12 @@ async fn verify_once(
         }
     }
     report.watermark_ms = replay.state.watermark_ms();
+    report.schema = replay.state.schema.clone();
     let Replay {
         state,
         partitions,
         committed,
+        schema: _,
     } = replay;
     for (partition, mut p) in partitions {
         if let Some(s) = state.partitions.get(&partition) {
@@ -288,13 +326,13 @@ async fn verify_once(
     // files would make this future not provably `Send` (a limit of the compiler).
     let checks: Vec<_> = committed
         .values()
-        .map(|(seq, file)| async move {
-            let problem = if *seq >= listed_up_to {
+        .map(|committed| async move {
+            let problem = if committed.seq >= listed_up_to {
                 None
             } else {
-                check_file(store_ref, root, *seq, file, sizes_ref).await
+                check_file(store_ref, root, committed, sizes_ref).await
             };
-            (problem, file)
+            (problem, &committed.file)
         })
         .collect();
     let checks = futures::stream::iter(checks)
@@ -313,7 +351,7 @@ async fn verify_once(
     }
     let referenced_staging: std::collections::HashSet<&str> = committed
         .values()
-        .map(|(_, f)| f.staging.as_str())
+        .map(|c| c.file.staging.as_str())
         .collect();
     let staging_dir = weir_dir.clone().join("staging");
     for object in &objects {
@@ -348,10 +386,11 @@ async fn verify_once(
 async fn check_file(
     store: &dyn ObjectStore,
     root: &Path,
-    seq: u64,
-    file: &WrittenFile,
+    committed: &Committed,
     sizes: &HashMap<&Path, u64>,
 ) -> Option<String> {
+    let Committed { seq, file, schema } = committed;
+    let (seq, schema) = (*seq, schema.as_deref());
     let path = match under(root, &file.path) {
         Ok(path) => path,
         Err(e) => return Some(format!("entry {seq}: bad file path {}: {e}", file.path)),
@@ -382,12 +421,27 @@ async fn check_file(
             file.path, file.bytes
         ));
     }
-    match row_count(store, &path, size).await {
-        Ok(rows) if rows == file.rows => None,
-        Ok(rows) => Some(format!(
+    match read_footer(store, &path, size).await {
+        Ok((rows, _)) if rows != file.rows => Some(format!(
             "{} (entry {seq}) has {rows} rows, the commit says {}",
             file.path, file.rows
         )),
+        Ok((_, columns)) => match schema {
+            Some(schema) if !columns.same_columns(schema) => {
+                let differences: Vec<String> = columns
+                    .changes_from(schema)
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                Some(format!(
+                    "{} (entry {seq}) does not hold the columns recorded for it: against them \
+                     it has {}",
+                    file.path,
+                    differences.join("; ")
+                ))
+            }
+            _ => None,
+        },
         Err(e) => Some(format!(
             "{} (entry {seq}) is not a readable Parquet file: {e}",
             file.path
@@ -395,12 +449,12 @@ async fn check_file(
     }
 }
 
-/// The row count in a Parquet file's footer, read with two range requests.
-async fn row_count(
+/// The row count and columns in a Parquet file's footer, read with two range requests.
+async fn read_footer(
     store: &dyn ObjectStore,
     path: &Path,
     size: u64,
-) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(u64, RecordedSchema), Box<dyn std::error::Error + Send + Sync>> {
     const TAIL: u64 = 8;
     if size < TAIL {
         return Err("shorter than a Parquet footer".into());
@@ -415,7 +469,10 @@ async fn row_count(
         .get_range(path, size - TAIL - length..size - TAIL)
         .await?;
     let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
-    Ok(metadata.file_metadata().num_rows() as u64)
+    let file = metadata.file_metadata();
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
+    Ok((file.num_rows() as u64, RecordedSchema::of(&schema, "")))
 }
 
 /// The log replayed so far.
@@ -423,8 +480,17 @@ async fn row_count(
 struct Replay {
     state: LogState,
     partitions: BTreeMap<PartitionKey, PartitionReport>,
-    /// Committed files by final path, with the entry that committed them.
-    committed: HashMap<String, (u64, WrittenFile)>,
+    /// Committed files by final path.
+    committed: HashMap<String, Committed>,
+    /// The columns recorded last, shared by the files committed with them.
+    schema: Option<Arc<RecordedSchema>>,
+}
+
+/// A committed file, with the entry that committed it and the columns recorded for it.
+struct Committed {
+    seq: u64,
+    file: WrittenFile,
+    schema: Option<Arc<RecordedSchema>>,
 }
 
 impl Replay {
@@ -440,8 +506,25 @@ impl Replay {
         report.entries += 1;
         match &entry.action {
             Action::Claim { .. } => report.claims += 1,
-            Action::Commit { ranges, files, .. } => {
+            Action::Commit {
+                ranges,
+                files,
+                schema,
+                ..
+            } => {
                 report.commits += 1;
+                if let Some(schema) = schema {
+                    // The first schema recorded is where the dataset starts, not a change.
+                    if let Some(before) = &self.state.schema {
+                        report.schema_changes.push(SchemaChange {
+                            seq,
+                            written_at: entry.written_at.clone(),
+                            source: schema.source.clone(),
+                            changes: schema.changes_from(&before.schema),
+                        });
+                    }
+                    self.schema = Some(Arc::new(schema.clone()));
+                }
                 for range in ranges {
                     let p = self
                         .partitions
@@ -453,14 +536,18 @@ impl Replay {
                     p.commits += 1;
                 }
                 for file in files {
-                    if let Some((other, _)) = self.committed.get(&file.path) {
+                    if let Some(other) = self.committed.get(&file.path) {
                         report.problems.push(format!(
-                            "{} is committed twice, by entries {other} and {seq}",
-                            file.path
+                            "{} is committed twice, by entries {} and {seq}",
+                            file.path, other.seq
                         ));
                     }
-                    self.committed
-                        .insert(file.path.clone(), (seq, file.clone()));
+                    let committed = Committed {
+                        seq,
+                        file: file.clone(),
+                        schema: self.schema.clone(),
+                    };
+                    self.committed.insert(file.path.clone(), committed);
                 }
             }
         }

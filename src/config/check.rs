@@ -5,7 +5,9 @@ use weir_schemas::EventSchema;
 use weir_transform::WindowKind;
 
 use super::defaults::{MIN_HASH_KEY_BYTES, MIN_LOG_RETENTION, MIN_MEMORY};
-use super::{ConfigError, PayloadFormat, PipelineConfig, SubjectStrategy};
+use super::{
+    ConfigError, Evolution, PayloadFormat, PipelineConfig, ReaderVersion, SubjectStrategy,
+};
 
 impl PipelineConfig {
     /// The keys each payload format needs, and no key another one reads.
@@ -76,6 +78,24 @@ impl PipelineConfig {
                         "password",
                         "`schema_registry.password` without a `username`".into(),
                     ));
+                }
+                if registry.evolution == Evolution::AddColumns {
+                    if registry.version != ReaderVersion::Latest {
+                        return Err(fail(
+                            "evolution",
+                            "`evolution = \"add_columns\"` follows the subject's latest \
+                             version; a pinned `version` never changes: remove one of them"
+                                .into(),
+                        ));
+                    }
+                    if source.schema.is_some() {
+                        return Err(fail(
+                            "evolution",
+                            "`evolution = \"add_columns\"` takes the columns from the \
+                             registry; the schema file `schema` fixes them: remove one of them"
+                                .into(),
+                        ));
+                    }
                 }
             }
         }
@@ -296,6 +316,7 @@ mod tests {
 
     use bytesize::ByteSize;
 
+    use crate::config::Evolution;
     use crate::config::tests::{MINIMAL, load};
 
     /// MINIMAL as an Avro pipeline, with `registry` lines in its `[source.schema_registry]`.
@@ -334,6 +355,23 @@ mod tests {
         let registry = config.source.schema_registry.as_ref().unwrap();
         assert_eq!(registry.message.as_deref(), Some("shop.Click"));
         assert!(err(&avro(message)).contains("picks a Protobuf message"));
+        // Columns that follow the registry: only from its latest version, without a schema
+        // file.
+        let add = "url = \"http://r\"\nevolution = \"add_columns\"";
+        let config = load(&avro(add), &secret).unwrap();
+        let registry = config.source.schema_registry.as_ref().unwrap();
+        assert_eq!(registry.evolution, Evolution::AddColumns);
+        assert!(err(&avro(&format!("{add}\nversion = 2"))).contains("a pinned `version`"));
+        let with_file = avro(add).replace(
+            "[source.schema_registry]",
+            "schema = \"s.toml\"\n[source.schema_registry]",
+        );
+        assert!(
+            err(&with_file).contains("the schema file `schema` fixes them"),
+            "{}",
+            err(&with_file)
+        );
+        assert!(err(&avro("url = \"http://r\"\nevolution = \"drop\"")).contains("unknown variant"));
         let no_registry = no_registry.replace("\"avro\"", "\"protobuf\"");
         assert!(err(&no_registry).contains("`format = \"protobuf\"` needs a"));
     }

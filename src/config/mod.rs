@@ -39,7 +39,7 @@ pub enum ConfigError {
     Check { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Names the pipeline in logs and summaries.

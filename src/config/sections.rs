@@ -23,7 +23,7 @@ use super::defaults::{
     default_table,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub bootstrap_servers: String,
@@ -120,7 +120,7 @@ impl<'de> Deserialize<'de> for ReaderVersion {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaRegistrySection {
     /// The registry's base URL.
@@ -150,6 +150,24 @@ pub struct SchemaRegistrySection {
     /// default `record`, else the first message of the subject's schema.
     #[serde(default)]
     pub message: Option<String>,
+    /// Whether the datasets' columns follow a newer version of the subject met mid-run.
+    #[serde(default)]
+    pub evolution: Evolution,
+}
+
+/// What a running pipeline does when messages of a newer version of the subject, with
+/// fields its reader schema lacks, arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evolution {
+    /// The reader schema stays what it was at start: the new fields are not read (until a
+    /// restart takes the latest version).
+    #[default]
+    ReaderSchema,
+    /// The pipeline commits what it read, takes the subject's latest version as its reader
+    /// (when it keeps every column, at the same or a wider type) and goes on: new files
+    /// carry the new columns.
+    AddColumns,
 }
 
 impl SchemaRegistrySection {
@@ -164,14 +182,14 @@ impl SchemaRegistrySection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
     pub expr: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     /// Names the transform and its dataset.
@@ -185,14 +203,14 @@ pub struct TransformConfig {
     pub sink: SinkConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionConfig {
     pub name: String,
     pub expr: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// `file://`, `s3://`, `gs://`, `az://` URL or a local path.
@@ -224,7 +242,7 @@ pub struct SinkConfig {
     pub storage: Settings,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// A Parquet dataset for dead letters.
@@ -238,7 +256,7 @@ pub struct DeadLetterConfig {
     pub payload: PayloadPolicy,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// How often open files are closed and the offsets they cover committed.
@@ -264,7 +282,7 @@ pub struct DeliveryConfig {
 }
 
 /// How event time turns into watermarks.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatermarkConfig {
     /// How far behind the latest event time of a partition an event may still arrive: a
@@ -280,7 +298,7 @@ pub struct WatermarkConfig {
 }
 
 /// What the transforms' SQL may use besides the source table.
-#[derive(Default, Deserialize)]
+#[derive(Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     /// Secret keys for `keyed_hash(value, 'name')`, by name; give them as `${VAR}` or

@@ -238,4 +238,5 @@ fn report_commit(
         dataset.state().partitions.iter(),
     );
     observer.late(dataset.name(), "written", committed.late_rows);
+    observer.schema(dataset.name(), dataset.state().schema.as_ref());
 }

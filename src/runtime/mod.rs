@@ -18,11 +18,13 @@
 //! | `rebalance.rs` | partitions assigned (claims, resume positions, windows) and revoked |
 //! | `batch.rs` | one consumed batch through the transforms into the datasets |
 //! | `checkpoint.rs` | committing every dataset, then the Kafka offsets |
+//! | `evolution.rs` | the reader schema following the registry (`evolution = "add_columns"`) |
 //! | `log_view.rs` | what the brokers say at a checkpoint: idle partitions, watermark coverage |
 //! | `summary.rs` | what a run did |
 
 mod batch;
 mod checkpoint;
+mod evolution;
 mod log_view;
 mod memory_budget;
 mod rebalance;
@@ -35,14 +37,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
 use tokio::sync::watch;
 use weir_ingest::dead_letter_topic::DeadLetterTopic;
 use weir_ingest::offsets::OffsetClient;
+use weir_ingest::registry::ReaderEvolution;
 use weir_ingest::{ConsumerConfig, DecodeStall, Decoding, KafkaSource};
 use weir_schemas::{DeadLetters, OffsetRanges, PartitionKey, PayloadPolicy, SourceBatch};
 use weir_sink::DatasetWriter;
 use weir_transform::{TransformError, Transforms, Watermarks};
 
+use crate::config::PipelineConfig;
 use crate::pipeline::{DeadLetterTarget, Pipeline};
 use crate::telemetry::{Observer, Timestamps};
 use log_view::Brokers;
@@ -85,15 +90,17 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let mut state = State::open(pipeline, observer).await?;
-    state.brokers = Some(Brokers::new(
-        OffsetClient::new(&state.kafka, true)?,
-        state.kafka.topics.clone(),
-        state.kafka.start,
-    ));
+    state.watch_brokers()?;
     tracing::info!(pipeline = %state.name, topics = ?state.kafka.topics, writer = %state.writer, "pipeline started");
     loop {
         match state.consume(&mut shutdown).await {
-            Ok(()) => break,
+            Ok(()) => {
+                let met = state.evolution.as_ref().and_then(|e| e.take());
+                match met {
+                    Some(new) if !*shutdown.borrow() => state = state.follow(new).await?,
+                    _ => break,
+                }
+            }
             Err(RunError::Sink(e)) if e.is_fenced() => {
                 tracing::warn!(error = %e, "rejoining the consumer group without the lost partitions' uncommitted work");
                 state.abort().await;
@@ -128,6 +135,18 @@ pub async fn replay(
         state.checkpoint(false).await?;
     }
     Ok(state.finish(started))
+}
+
+impl State {
+    /// Lets checkpoints ask the brokers where partitions end.
+    fn watch_brokers(&mut self) -> Result<(), RunError> {
+        self.brokers = Some(Brokers::new(
+            OffsetClient::new(&self.kafka, true)?,
+            self.kafka.topics.clone(),
+            self.kafka.start,
+        ));
+        Ok(())
+    }
 }
 
 /// One output's dataset, opened for this process's writer.
@@ -205,6 +224,14 @@ struct State {
     pending: Pending,
     summary: Summary,
     observer: Arc<Observer>,
+    /// The source table's columns and where they come from (in words).
+    source_schema: SchemaRef,
+    source_described: String,
+    /// With `evolution = "add_columns"`: the writer schemas with new fields the decoders met.
+    evolution: Option<Arc<ReaderEvolution>>,
+    /// What the pipeline was built from: built again when the reader schema follows the
+    /// registry.
+    config: PipelineConfig,
 }
 
 impl State {
@@ -219,6 +246,9 @@ impl State {
             dead_letters,
             decode_stall,
             samples: _,
+            source_schema,
+            source_described,
+            evolution,
             config,
         } = pipeline;
         observer.watch_decoding(decode_stall.clone());
@@ -273,6 +303,10 @@ impl State {
             pending: Pending::default(),
             summary: Summary::default(),
             observer,
+            source_schema,
+            source_described,
+            evolution,
+            config,
         })
     }
 

@@ -28,6 +28,7 @@ impl State {
                 dataset.name(),
                 partitions.iter().map(|p| (p, dataset.partition_state(p))),
             );
+            observer.schema(dataset.name(), dataset.state().schema.as_ref());
             for ((committed, uncommitted), next) in
                 committed.iter_mut().zip(&mut uncommitted).zip(next)
             {

@@ -22,6 +22,9 @@ pub struct Summary {
     pub watermark_ms: Option<i64>,
     /// Times a commit was refused because another instance had claimed a partition.
     pub fenced: u64,
+    /// Times the reader schema followed a newer version of the subject
+    /// (`evolution = "add_columns"`).
+    pub reader_schema_changes: u64,
     pub backpressure_pauses: u64,
     pub elapsed_seconds: f64,
     pub events_per_second: f64,

@@ -16,7 +16,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 use weir_ingest::{DecodeStall, SourceStats};
 use weir_schemas::{OffsetRanges, PartitionKey};
-use weir_sink::PartitionState;
+use weir_sink::{PartitionState, SchemaRecord};
 
 use super::freshness::Timestamps;
 use super::health::HealthLimits;
@@ -64,6 +64,8 @@ pub(super) struct DatasetView {
     pub(super) rows: u64,
     pub(super) files: u64,
     pub(super) bytes: u64,
+    /// The columns its commit log recorded last.
+    pub(super) schema: Option<SchemaRecord>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -324,6 +326,12 @@ impl Observer {
                 },
             );
         }
+    }
+
+    /// The columns a dataset's commit log recorded last, as its writer read it.
+    pub fn schema(&self, dataset: &str, schema: Option<&SchemaRecord>) {
+        let mut view = self.view();
+        view.datasets.entry(dataset.to_owned()).or_default().schema = schema.cloned();
     }
 
     /// Dead letters just committed, by reason.

@@ -55,6 +55,8 @@ pub struct DatasetStatus {
     pub bytes: u64,
     pub last_commit: Option<String>,
     pub commit_age_seconds: Option<f64>,
+    /// The columns its commit log recorded last: since which entry, from which source.
+    pub schema: Option<weir_sink::SchemaRecord>,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -130,6 +132,7 @@ impl Observer {
                             (now_ms - t.timestamp_millis()) as f64 / 1000.0
                         })
                 }),
+                schema: d.schema.clone(),
                 partitions: view
                     .partitions
                     .iter()

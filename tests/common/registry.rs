@@ -8,9 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::cli::{Committed, run_until_committed};
+use super::datasets::verify_datasets;
 use super::kafka::{committed_total, start_tansu};
-use super::net::{free_port, wait_for_listener, wait_until};
-use super::process::{Process, weir};
+use super::net::{free_port, http_get, serving_port, wait_for_listener, wait_until};
+use super::process::{Process, output_ok, weir};
 use super::{repo, tool};
 
 pub const REGISTRY_USER: &str = "weir";
@@ -282,6 +283,97 @@ impl Setup {
     pub fn verify(&self) -> serde_json::Value {
         self.codec
             .verify_with("verify", &self.expected, &self.path().join("out"))
+    }
+
+    /// Runs `config` (the example with `evolution = "add_columns"` and `SELECT *`) on 30
+    /// clicks of version 1, then produces 30 of version 2 (adding `referrer`, widening
+    /// `quantity`) while it runs, and checks that the reader follows: every click exactly
+    /// once, `referrer` in the files written after the change only, the change in the commit
+    /// log as `weir verify`, `weir check --datasets` and the status page show it.
+    pub fn follows_a_newer_version(&self, config: &Path) {
+        // Version 1 is the latest, so the reader, when weir starts.
+        self.produce(&["--versions", "1", "--count", "30"]);
+        let mut running =
+            Process::start("weir", self.weir_with(config), self.path().join("weir.log"));
+        let listen = serving_port(&mut running);
+        let committed = |running: &mut Process, count| {
+            wait_until(
+                "the clicks to be committed",
+                Duration::from_secs(120),
+                || {
+                    running.assert_running();
+                    self.committed() == count
+                },
+            )
+        };
+        committed(&mut running, 30);
+        // The producer registers version 2 and writes with it.
+        self.produce(&["--versions", "2", "--first", "30", "--count", "30"]);
+        committed(&mut running, 60);
+        let (_, status) = http_get(listen, "/api/status");
+        assert!(running.terminate(Duration::from_secs(30)).success());
+        let subject = format!("subject `{}-value` version 2", self.topic());
+        let log = running.log_text();
+        assert!(
+            log.contains(&format!(
+                "the reader schema follows the subject, now {subject}"
+            )),
+            "{log}"
+        );
+
+        let report = self.verify();
+        assert_eq!(report["rows"], 60, "{report}");
+        assert_eq!(report["dead_letters"], 0, "{report}");
+        assert_eq!(report["types"]["referrer"], "VARCHAR", "{report}");
+        assert_eq!(report["types"]["quantity"], "BIGINT", "{report}");
+        // Version 1's clicks were written before the change: only `referrer` is missing
+        // from their files.
+        let lacking = report["files_lacking"].as_object().unwrap();
+        assert_eq!(lacking.keys().collect::<Vec<_>>(), ["referrer"], "{report}");
+        assert!(lacking["referrer"].as_u64().unwrap() > 0, "{report}");
+
+        let out = self.path().join("out").display().to_string();
+        let mut env = self.registry.env();
+        env.extend([("WEIR_OUT", out), ("TOPIC", self.topic().to_owned())]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let verified = verify_datasets(config, &env);
+        assert!(
+            verified.contains(&format!("to {subject} (schema id "))
+                && verified.contains("added `referrer` Utf8")
+                && verified.contains("changed `quantity` from Int32")
+                && verified.contains("to Int64"),
+            "{verified}"
+        );
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let clicks = status["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dataset"] == "clicks")
+            .unwrap();
+        let source = clicks["schema"]["source"].as_str().unwrap();
+        assert!(source.starts_with(&subject), "{status}");
+
+        // `weir check --datasets` compares what a config would write with what the dataset
+        // recorded: this one, the same; the example's (its own column list), what changes.
+        let check = |config: &Path| {
+            let mut command = weir();
+            command
+                .args(["check", "--datasets", "--config"])
+                .arg(config)
+                .envs(env.iter().copied());
+            String::from_utf8(output_ok(&mut command)).unwrap()
+        };
+        let same = check(config);
+        assert!(
+            same.contains("the same columns as the columns recorded at entry"),
+            "{same}"
+        );
+        let other = check(&self.codec.example().join("pipeline.toml"));
+        assert!(
+            other.contains("the next commit records: ") && other.contains("removed `_topic`"),
+            "{other}"
+        );
     }
 
     /// Runs the example with small batches each checkpointed, kills it with SIGKILL after

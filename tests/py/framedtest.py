@@ -83,6 +83,19 @@ def verify_dead_letters(con, out, expected, framing_words):
     return len(got)
 
 
+def files_lacking(con, dataset, columns):
+    """How many of the dataset's files lack each of `columns` (those that some file lacks;
+    the partition columns aside)."""
+    lacking = {}
+    for path in sorted(glob.glob(f"{dataset}/**/*.parquet", recursive=True)):
+        present = {name for name, *_ in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet('{path}', hive_partitioning = false)").fetchall()}
+        for column in columns:
+            if column not in present and column not in ("dt", "hour"):
+                lacking[column] = lacking.get(column, 0) + 1
+    return lacking
+
+
 def command_line(commands):
     """Parses the command line of a codec's tool, whose `commands` (name to function) include
     produce, register and verify, and runs the one asked for."""

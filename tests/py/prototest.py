@@ -21,7 +21,7 @@ import sys
 import tempfile
 import types
 
-from framedtest import Deliveries, client_of, command_line, verify_dead_letters
+from framedtest import Deliveries, client_of, command_line, files_lacking, verify_dead_letters
 from weirtest import duck, expect_equal, records
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "protobuf")
@@ -246,7 +246,7 @@ def verify(args):
                web, app, referrer, kafka_partition, kafka_offset,
                strftime(ts, '%Y-%m-%d') = dt AND strftime(ts, '%H') = hour AS in_its_hour
         FROM read_parquet('{args.out}/clicks/**/*.parquet', hive_partitioning = true,
-                          hive_types_autocast = false)
+                          hive_types_autocast = false, union_by_name = true)
         ORDER BY kafka_partition, kafka_offset""")
     for row in got:
         if not row.pop("in_its_hour"):
@@ -254,12 +254,14 @@ def verify(args):
     want = sorted(expected["rows"], key=lambda r: (r["kafka_partition"], r["kafka_offset"]))
     expect_equal("clicks", got, want)
     types = {name: kind for name, kind, *_ in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet('{args.out}/clicks/**/*.parquet')").fetchall()}
-    columns = [(name, kind) for name, kind in types.items() if name in dict(COLUMNS)]
-    if columns != COLUMNS:
+        f"DESCRIBE SELECT * FROM read_parquet('{args.out}/clicks/**/*.parquet', "
+        f"union_by_name = true)").fetchall()}
+    columns = {name: kind for name, kind in types.items() if name in dict(COLUMNS)}
+    if columns != dict(COLUMNS):
         raise SystemExit(f"the click columns are not as expected:\n  got  {columns}\n  want {COLUMNS}")
     dead = verify_dead_letters(con, args.out, expected, ("magic byte", "message index"))
-    print(json.dumps({"rows": len(got), "dead_letters": dead, "types": types}))
+    print(json.dumps({"rows": len(got), "dead_letters": dead, "types": types,
+                      "files_lacking": files_lacking(con, f"{args.out}/clicks", types)}))
 
 
 def verify_file(args):

@@ -29,6 +29,7 @@ use arrow_avro::schema::{Fingerprint, FingerprintAlgorithm, SchemaStore};
 use weir_schemas::{DeadLetters, Messages, Reason};
 
 use crate::decode::{Abandoned, Decode, Decoded};
+use crate::registry::evolution::fields_beyond;
 use crate::registry::{
     FRAMING_BYTES, FetchSchema, ReadAs, RegisteredSchema, RegistryError, WriterSchemas, framed_id,
 };
@@ -89,6 +90,14 @@ impl ReadAs for AvroSchema {
             .map_err(|e| e.to_string())
             .and_then(|_| build(&store, self).map_err(|e| e.to_string()))
             .map(|_| schema))
+    }
+
+    fn new_fields(&self, writer: &AvroSchema) -> Vec<String> {
+        match (arrow_form(self), arrow_form(writer)) {
+            (Ok(reader), Ok(writer)) => fields_beyond(reader.fields(), writer.fields(), ""),
+            // Both were read as the reader already: this does not happen.
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
-use prost_reflect::{FileDescriptor, MessageDescriptor};
+use prost_reflect::{FileDescriptor, Kind, MessageDescriptor};
 use weir_schemas::{DeadLetters, EventSchema, Messages, Reason};
 
 use crate::decode::{Abandoned, Decode, Decoded};
@@ -152,6 +152,71 @@ impl ReadAs for ProtobufReader {
         }
         compile::compile(&registered, fetch)
     }
+
+    fn new_fields(&self, writer: &FileDescriptor) -> Vec<String> {
+        // A writer of another message is not read at all (`incompatible_schema`).
+        match writer
+            .parent_pool()
+            .get_message_by_name(self.message.full_name())
+        {
+            Some(written) => numbers_beyond(&self.message, &written, ""),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The paths of the fields of `writer` whose numbers `reader` lacks, looking inside messages
+/// (also in repeated fields and map values). Bounded by the reader's depth: readers are not
+/// recursive.
+fn numbers_beyond(
+    reader: &MessageDescriptor,
+    writer: &MessageDescriptor,
+    prefix: &str,
+) -> Vec<String> {
+    let mut beyond = Vec::new();
+    for field in writer.fields() {
+        let path = format!("{prefix}{}", field.name());
+        let Some(known) = reader.get_field(field.number()) else {
+            beyond.push(path);
+            continue;
+        };
+        let (Kind::Message(inner_reader), Kind::Message(inner_writer)) =
+            (known.kind(), field.kind())
+        else {
+            continue;
+        };
+        // Well-known types are values, not structs of their own fields.
+        if inner_reader.full_name().starts_with("google.protobuf.") {
+            continue;
+        }
+        let inner = if field.is_map() {
+            format!("{path}{{}}")
+        } else if field.is_list() {
+            format!("{path}[]")
+        } else {
+            path
+        };
+        match (field.is_map(), known.is_map()) {
+            (true, true) => {
+                let (r, w) = (
+                    inner_reader.map_entry_value_field(),
+                    inner_writer.map_entry_value_field(),
+                );
+                if let (Kind::Message(r), Kind::Message(w)) = (r.kind(), w.kind())
+                    && !r.full_name().starts_with("google.protobuf.")
+                {
+                    beyond.extend(numbers_beyond(&r, &w, &format!("{inner}.")));
+                }
+            }
+            (false, false) => beyond.extend(numbers_beyond(
+                &inner_reader,
+                &inner_writer,
+                &format!("{inner}."),
+            )),
+            _ => {}
+        }
+    }
+    beyond
 }
 
 /// Message indexes nested deeper than this are refused (as framing no producer writes).

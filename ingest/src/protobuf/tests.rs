@@ -7,7 +7,7 @@ use weir_schemas::RawMessages;
 
 use super::*;
 use crate::decode::DecodeStall;
-use crate::registry::{RegisteredSchema, RegistryError, SchemaReference};
+use crate::registry::{ReaderEvolution, RegisteredSchema, RegistryError, SchemaReference};
 
 const V1: &str = include_str!("../../../examples/protobuf/click-v1.proto");
 const V2: &str = include_str!("../../../examples/protobuf/click-v2.proto");
@@ -548,4 +548,44 @@ fn a_schema_file_naming_what_the_message_lacks_or_cannot_give_is_refused() {
     assert!(nested.contains("field `user.age`"), "{nested}");
     let uncastable = refused("[[fields]]\nname = \"user\"\ntype = \"int64\"");
     assert!(uncastable.contains("field `user`"), "{uncastable}");
+}
+
+/// Following the registry (`evolution = "add_columns"`): the first batch with a writer whose
+/// message has field numbers the reader lacks is given up and the writer reported, once; an
+/// older writer is not reported.
+#[test]
+fn a_writer_with_new_field_numbers_is_reported_once() {
+    let evolution = Arc::new(ReaderEvolution::default());
+    let writers = |reader_id| {
+        WriterSchemas::new(
+            Box::new(registry()),
+            reader(reader_id),
+            Arc::new(DecodeStall::default()),
+        )
+        .with_evolution(evolution.clone())
+    };
+    let v2 = framed(
+        2,
+        r#"{"id": "new", "ts": "2026-12-07T09:00:00Z", "referrer": "r"}"#,
+    );
+    let mut on_v1 = ProtobufDecoder::new(Arc::new(writers(1)));
+    let batch = messages(&[v2]);
+    assert!(on_v1.decode(&batch).is_err(), "given up undecided");
+    let met = evolution.take().unwrap();
+    assert_eq!((met.schema_id, met.change.as_str()), (2, "adds referrer"));
+    // Kept as the reader: version 2 widened `quantity`, which version 1 cannot hold.
+    let decoded = on_v1.decode(&batch).unwrap();
+    let reasons: Vec<_> = decoded
+        .dead_letters
+        .iter()
+        .map(|d| d.reason.as_str())
+        .collect();
+    assert_eq!(reasons, ["incompatible_schema"]);
+    assert_eq!(evolution.take(), None);
+
+    let v1 = framed(1, r#"{"id": "old", "ts": "2026-12-07T09:00:00Z"}"#);
+    let mut on_v2 = ProtobufDecoder::new(Arc::new(writers(2)));
+    let decoded = on_v2.decode(&messages(&[v1])).unwrap();
+    assert_eq!(decoded.declared.num_rows(), 1);
+    assert_eq!(evolution.take(), None);
 }

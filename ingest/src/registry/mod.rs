@@ -141,7 +141,9 @@ pub fn framed_id(payload: &[u8]) -> Result<u32, String> {
     }
 }
 
+pub mod evolution;
 mod writers;
+pub use evolution::{ReaderEvolution, WriterAhead};
 pub use writers::{ReadAs, WriterSchema, WriterSchemas};
 
 #[cfg(feature = "kafka")]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use weir_schemas::Reason;
 
+use super::evolution::{ReaderEvolution, WriterAhead};
 use super::{FetchSchema, RegisteredSchema, RegistryError};
 use crate::decode::{Abandoned, DecodeStall};
 
@@ -23,6 +24,10 @@ pub trait ReadAs: Send + Sync {
         registered: RegisteredSchema,
         fetch: &dyn FetchSchema,
     ) -> Result<Result<Self::Writer, String>, RegistryError>;
+
+    /// The paths of the fields `writer` has and this reader lacks (see
+    /// [`super::evolution`]).
+    fn new_fields(&self, writer: &Self::Writer) -> Vec<String>;
 }
 
 /// What a writer schema id means for the pipeline.
@@ -67,6 +72,8 @@ pub struct WriterSchemas<R: ReadAs> {
     /// Each id met, with when it was asked for.
     known: Mutex<HashMap<u32, Known<R::Writer>>>,
     stall: Arc<DecodeStall>,
+    /// Where writer schemas with new fields are reported, when the pipeline follows them.
+    evolution: Option<Arc<ReaderEvolution>>,
 }
 
 impl<R: ReadAs> WriterSchemas<R> {
@@ -78,7 +85,15 @@ impl<R: ReadAs> WriterSchemas<R> {
             reader,
             known: Mutex::new(HashMap::new()),
             stall,
+            evolution: None,
         }
+    }
+
+    /// Reports to `evolution` each writer schema with fields the reader lacks, the first
+    /// time it is met, giving up the batch that met it.
+    pub fn with_evolution(mut self, evolution: Arc<ReaderEvolution>) -> Self {
+        self.evolution = Some(evolution);
+        self
     }
 
     pub fn reader(&self) -> &R {
@@ -97,11 +112,39 @@ impl<R: ReadAs> WriterSchemas<R> {
             }
         }
         let schema = self.fetch_patiently(id)?;
-        self.known
+        let first = self
+            .known
             .lock()
             .expect("not poisoned")
-            .insert(id, (schema.clone(), Instant::now()));
+            .insert(id, (schema.clone(), Instant::now()))
+            .is_none();
+        if let (true, Some(evolution)) = (first, &self.evolution)
+            && let Some(change) = self.ahead(&schema)
+        {
+            tracing::info!(
+                schema_id = id,
+                "schema id {id} {change}; the pipeline commits what it read and looks at the subject's latest version"
+            );
+            evolution.meet(WriterAhead {
+                schema_id: id,
+                change,
+            });
+            return Err(Abandoned);
+        }
         Ok(schema)
+    }
+
+    /// How `schema` is ahead of the reader, if it is: it adds fields, or the reader cannot
+    /// read it.
+    fn ahead(&self, schema: &WriterSchema<R::Writer>) -> Option<String> {
+        match schema {
+            WriterSchema::Usable(writer) => {
+                let fields = self.reader.new_fields(writer);
+                (!fields.is_empty()).then(|| format!("adds {}", fields.join(", ")))
+            }
+            WriterSchema::Incompatible(why) => Some(format!("cannot be read as the reader: {why}")),
+            WriterSchema::Missing(_) => None,
+        }
     }
 
     /// The schema read as the reader, or why it cannot be: asked until the registry answers.

@@ -53,14 +53,16 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use entry::{Action, Entry, WindowStateRef, WrittenFile};
+pub use entry::{
+    Action, ColumnChange, Entry, RecordedColumn, RecordedSchema, WindowStateRef, WrittenFile,
+};
 pub use error::LogError;
 pub(crate) use paths::snapshot_dir;
 pub use paths::{WEIR_DIR, entry_path, quarantine_path, under};
 pub(crate) use prune::list_numbered;
 pub use snapshot::SNAPSHOT_EVERY;
 pub(crate) use snapshot::snapshot_state;
-pub use state::{LogState, PartitionState, Violation};
+pub use state::{LogState, PartitionState, SchemaRecord, Violation};
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -256,14 +258,16 @@ impl CommitLog {
 
     /// Appends a commit of `files` covering `ranges`, then moves the files to their final
     /// names, and marks the time partitions complete that the committed watermark passed if
-    /// it speaks for every partition (`coverage`). Refused with [`LogError::Fenced`] when
-    /// another writer claimed one of the partitions since this writer did.
+    /// it speaks for every partition (`coverage`). The files' `schema` is recorded with them
+    /// when its columns differ from those recorded last. Refused with [`LogError::Fenced`]
+    /// when another writer claimed one of the partitions since this writer did.
     pub async fn commit(
         &mut self,
         ranges: Vec<OffsetRange>,
         files: Vec<WrittenFile>,
         watermarks: Vec<RecordedWatermark>,
         window_state: Option<WindowStateRef>,
+        schema: &RecordedSchema,
         coverage: &WatermarkCoverage,
     ) -> Result<u64, LogError> {
         let needed: Vec<String> = self
@@ -272,14 +276,32 @@ impl CommitLog {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let changed = self
+            .state
+            .schema
+            .as_ref()
+            .is_none_or(|recorded| !recorded.schema.same_columns(schema));
+        let schema = (changed && !files.is_empty()).then(|| schema.clone());
+        let changes: Option<Vec<String>> =
+            schema
+                .as_ref()
+                .zip(self.state.schema.as_ref())
+                .map(|(after, before)| {
+                    let changes = after.changes_from(&before.schema);
+                    changes.iter().map(|c| c.to_string()).collect()
+                });
         let seq = self
             .append(Action::Commit {
                 ranges,
                 files: files.clone(),
                 watermarks,
                 window_state,
+                schema,
             })
             .await?;
+        if let Some(changes) = changes {
+            tracing::info!(dataset = %self.dataset, entry = seq, "the dataset's columns changed: {}", changes.join("; "));
+        }
         self.publish(&files).await?;
         // State files this commit replaced for good; best effort, orphan removal catches up.
         let still = self.state.window_state_files();

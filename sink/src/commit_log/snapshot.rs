@@ -12,7 +12,7 @@ use weir_schemas::PartitionKey;
 use super::entry::FORMAT_VERSION;
 use super::paths::{snapshot_dir, snapshot_path};
 use super::prune::list_numbered;
-use super::{CommitLog, LogError, LogState, PartitionState};
+use super::{CommitLog, LogError, LogState, PartitionState, SchemaRecord};
 
 /// A snapshot of the state is written after every this many entries, unless the dataset
 /// says otherwise.
@@ -27,6 +27,9 @@ struct Snapshot {
     /// Time partitions with committed files, not yet marked complete.
     #[serde(default)]
     incomplete: Vec<String>,
+    /// The dataset's schema as last recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schema: Option<SchemaRecord>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,6 +112,7 @@ impl CommitLog {
                 })
                 .collect(),
             incomplete: self.incomplete.iter().cloned().collect(),
+            schema: self.state.schema.clone(),
         };
         let path = snapshot_path(&self.root, seq);
         let body = serde_json::to_vec(&snapshot).expect("snapshots serialize");
@@ -144,6 +148,7 @@ fn parse_snapshot(
             .into_iter()
             .map(|p| (p.partition, p.state))
             .collect(),
+        schema: snapshot.schema,
     };
     Ok((state, snapshot.incomplete))
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use weir_schemas::PartitionKey;
 
-use super::{Action, Entry};
+use super::{Action, Entry, RecordedSchema};
 
 /// What the log says about one Kafka partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,12 +85,24 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The dataset's schema as last recorded, with the entry that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaRecord {
+    pub seq: u64,
+    pub written_at: String,
+    #[serde(flatten)]
+    pub schema: RecordedSchema,
+}
+
 /// The state the log's entries add up to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogState {
     /// The sequence number the next entry gets.
     pub next_seq: u64,
     pub partitions: BTreeMap<PartitionKey, PartitionState>,
+    /// The columns of the files committed last; `None` before the first commit that
+    /// recorded them (logs written before commits recorded schemas have none).
+    pub schema: Option<SchemaRecord>,
 }
 
 impl LogState {
@@ -168,8 +180,16 @@ impl LogState {
                 ranges,
                 watermarks,
                 window_state,
+                schema,
                 ..
             } => {
+                if let Some(schema) = schema {
+                    self.schema = Some(SchemaRecord {
+                        seq: entry.seq,
+                        written_at: entry.written_at.clone(),
+                        schema: schema.clone(),
+                    });
+                }
                 for emitted in window_state.iter().flat_map(|s| &s.partitions) {
                     let state = self
                         .partitions

@@ -13,6 +13,12 @@ use weir_schemas::{
 /// Commits whose watermarks speak for every partition of the topics.
 const COVERED: WatermarkCoverage = WatermarkCoverage::Complete;
 
+/// The schema of files that none of these tests reads.
+const NO_COLUMNS: RecordedSchema = RecordedSchema {
+    columns: Vec::new(),
+    source: String::new(),
+};
+
 fn p(n: i32) -> PartitionKey {
     PartitionKey::new("t", n)
 }
@@ -20,7 +26,8 @@ fn p(n: i32) -> PartitionKey {
 /// Commits offsets `from..to` of partition `n` and nothing else.
 async fn commit_range(log: &mut CommitLog, n: i32, from: i64, to: i64) -> Result<u64, LogError> {
     let ranges = vec![range(n, from, to)];
-    log.commit(ranges, vec![], vec![], None, &COVERED).await
+    log.commit(ranges, vec![], vec![], None, &NO_COLUMNS, &COVERED)
+        .await
 }
 
 fn range(n: i32, from: i64, to: i64) -> OffsetRange {
@@ -88,6 +95,7 @@ async fn a_claim_fences_the_previous_owner() {
                 vec![],
                 vec![],
                 None,
+                &NO_COLUMNS,
                 &COVERED,
             )
             .await,
@@ -137,15 +145,29 @@ async fn the_dataset_watermark_is_the_lowest_partition_one_and_never_goes_back()
     let mut log = open(&store, "w").await;
     log.claim(&[p(0), p(1)]).await.unwrap();
     let both = vec![watermark(0, 5_000), watermark(1, 2_000)];
-    log.commit(vec![range(0, 0, 1)], vec![], both, None, &COVERED)
-        .await
-        .unwrap();
+    log.commit(
+        vec![range(0, 0, 1)],
+        vec![],
+        both,
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     assert_eq!(log.state().watermark_ms(), Some(2_000));
     // A lower value (an instance with a larger out-of-orderness) does not move it back.
     let lower = vec![watermark(0, 9_000), watermark(1, 1_000)];
-    log.commit(vec![range(0, 1, 2)], vec![], lower, None, &COVERED)
-        .await
-        .unwrap();
+    log.commit(
+        vec![range(0, 1, 2)],
+        vec![],
+        lower,
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     let state = open(&store, "reader").await.state().clone();
     assert_eq!(state.watermark_ms(), Some(2_000));
     assert_eq!(state.partitions[&p(0)].watermark_ms, Some(9_000));
@@ -160,6 +182,7 @@ async fn the_dataset_watermark_is_the_lowest_partition_one_and_never_goes_back()
                 vec![],
                 vec![watermark(1, 50_000)],
                 None,
+                &NO_COLUMNS,
                 &COVERED,
             )
             .await,
@@ -191,15 +214,22 @@ async fn time_partitions_are_marked_complete_once_the_watermark_passes_their_end
     let marker = |bucket: &str| dir.path().join(bucket).join("_SUCCESS").exists();
     let files = vec![file(1, ten), file(2, &format!("{eleven}/country=NL"))];
     let wm = vec![watermark(0, at(10, 59))];
-    log.commit(vec![range(0, 0, 2)], files, wm, None, &COVERED)
+    log.commit(vec![range(0, 0, 2)], files, wm, None, &NO_COLUMNS, &COVERED)
         .await
         .unwrap();
     assert!(!marker(ten) && !marker(eleven));
     // The watermark reaches the end of hour 10 exactly: hour 10 is complete.
     let wm = vec![watermark(0, at(11, 0))];
-    log.commit(vec![range(0, 2, 3)], vec![], wm, None, &COVERED)
-        .await
-        .unwrap();
+    log.commit(
+        vec![range(0, 2, 3)],
+        vec![],
+        wm,
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     assert!(marker(ten) && !marker(eleven));
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("_weir/watermark.json")).unwrap())
@@ -211,9 +241,16 @@ async fn time_partitions_are_marked_complete_once_the_watermark_passes_their_end
     next.claim(&[p(0)]).await.unwrap();
     assert!(!marker(eleven));
     let wm = vec![watermark(0, at(12, 5))];
-    next.commit(vec![range(0, 3, 4)], vec![], wm, None, &COVERED)
-        .await
-        .unwrap();
+    next.commit(
+        vec![range(0, 3, 4)],
+        vec![],
+        wm,
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     assert!(marker(eleven));
 }
 
@@ -252,6 +289,7 @@ async fn a_time_partition_is_marked_complete_only_once_every_partition_and_file_
             vec![file.clone()],
             vec![watermark(0, at(11, 5))],
             None,
+            &NO_COLUMNS,
             &COVERED,
         )
         .await;
@@ -263,16 +301,30 @@ async fn a_time_partition_is_marked_complete_only_once_every_partition_and_file_
     // a watermark for: nothing is complete, nor is the watermark published.
     let partial = WatermarkCoverage::Missing(vec![p(2)]);
     let wm = vec![watermark(1, at(11, 10))];
-    b.commit(vec![range(1, 0, 1)], vec![], wm, None, &partial)
-        .await
-        .unwrap();
+    b.commit(
+        vec![range(1, 0, 1)],
+        vec![],
+        wm,
+        None,
+        &NO_COLUMNS,
+        &partial,
+    )
+    .await
+    .unwrap();
     assert!(!marker.exists());
     assert!(!dir.path().join("_weir/watermark.json").exists());
     // Once every partition is accounted for, b moves a's file before it marks the hour.
     let wm = vec![watermark(1, at(11, 20))];
-    b.commit(vec![range(1, 1, 2)], vec![], wm, None, &COVERED)
-        .await
-        .unwrap();
+    b.commit(
+        vec![range(1, 1, 2)],
+        vec![],
+        wm,
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     assert!(marker.exists());
     assert_eq!(std::fs::read(&published).unwrap(), b"rows of ten");
     assert!(!dir.path().join(staged.as_ref()).exists());
@@ -426,6 +478,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
             vec![],
             vec![],
             Some(window_state),
+            &NO_COLUMNS,
             &COVERED,
         )
         .await
@@ -460,6 +513,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
                 emitted_ms: Some(3_000),
             }],
         }),
+        &NO_COLUMNS,
         &COVERED,
     )
     .await
@@ -490,6 +544,7 @@ async fn window_state_follows_its_partitions_and_replaced_files_go() {
                     emitted_ms: Some(4_000),
                 }],
             }),
+            &NO_COLUMNS,
             &COVERED,
         )
         .await,
@@ -513,6 +568,7 @@ async fn opening_the_log_publishes_files_a_dead_writer_committed() {
             vec![file.clone()],
             vec![],
             None,
+            &NO_COLUMNS,
             &COVERED,
         )
         .await;
@@ -559,6 +615,7 @@ async fn a_move_retried_after_its_copy_is_finished_where_copies_never_overwrite(
         vec![file.clone()],
         vec![],
         None,
+        &NO_COLUMNS,
         &COVERED,
     )
     .await
@@ -579,9 +636,16 @@ async fn a_committed_file_the_store_cannot_name_is_quarantined_not_retried_for_e
     let mut old = open(&store, "w").await;
     old.claim(&[p(0)]).await.unwrap();
     // The entry is written; moving the file to its final name fails (name too long).
-    old.commit(vec![range(0, 0, 1)], vec![file], vec![], None, &COVERED)
-        .await
-        .unwrap_err();
+    old.commit(
+        vec![range(0, 0, 1)],
+        vec![file],
+        vec![],
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap_err();
 
     for _ in 0..2 {
         let next = open(&store, "next").await;
@@ -645,9 +709,16 @@ async fn entries_past_their_retention_go_and_the_log_still_reads_and_verifies() 
     log.claim(&[p(0)]).await.unwrap();
     // A file committed by an entry that is pruned later.
     let file = staged_file(&store, "w", "").await;
-    log.commit(vec![range(0, 0, 1)], vec![file], vec![], None, &COVERED)
-        .await
-        .unwrap();
+    log.commit(
+        vec![range(0, 0, 1)],
+        vec![file],
+        vec![],
+        None,
+        &NO_COLUMNS,
+        &COVERED,
+    )
+    .await
+    .unwrap();
     // Entries 2..=204; snapshots after 100 and 200 each prune up to themselves.
     let last = 2 * SNAPSHOT_EVERY + 4;
     for offset in 1..last as i64 {

@@ -27,7 +27,7 @@ use weir_schemas::TimeGranularity;
 pub use writer::ParquetWriter;
 
 use crate::SinkError;
-use crate::commit_log::{CommitLog, LogOptions, LogState, under};
+use crate::commit_log::{CommitLog, LogOptions, LogState, RecordedSchema, under};
 use crate::dataset::{Dataset, DatasetWriter};
 use crate::store::PathLimits;
 use crate::verify::Report;
@@ -78,6 +78,9 @@ pub struct DatasetOptions {
     ///
     /// [`SNAPSHOT_EVERY`]: crate::commit_log::SNAPSHOT_EVERY
     pub snapshot_every: Option<NonZeroU64>,
+    /// Where the rows' columns come from (a registry subject's version, a schema file): named
+    /// in the commit log with each change of the dataset's schema.
+    pub schema_source: String,
 }
 
 /// Room kept in a key for the name of a file under its partition
@@ -92,6 +95,8 @@ pub struct ParquetDataset {
     root: Path,
     /// The schema of the files, after timestamp normalisation.
     schema: SchemaRef,
+    /// The same, as commits record it.
+    recorded: RecordedSchema,
     properties: WriterProperties,
     options: DatasetOptions,
 }
@@ -117,11 +122,13 @@ impl ParquetDataset {
             .set_coerce_types(true)
             .set_created_by(format!("weir {}", env!("CARGO_PKG_VERSION")))
             .build();
+        let schema = parquet_schema(schema);
         Self {
             name: name.to_owned(),
             store,
             root,
-            schema: parquet_schema(schema),
+            recorded: RecordedSchema::of(&schema, &options.schema_source),
+            schema,
             properties,
             options,
         }
@@ -195,6 +202,10 @@ impl ParquetDataset {
 impl Dataset for ParquetDataset {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn schema(&self) -> &RecordedSchema {
+        &self.recorded
     }
 
     async fn open(

@@ -479,7 +479,14 @@ impl DatasetWriter for ParquetWriter {
         let late_before = self.log.late_rows();
         match self
             .log
-            .commit(ranges, files.clone(), watermarks, window_state, &coverage)
+            .commit(
+                ranges,
+                files.clone(),
+                watermarks,
+                window_state,
+                &self.dataset.recorded,
+                &coverage,
+            )
             .await
         {
             Ok(seq) => Ok(Committed {
@@ -601,6 +608,7 @@ mod tests {
             log_retention: None,
             path_limits: crate::PathLimits::for_url("/local"),
             snapshot_every: None,
+            schema_source: "a test".into(),
         }
     }
 
@@ -840,6 +848,87 @@ mod tests {
         let expected = [("p=a", 3), ("p=a", 3), ("p=b", 3), ("p=c", 3)];
         let expected: Vec<_> = expected.iter().map(|(p, r)| (p.to_string(), *r)).collect();
         assert_eq!(files, expected);
+    }
+
+    /// The first commit records the dataset's columns, later ones only when they change (a
+    /// writer of another schema); `weir verify` lists the change and finds a file whose
+    /// footer does not have the columns recorded for it.
+    #[tokio::test]
+    async fn each_change_of_columns_is_recorded_once_and_verified() {
+        use arrow::array::StringArray;
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch(&[1]);
+        let mut first = open_and_claim(dir.path(), &input, options(100)).await;
+        for offset in 0..2 {
+            first.write(&input, None).await.unwrap();
+            first.commit(range(offset, offset + 1)).await.unwrap();
+        }
+        let recorded = first.state().schema.clone().unwrap();
+        assert_eq!(recorded.seq, 1, "recorded by the first commit only");
+        assert_eq!(recorded.schema.source, "a test");
+        let columns: Vec<String> = recorded
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            columns,
+            ["`id` Int64 NOT NULL", "`at` Timestamp(Microsecond, UTC)"]
+        );
+
+        // A writer whose rows have one more column.
+        let mut fields = input.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("extra", DataType::Utf8, true)));
+        let wider = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            input
+                .columns()
+                .iter()
+                .cloned()
+                .chain([Arc::new(StringArray::from(vec![Some("x")])) as _])
+                .collect(),
+        )
+        .unwrap();
+        let (store, root) =
+            crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let options = DatasetOptions {
+            schema_source: "version 2".into(),
+            ..options(100)
+        };
+        let mut second = ParquetDataset::new("t", store, root, &wider.schema(), options)
+            .open_writer("w2", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        second.claim(&[PartitionKey::new("t", 0)]).await.unwrap();
+        second.write(&wider, None).await.unwrap();
+        let seq = second.commit(range(2, 3)).await.unwrap().seq.unwrap();
+        assert_eq!(second.state().schema.as_ref().unwrap().seq, seq);
+
+        let report = second.dataset.verify().await.unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.schema_changes.len(), 1, "{report}");
+        let change = report.schema_changes[0]
+            .changes
+            .iter()
+            .map(|c| c.to_string());
+        assert_eq!(change.collect::<Vec<_>>(), ["added `extra` Utf8"]);
+        assert!(
+            report
+                .to_string()
+                .contains(&format!("schema changed at entry {seq} ("))
+        );
+
+        // An entry whose recorded columns are not its file's.
+        let entry = dir.path().join("_weir/log/00000000000000000001.json");
+        let text = std::fs::read_to_string(&entry).unwrap();
+        std::fs::write(&entry, text.replace("\"Int64\"", "\"Int32\"")).unwrap();
+        let report = second.dataset.verify().await.unwrap();
+        let problems = report.problems.join("\n");
+        assert!(
+            problems.contains("(entry 1) does not hold the columns recorded for it: against them it has changed `id` from Int32 NOT NULL to Int64 NOT NULL"),
+            "{report}"
+        );
     }
 
     #[tokio::test]
