@@ -45,6 +45,7 @@ async fn serve(config: PipelineConfig, listen: Option<String>) -> anyhow::Result
         events = summary.events_in,
         checkpoints = summary.checkpoints,
         backpressure_pauses = summary.backpressure_pauses,
+        reader_schema_changes = summary.reader_schema_changes,
         dead_letters = ?summary.dead_letters,
         datasets = %serde_json::to_string(&summary.datasets)?,
         "committed everything consumed; exiting"

@@ -118,18 +118,35 @@ impl<R: ReadAs> WriterSchemas<R> {
             .expect("not poisoned")
             .insert(id, (schema.clone(), Instant::now()))
             .is_none();
-        if let (true, Some(evolution)) = (first, &self.evolution)
-            && let Some(change) = self.ahead(&schema)
-        {
-            tracing::info!(
-                schema_id = id,
-                "schema id {id} {change}; the pipeline commits what it read and looks at the subject's latest version"
-            );
-            evolution.meet(WriterAhead {
-                schema_id: id,
-                change,
-            });
-            return Err(Abandoned);
+        if !first {
+            return Ok(schema);
+        }
+        match (&self.evolution, &schema) {
+            (Some(evolution), _) => {
+                if let Some(change) = self.ahead(&schema) {
+                    tracing::info!(
+                        schema_id = id,
+                        "schema id {id} {change}; the pipeline commits what it read and looks at the subject's latest version"
+                    );
+                    evolution.meet(WriterAhead {
+                        schema_id: id,
+                        change,
+                    });
+                    return Err(Abandoned);
+                }
+            }
+            // Fields the reader schema does not read are left out by choice, never unseen.
+            (None, WriterSchema::Usable(writer)) => {
+                let fields = self.reader.new_fields(writer);
+                if !fields.is_empty() {
+                    tracing::warn!(
+                        schema_id = id,
+                        "schema id {id} adds {}, which the reader schema lacks: they are not read (evolution = \"reader_schema\"; with \"add_columns\" the datasets would take them)",
+                        fields.join(", ")
+                    );
+                }
+            }
+            (None, _) => {}
         }
         Ok(schema)
     }
