@@ -17,14 +17,14 @@ use weir_ingest::{
     ProtobufDecoder, SourceTable,
 };
 use weir_schemas::EventSchema;
-use weir_sink::{Dataset, DatasetOptions, ParquetDataset, PathLimits, RollPolicy};
+use weir_sink::{Dataset, DatasetOptions, DeltaOptions, ParquetDataset, PathLimits, RollPolicy};
 use weir_transform::{
     Output, PartitionSpec, Partitioner, SqlEngine, TransformKind, Transforms, ValidationRules,
 };
 
 use crate::config::{
-    ConfigError, Evolution, PayloadFormat, PipelineConfig, ReaderVersion, check_event_time,
-    check_time_column, check_windowed,
+    ConfigError, Evolution, PayloadFormat, PipelineConfig, ReaderVersion, SinkFormat,
+    check_event_time, check_time_column, check_windowed,
 };
 
 /// How a sample's lines become payloads of the pipeline's format.
@@ -254,6 +254,21 @@ impl Pipeline {
                 path_limits: PathLimits::for_url(&url),
                 snapshot_every: Some(config.delivery.snapshot_every),
                 schema_source: schema_source.clone(),
+                delta: (t.sink.format == SinkFormat::Delta).then(|| DeltaOptions {
+                    url: url.clone(),
+                    storage: t
+                        .sink
+                        .storage
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    app: config.name.clone(),
+                    partition_columns: specs
+                        .iter()
+                        .flat_map(|spec| spec.names())
+                        .map(str::to_owned)
+                        .collect(),
+                }),
             };
             let dataset = ParquetDataset::new(&t.name, store, root, &transform.schema(), options);
             let partitioner = Partitioner::new(&engine, &transform.schema(), &specs, &where_)?
@@ -295,6 +310,7 @@ impl Pipeline {
                     path_limits: PathLimits::for_url(&url),
                     snapshot_every: Some(config.delivery.snapshot_every),
                     schema_source: "weir's dead-letter columns".into(),
+                    delta: None,
                 };
                 let schema = weir_schemas::DeadLetters::schema();
                 let dataset = ParquetDataset::new("dead_letters", store, root, &schema, options);

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cli::generate;
-use common::datasets::{Writers, check_exactly_once, committed_in_logs, owners_in_log};
+use common::datasets::{Format, Writers, check_exactly_once_as, committed_in_logs, owners_in_log};
 use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
 use common::net::wait_until;
 use common::process::{Process, signal, weir};
@@ -27,20 +27,31 @@ const PARTITIONS: i32 = 4;
 /// killed member's session to expire.
 #[test]
 fn killed_at_random_moments_it_writes_every_event_exactly_once() {
+    killed_at_random_moments(Format::Parquet, 24);
+}
+
+/// The same with Delta tables: each commit also a Delta commit, published again by the next
+/// instance when a kill came between the two; Python's deltalake reads every event once.
+#[test]
+fn delta_tables_killed_at_random_moments_hold_every_event_exactly_once() {
+    killed_at_random_moments(Format::Delta, 10);
+}
+
+fn killed_at_random_moments(format: Format, kills: u64) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = MockCluster::new(3).expect("an embedded Kafka cluster");
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic(TOPIC, PARTITIONS, 3).unwrap();
     let config = quickstart_config(dir.path(), "max_batch_messages = 100", &[], "150ms");
+    as_format(&config, format);
     let out = dir.path().join("out");
     let out_text = out.display().to_string();
-    // Events keep arriving through all the kills (about 80 s).
-    let events = 24_000;
+    // Events keep arriving through all the kills (about 80 s for 24).
+    let events = 1_000 * kills;
     let generated = dir.path().join("generated.json");
     let mut generator = generate(&bootstrap, TOPIC, events, 300, 3, &generated);
 
     let mut rng = StdRng::seed_from_u64(20_261_125);
-    let kills = 24;
     let mut at_kill = Vec::new();
     for kill in 0..kills {
         let group = format!("crash-{kill}");
@@ -95,7 +106,27 @@ fn killed_at_random_moments_it_writes_every_event_exactly_once() {
     let status = last.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", last.log_text());
 
-    check_exactly_once(&config, &env, &out_text, &generated, Writers::OneAtATime);
+    check_exactly_once_as(
+        &config,
+        &env,
+        &out_text,
+        &generated,
+        Writers::OneAtATime,
+        format,
+    );
+}
+
+/// Makes the outputs of the pipeline at `config` datasets of `format`.
+fn as_format(config: &std::path::Path, format: Format) {
+    if format == Format::Delta {
+        let text = std::fs::read_to_string(config).unwrap();
+        let delta = text.replace(
+            "[transforms.sink]\n",
+            "[transforms.sink]\nformat = \"delta\"\n",
+        );
+        assert_eq!(delta.matches("format = \"delta\"").count(), 3);
+        std::fs::write(config, delta).unwrap();
+    }
 }
 
 /// Two instances share a group. One is paused (SIGSTOP) past its session timeout, so the
@@ -103,6 +134,17 @@ fn killed_at_random_moments_it_writes_every_event_exactly_once() {
 /// the zombie tries to commit what it held: refused. Nothing is lost or written twice.
 #[test]
 fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
+    a_zombie_woken_after_its_partitions_moved(Format::Parquet);
+}
+
+/// The same with Delta tables: the zombie's commit is refused before it reaches Delta, and
+/// the survivor's Delta commits carry every partition's offsets once.
+#[test]
+fn a_zombie_of_delta_tables_adds_nothing_to_them() {
+    a_zombie_woken_after_its_partitions_moved(Format::Delta);
+}
+
+fn a_zombie_woken_after_its_partitions_moved(format: Format) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = MockCluster::new(3).expect("an embedded Kafka cluster");
     let bootstrap = cluster.bootstrap_servers();
@@ -112,6 +154,7 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
         ("heartbeat.interval.ms", "500"),
     ];
     let config = quickstart_config(dir.path(), "max_batch_messages = 200", &properties, "1s");
+    as_format(&config, format);
     let out = dir.path().join("out");
     let out_text = out.display().to_string();
     let env = [
@@ -195,7 +238,14 @@ fn a_zombie_woken_after_its_partitions_moved_has_its_commit_refused() {
         assert!(status.success(), "{}", process.log_text());
     }
 
-    check_exactly_once(&config, &env, &out_text, &generated, Writers::SideBySide);
+    check_exactly_once_as(
+        &config,
+        &env,
+        &out_text,
+        &generated,
+        Writers::SideBySide,
+        format,
+    );
 }
 
 /// The writer id a weir instance logged when it started.

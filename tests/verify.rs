@@ -46,6 +46,7 @@ fn write_dataset(dir: &Path) {
             path_limits: PathLimits::for_url(dir.to_str().unwrap()),
             snapshot_every: None,
             schema_source: "a test".into(),
+            delta: None,
         };
         let mut writer = ParquetDataset::new("damaged", store, root, &schema, options)
             .open_writer("w", Duration::from_secs(3600))

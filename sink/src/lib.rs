@@ -12,6 +12,9 @@
 
 pub mod commit_log;
 mod dataset;
+#[cfg(feature = "delta")]
+pub mod delta;
+mod footer;
 mod parquet_dataset;
 mod store;
 #[cfg(test)]
@@ -20,11 +23,13 @@ pub mod verify;
 
 pub use commit_log::{
     ColumnChange, CommitLog, LogError, LogOptions, LogState, PartitionState, RecordedColumn,
-    RecordedSchema, SchemaRecord, WrittenFile,
+    RecordedSchema, SchemaRecord, TablePublication, WrittenFile,
 };
 pub use dataset::{Committed, Dataset, DatasetWriter};
-pub use parquet_dataset::{Compression, DatasetOptions, ParquetDataset, ParquetWriter, RollPolicy};
-pub use store::{PathLimits, StoreError, open_store};
+pub use parquet_dataset::{
+    Compression, DatasetOptions, DeltaOptions, ParquetDataset, ParquetWriter, RollPolicy,
+};
+pub use store::{PathLimits, StoreError, open_rooted_store, open_store};
 
 /// Errors of the sink.
 #[derive(Debug, thiserror::Error)]

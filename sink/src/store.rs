@@ -98,6 +98,39 @@ pub fn open_store(
     Ok((store, root))
 }
 
+/// For a table format that addresses its files by URL (Delta): the dataset URL as a URL,
+/// a store rooted at its bucket (for local paths, at the file system's root), and the
+/// dataset's root in that store. A local directory is created if missing.
+pub fn open_rooted_store(
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<(Url, Arc<dyn ObjectStore>, Path), StoreError> {
+    let parsed = parse(url)?;
+    if parsed.scheme() != "file" {
+        let (store, root) = open_store(url, options)?;
+        return Ok((parsed, store, root));
+    }
+    // Creates the directory, as for every local dataset.
+    open_store(url, options)?;
+    let dir = parsed.to_file_path().map_err(|()| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: "not an absolute local path".into(),
+    })?;
+    let root = Path::from_absolute_path(&dir).map_err(|e| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let table_url = Url::from_directory_path(&dir).map_err(|()| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: "not a usable local path".into(),
+    })?;
+    Ok((
+        table_url,
+        Arc::new(object_store::local::LocalFileSystem::new()),
+        root,
+    ))
+}
+
 /// How long a path the store of a dataset URL holds. A local file system holds 255 bytes in
 /// one name; S3, GCS and Azure Blob Storage hold keys of 1,024 bytes, however divided. weir
 /// keeps local paths to 1,024 bytes too (Linux allows 4,096 with the directory).

@@ -1,4 +1,5 @@
-//! An object store that fails on cue, for tests of the commit protocol.
+//! For the sink's tests: an object store that fails on cue (tests of the commit protocol),
+//! dataset options and checkpoints.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,5 +148,39 @@ impl ObjectStore for FaultyStore {
         }
         self.around("copy", self.inner.copy_opts(from, to, options))
             .await
+    }
+}
+
+/// The options of a test dataset: local, unpartitioned, files closed at `max_rows` rows.
+pub fn dataset_options(max_rows: u64) -> crate::DatasetOptions {
+    crate::DatasetOptions {
+        max_open_files: 16,
+        max_partitions_per_checkpoint: 1000,
+        compression: crate::Compression::Zstd,
+        row_group_rows: 1000,
+        roll: crate::RollPolicy {
+            target_file_bytes: 64 << 20,
+            max_file_rows: max_rows,
+            max_file_age: std::time::Duration::from_secs(3600),
+        },
+        upload_buffer_bytes: 1 << 20,
+        time_partitions: None,
+        log_retention: None,
+        path_limits: crate::PathLimits::for_url("/local"),
+        snapshot_every: None,
+        schema_source: "a test".into(),
+        delta: None,
+    }
+}
+
+/// A checkpoint of offsets `from..to` of partition t/0.
+pub fn checkpoint(from: i64, to: i64) -> weir_schemas::Checkpoint {
+    weir_schemas::Checkpoint {
+        ranges: vec![weir_schemas::OffsetRange {
+            partition: weir_schemas::PartitionKey::new("t", 0),
+            from,
+            to,
+        }],
+        ..weir_schemas::Checkpoint::default()
     }
 }

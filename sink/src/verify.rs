@@ -19,7 +19,6 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use serde::Serialize;
 use weir_schemas::PartitionKey;
 
@@ -27,6 +26,7 @@ use crate::commit_log::{
     Action, ColumnChange, Entry, LogError, LogState, RecordedSchema, SchemaRecord, WEIR_DIR,
     WrittenFile, entry_path, list_numbered, quarantine_path, snapshot_dir, snapshot_state, under,
 };
+use crate::footer::read_metadata;
 
 /// Files checked at once.
 const CONCURRENCY: usize = 16;
@@ -60,6 +60,10 @@ pub struct Report {
     pub schema: Option<SchemaRecord>,
     /// Each change of the dataset's schema in the entries replayed, oldest first.
     pub schema_changes: Vec<SchemaChange>,
+    /// For a Delta dataset, what its Delta table holds.
+    #[cfg(feature = "delta")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::delta::DeltaReport>,
     /// Every invariant that does not hold; empty when the dataset is sound.
     pub problems: Vec<String>,
 }
@@ -143,6 +147,14 @@ impl std::fmt::Display for Report {
                  snapshot that includes them; {} visible files no kept entry lists are \
                  taken as theirs (not checked)",
                 self.pruned_entries, self.files_of_pruned_entries
+            )?;
+        }
+        #[cfg(feature = "delta")]
+        if let Some(delta) = &self.delta {
+            writeln!(
+                f,
+                "  Delta table at version {}: {} files, {} committed files not published to it yet",
+                delta.version, delta.files, delta.unpublished_files
             )?;
         }
         if self.orphaned_staged_files > 0 {
@@ -449,26 +461,13 @@ async fn check_file(
     }
 }
 
-/// The row count and columns in a Parquet file's footer, read with two range requests.
+/// The row count and columns in a Parquet file's footer.
 async fn read_footer(
     store: &dyn ObjectStore,
     path: &Path,
     size: u64,
 ) -> Result<(u64, RecordedSchema), Box<dyn std::error::Error + Send + Sync>> {
-    const TAIL: u64 = 8;
-    if size < TAIL {
-        return Err("shorter than a Parquet footer".into());
-    }
-    let tail = store.get_range(path, size - TAIL..size).await?;
-    let tail = FooterTail::try_from(tail.as_ref())?;
-    let length = tail.metadata_length() as u64;
-    if length + TAIL > size {
-        return Err("footer length exceeds the file".into());
-    }
-    let footer = store
-        .get_range(path, size - TAIL - length..size - TAIL)
-        .await?;
-    let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
+    let metadata = read_metadata(store, path, size).await?;
     let file = metadata.file_metadata();
     let schema =
         parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;

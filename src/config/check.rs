@@ -316,8 +316,8 @@ mod tests {
 
     use bytesize::ByteSize;
 
-    use crate::config::Evolution;
     use crate::config::tests::{MINIMAL, load};
+    use crate::config::{Evolution, SinkFormat};
 
     /// MINIMAL as an Avro pipeline, with `registry` lines in its `[source.schema_registry]`.
     fn avro(registry: &str) -> String {
@@ -398,6 +398,22 @@ mod tests {
         let config = load_ok("url = \"http://r\"\nusername = \"u\"\npassword = \"${SECRET}-x\"");
         let shown = format!("{:?}", config.source.schema_registry);
         assert!(shown.contains("***") && !shown.contains("s-x"), "{shown}");
+    }
+
+    #[test]
+    fn a_sink_is_parquet_unless_it_says_delta() {
+        let secret = [("SECRET", "s")];
+        let config = load(MINIMAL, &secret).unwrap();
+        assert_eq!(config.transforms[0].sink.format, SinkFormat::Parquet);
+        let delta = MINIMAL.replace(
+            "[transforms.sink]\n",
+            "[transforms.sink]\nformat = \"delta\"\n",
+        );
+        let config = load(&delta, &secret).unwrap();
+        assert_eq!(config.transforms[0].sink.format, SinkFormat::Delta);
+        let iceberg = delta.replace("\"delta\"", "\"iceberg\"");
+        let err = load(&iceberg, &secret).err().unwrap().to_string();
+        assert!(err.contains("unknown variant `iceberg`"), "{err}");
     }
 
     #[test]

@@ -210,11 +210,25 @@ pub struct PartitionConfig {
     pub expr: String,
 }
 
+/// What a dataset is, besides its Parquet files and weir's commit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkFormat {
+    /// Hive-partitioned Parquet files; readers see committed files only.
+    #[default]
+    Parquet,
+    /// The same files, each commit also a Delta Lake commit.
+    Delta,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// `file://`, `s3://`, `gs://`, `az://` URL or a local path.
     pub url: String,
+    /// Plain Parquet files, or a Delta Lake table whose commits are weir's.
+    #[serde(default)]
+    pub format: SinkFormat,
     /// Leading `dt=…[/hour=…[/minute=…]]` directories from the event time, marked complete
     /// (`_SUCCESS`) once the committed watermark passes their end.
     #[serde(default)]

@@ -107,6 +107,28 @@ pub fn check_exactly_once(
     generated: &Path,
     writers: Writers,
 ) {
+    check_exactly_once_as(config, env, out, generated, writers, Format::Parquet);
+}
+
+/// What the quickstart's output datasets are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    /// Delta tables, their application transactions named after the pipeline `clickstream`.
+    Delta,
+}
+
+/// [`check_exactly_once`] of datasets in `format`; Delta tables are also read with Python's
+/// deltalake, which must see the committed files and rows, and an application transaction
+/// per Kafka partition at the committed offset.
+pub fn check_exactly_once_as(
+    config: &Path,
+    env: &[(&str, &str)],
+    out: &str,
+    generated: &Path,
+    writers: Writers,
+    format: Format,
+) {
     let report = verify_datasets(config, env);
     assert_eq!(
         report.matches(": OK").count(),
@@ -118,6 +140,9 @@ pub fn check_exactly_once(
     let mut args = vec!["check-exactly-once", "--out", out, "--generated", generated];
     if writers == Writers::SideBySide {
         args.push("--several-writers");
+    }
+    if format == Format::Delta {
+        args.extend(["--delta-app", "clickstream"]);
     }
     eprintln!("{}", weirtest(&args));
 }

@@ -419,6 +419,9 @@ def check_exactly_once(args):
     ).fetchone()[0]
     for name in ("clicks", "product_views", "dead_letters"):
         expect_equal(f"committed watermark of {name}", logged_watermark(f"{args.out}/{name}"), expected_watermark)
+    if args.delta_app:
+        for name in ("clicks", "product_views", WINDOWED):
+            check_delta(f"{args.out}/{name}", args.delta_app)
     print(f"exactly once: {rows} clicks, {views} product views, {windows} page-minutes, "
           f"{distinct_dead} dead letters, {late} late, no duplicates; watermark {expected_watermark}")
 
@@ -499,6 +502,37 @@ def check_windows(con, out, clicks, single_writer):
         raise AssertionError(f"windowed rows differ from DuckDB: {len(actual)} vs {len(expected)} rows; "
                              f"missing {missing}, unexpected {extra}")
     return len(actual), min(emitted.values())
+
+
+def check_delta(dataset, app):
+    """The Delta table at `dataset`, read with Python's deltalake: it holds exactly the
+    Parquet files weir committed and made visible, the same rows, and for each Kafka partition
+    an application transaction at the end of the offsets weir's commit log committed."""
+    import glob
+    from deltalake import DeltaTable
+
+    table = DeltaTable(dataset)
+    in_delta = sorted(os.path.relpath(uri.removeprefix("file://"), dataset) for uri in table.file_uris())
+    visible = sorted(os.path.relpath(p, dataset) for p in glob.glob(f"{dataset}/**/*.parquet", recursive=True)
+                     if "/_weir/" not in p)
+    expect_equal(f"files of the Delta table {dataset}", in_delta, visible)
+    rows = table.to_pyarrow_table()
+    con = duck()
+    con.register("delta_rows", rows)
+    expect_equal(f"rows of the Delta table {dataset}", con.execute("SELECT count(*) FROM delta_rows").fetchone()[0],
+                 con.execute(f"SELECT count(*) FROM {hive(dataset)}").fetchone()[0])
+    if "event_id" in rows.column_names:
+        expect_equal(f"distinct events of the Delta table {dataset}",
+                     con.execute("SELECT count(DISTINCT event_id) FROM delta_rows").fetchone()[0], rows.num_rows)
+    committed = {}
+    for path in sorted(glob.glob(os.path.join(dataset, "_weir", "log", "*.json"))):
+        with open(path) as f:
+            entry = json.load(f)
+        for r in entry.get("ranges", []):
+            key = f"{app}-{r['topic']}-{r['partition']}"
+            committed[key] = max(committed.get(key, r["to"]), r["to"])
+    versions = {key: table.transaction_version(key) for key in committed}
+    expect_equal(f"application transactions of the Delta table {dataset}", versions, committed)
 
 
 def logged_watermark(dataset):
@@ -755,6 +789,8 @@ def main():
     s.add_argument("--generated", required=True)
     s.add_argument("--several-writers", action="store_true",
                    help="instances ran side by side, each emitting its partitions' share of a window")
+    s.add_argument("--delta-app", help="the output datasets are Delta tables whose application "
+                   "transactions this pipeline name starts")
     s = sub.add_parser("counts")
     s.add_argument("--out", required=True)
     s.add_argument("--dataset", action="append", required=True)

@@ -42,7 +42,7 @@ pub enum PartitionSpec {
 
 impl PartitionSpec {
     /// The segment names this part writes.
-    fn names(&self) -> Vec<&str> {
+    pub fn names(&self) -> Vec<&str> {
         match self {
             PartitionSpec::Time { granularity, .. } => {
                 TIME_SEGMENTS[..granularity.depth()].to_vec()

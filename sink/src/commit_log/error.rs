@@ -48,6 +48,10 @@ pub enum LogError {
         path: String,
         staging: String,
     },
+    /// Publishing a commit to the dataset's table format (Delta) failed; the next start
+    /// publishes it.
+    #[error(transparent)]
+    Table(Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn join(violations: &[Violation]) -> String {

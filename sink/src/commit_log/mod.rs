@@ -86,10 +86,12 @@ pub struct CommitLog {
     state: LogState,
     /// The claim entry this writer made for each partition it owns.
     claims: HashMap<PartitionKey, u64>,
-    /// Files of other writers' entries read from the log that may not have been moved to
-    /// their final names: of each writer, those of its latest entry only, since a writer
-    /// appends an entry only after publishing the files of its previous one.
-    unpublished: HashMap<String, Vec<WrittenFile>>,
+    /// Other writers' commits read from the log that may not be published (files moved to
+    /// their final names, the Delta commit made): of each writer, its latest commit only,
+    /// since a writer appends an entry only after publishing its previous one.
+    unpublished: HashMap<String, Unpublished>,
+    /// The table format commits are published to as well (Delta datasets).
+    table: Option<Arc<dyn TablePublication>>,
     /// The dataset's time partitions, if it has them.
     time_partitions: Option<TimeGranularity>,
     /// Time partitions with committed files whose `_SUCCESS` marker is not written yet.
@@ -107,8 +109,16 @@ pub struct CommitLog {
     snapshot_every: NonZeroU64,
 }
 
+/// A commit read from the log, to publish.
+#[derive(Debug, Clone)]
+pub(super) struct Unpublished {
+    pub(super) seq: u64,
+    pub(super) ranges: Vec<OffsetRange>,
+    pub(super) files: Vec<WrittenFile>,
+}
+
 /// How a writer keeps a dataset's log.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct LogOptions {
     /// The dataset's time partitions, if it has them: they get `_SUCCESS` markers.
     pub time_partitions: Option<TimeGranularity>,
@@ -119,6 +129,25 @@ pub struct LogOptions {
     /// A snapshot of the state is written after every this many entries (`None`:
     /// [`SNAPSHOT_EVERY`]).
     pub snapshot_every: Option<NonZeroU64>,
+    /// The table format each commit is published to as well, if the dataset has one.
+    pub table: Option<Arc<dyn TablePublication>>,
+}
+
+/// A table format (Delta Lake; Iceberg would be a second) each commit of the log is also
+/// published to, after its files are moved to their final names. Called again for a commit
+/// whose writer stopped before or during its publication, possibly by two writers at once:
+/// it must publish each commit once.
+#[async_trait::async_trait]
+pub trait TablePublication: Send + Sync {
+    /// Publishes log entry `seq`, which commits `files` for `ranges`, with the dataset's
+    /// committed watermark.
+    async fn publish(
+        &self,
+        seq: u64,
+        ranges: &[OffsetRange],
+        files: &[WrittenFile],
+        watermark_ms: Option<i64>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 impl CommitLog {
@@ -144,6 +173,7 @@ impl CommitLog {
         if let Some(every) = options.snapshot_every {
             log.snapshot_every = every;
         }
+        log.table = options.table;
         log.check_conditional_put().await?;
         log.load_snapshot().await?;
         log.refresh().await?;
@@ -162,6 +192,7 @@ impl CommitLog {
             state: LogState::default(),
             claims: HashMap::new(),
             unpublished: HashMap::new(),
+            table: None,
             time_partitions: None,
             incomplete: Default::default(),
             published_watermark: None,
@@ -292,7 +323,7 @@ impl CommitLog {
                 });
         let seq = self
             .append(Action::Commit {
-                ranges,
+                ranges: ranges.clone(),
                 files: files.clone(),
                 watermarks,
                 window_state,
@@ -303,6 +334,7 @@ impl CommitLog {
             tracing::info!(dataset = %self.dataset, entry = seq, "the dataset's columns changed: {}", changes.join("; "));
         }
         self.publish(&files).await?;
+        self.publish_to_table(seq, &ranges, &files).await?;
         // State files this commit replaced for good; best effort, orphan removal catches up.
         let still = self.state.window_state_files();
         for path in needed.iter().filter(|p| !still.contains(p.as_str())) {
@@ -373,9 +405,15 @@ impl CommitLog {
             // Its writer published its previous entry's files before appending this one.
             self.unpublished.remove(&entry.writer);
         }
-        if let Action::Commit { files, .. } = &entry.action {
-            if entry.writer != self.writer && !files.is_empty() {
-                self.unpublished.insert(entry.writer.clone(), files.clone());
+        if let Action::Commit { files, ranges, .. } = &entry.action {
+            let to_publish = !files.is_empty() || (self.table.is_some() && !ranges.is_empty());
+            if entry.writer != self.writer && to_publish {
+                let unpublished = Unpublished {
+                    seq: entry.seq,
+                    ranges: ranges.clone(),
+                    files: files.clone(),
+                };
+                self.unpublished.insert(entry.writer.clone(), unpublished);
             }
             self.note_time_partitions(files, false);
         }

@@ -8,7 +8,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use super::paths::{WEIR_DIR, quarantine_path, relative_to, under};
-use super::{CommitLog, LogError, WrittenFile};
+use super::{CommitLog, LogError, Unpublished, WrittenFile};
 
 /// Files moved (or checked) at once when publishing.
 const PUBLISH_CONCURRENCY: usize = 16;
@@ -55,9 +55,10 @@ impl CommitLog {
         }
     }
 
-    /// Publishes the files of entries read from the log, as a writer that stopped half-way
-    /// left them. A file whose final name the store cannot hold (an entry written before
-    /// weir checked partition paths) is quarantined instead, so that no start is stuck on it.
+    /// Publishes the commits read from the log as writers that stopped half-way left them:
+    /// their files moved, then their Delta commits made. A file whose final name the store
+    /// cannot hold (an entry written before weir checked partition paths) is quarantined
+    /// instead, so that no start is stuck on it.
     pub(super) async fn publish_unpublished(&mut self) -> Result<(), LogError> {
         if self.unpublished.is_empty() {
             return Ok(());
@@ -65,7 +66,7 @@ impl CommitLog {
         let unpublished = std::mem::take(&mut self.unpublished);
         let (files, unstorable): (Vec<WrittenFile>, Vec<WrittenFile>) = unpublished
             .values()
-            .flatten()
+            .flat_map(|u| u.files.iter())
             .cloned()
             .partition(|file| self.unstorable(file).is_none());
         for file in &unstorable {
@@ -90,7 +91,40 @@ impl CommitLog {
                 Ok(()) => {}
             }
         }
+        let mut commits: Vec<&Unpublished> = unpublished.values().collect();
+        commits.sort_by_key(|u| u.seq);
+        for commit in commits {
+            let published = self
+                .publish_to_table(commit.seq, &commit.ranges, &commit.files)
+                .await;
+            if let Err(e) = published {
+                self.unpublished = unpublished;
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    /// Publishes commit `seq` to the dataset's table format, if it has one; files the store
+    /// could not hold (quarantined) are left out.
+    pub(super) async fn publish_to_table(
+        &self,
+        seq: u64,
+        ranges: &[weir_schemas::OffsetRange],
+        files: &[WrittenFile],
+    ) -> Result<(), LogError> {
+        let Some(table) = &self.table else {
+            return Ok(());
+        };
+        let stored: Vec<WrittenFile> = files
+            .iter()
+            .filter(|file| self.unstorable(file).is_none())
+            .cloned()
+            .collect();
+        table
+            .publish(seq, ranges, &stored, self.state.watermark_ms())
+            .await
+            .map_err(LogError::Table)
     }
 
     /// Moves `from` to `to`, retrying transient failures; `false` if `from` is not there (moved

@@ -81,6 +81,20 @@ pub struct DatasetOptions {
     /// Where the rows' columns come from (a registry subject's version, a schema file): named
     /// in the commit log with each change of the dataset's schema.
     pub schema_source: String,
+    /// For a Delta table: each commit is published to it as well.
+    pub delta: Option<DeltaOptions>,
+}
+
+/// Where a Delta dataset's table is and how its commits are named.
+#[derive(Debug, Clone)]
+pub struct DeltaOptions {
+    /// The dataset's URL and its storage options, as configured.
+    pub url: String,
+    pub storage: std::collections::BTreeMap<String, String>,
+    /// Names the application transactions (`<app>-<topic>-<partition>`): the pipeline.
+    pub app: String,
+    /// The partition path's segment names, outermost first.
+    pub partition_columns: Vec<String>,
 }
 
 /// Room kept in a key for the name of a file under its partition
@@ -154,11 +168,16 @@ impl ParquetDataset {
         writer: &str,
         orphan_grace: Duration,
     ) -> Result<ParquetWriter, SinkError> {
+        let table = match &self.options.delta {
+            Some(delta) => Some(self.open_table(delta).await?),
+            None => None,
+        };
         let options = LogOptions {
             time_partitions: self.options.time_partitions,
             retention: self.options.log_retention,
             path_limits: Some(self.options.path_limits),
             snapshot_every: self.options.snapshot_every,
+            table,
         };
         let log = CommitLog::open(
             &self.name,
@@ -170,6 +189,73 @@ impl ParquetDataset {
         .await?;
         log.remove_orphans(orphan_grace).await?;
         Ok(ParquetWriter::new(self.clone(), writer, log))
+    }
+
+    /// The Delta table at the dataset's root, created if it does not exist.
+    #[cfg(feature = "delta")]
+    async fn open_table(
+        &self,
+        delta: &DeltaOptions,
+    ) -> Result<Arc<dyn crate::commit_log::TablePublication>, SinkError> {
+        let (url, store, root) = crate::store::open_rooted_store(&delta.url, &delta.storage)?;
+        let publisher = crate::delta::DeltaPublisher::open(
+            &self.name,
+            &url,
+            store,
+            root,
+            &delta.app,
+            &self.schema,
+            &delta.partition_columns,
+        )
+        .await
+        .map_err(|e| SinkError::Log(crate::LogError::Table(Box::new(e))))?;
+        Ok(Arc::new(publisher))
+    }
+
+    #[cfg(not(feature = "delta"))]
+    async fn open_table(
+        &self,
+        _: &DeltaOptions,
+    ) -> Result<Arc<dyn crate::commit_log::TablePublication>, SinkError> {
+        Err(SinkError::Log(crate::LogError::Table(
+            format!(
+                "dataset `{}`: this weir was built without Delta Lake tables",
+                self.name
+            )
+            .into(),
+        )))
+    }
+
+    /// `report` with the dataset's Delta table checked against its commit log, if it has one.
+    #[cfg(feature = "delta")]
+    async fn check_table(&self, mut report: Report) -> Report {
+        let Some(delta) = &self.options.delta else {
+            return report;
+        };
+        let committed =
+            CommitLog::committed_files(&self.name, self.store.clone(), self.root.clone())
+                .await
+                .ok()
+                .map(|files| files.into_iter().map(|f| f.path).collect());
+        let ends: Vec<(weir_schemas::PartitionKey, i64)> = report
+            .partitions
+            .iter()
+            .map(|p| (weir_schemas::PartitionKey::new(&p.topic, p.partition), p.to))
+            .collect();
+        report.delta = crate::delta::check(
+            &self.name,
+            delta,
+            committed.as_ref(),
+            &ends,
+            &mut report.problems,
+        )
+        .await;
+        report
+    }
+
+    #[cfg(not(feature = "delta"))]
+    async fn check_table(&self, report: Report) -> Report {
+        report
     }
 
     /// Best effort: staged files left behind are removed by a later start-up.
@@ -217,7 +303,8 @@ impl Dataset for ParquetDataset {
     }
 
     async fn verify(&self) -> Result<Report, SinkError> {
-        Ok(crate::verify::verify(&self.name, self.store.clone(), &self.root).await?)
+        let report = crate::verify::verify(&self.name, self.store.clone(), &self.root).await?;
+        Ok(self.check_table(report).await)
     }
 
     async fn read_log_state(&self) -> Result<LogState, SinkError> {

@@ -584,33 +584,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::DatasetOptions;
     use crate::dataset::Dataset;
-    use crate::{Compression, DatasetOptions, RollPolicy};
+    use crate::testing::{checkpoint as range, dataset_options as options};
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use weir_schemas::OffsetRange;
     use weir_schemas::hive::one_path;
-
-    fn options(max_rows: u64) -> DatasetOptions {
-        DatasetOptions {
-            max_open_files: 16,
-            max_partitions_per_checkpoint: 1000,
-            compression: Compression::Zstd,
-            row_group_rows: 1000,
-            roll: RollPolicy {
-                target_file_bytes: 64 << 20,
-                max_file_rows: max_rows,
-                max_file_age: Duration::from_secs(3600),
-            },
-            upload_buffer_bytes: 1 << 20,
-            time_partitions: None,
-            log_retention: None,
-            path_limits: crate::PathLimits::for_url("/local"),
-            snapshot_every: None,
-            schema_source: "a test".into(),
-        }
-    }
 
     #[tokio::test]
     async fn a_path_the_store_cannot_hold_is_refused_before_anything_is_written() {
@@ -749,18 +729,6 @@ mod tests {
             .unwrap();
         dataset.claim(&[PartitionKey::new("t", 0)]).await.unwrap();
         dataset
-    }
-
-    /// A checkpoint of offsets `from..to` of t/0.
-    fn range(from: i64, to: i64) -> Checkpoint {
-        Checkpoint {
-            ranges: vec![OffsetRange {
-                partition: PartitionKey::new("t", 0),
-                from,
-                to,
-            }],
-            ..Checkpoint::default()
-        }
     }
 
     fn read(dir: &std::path::Path, file: &WrittenFile) -> Vec<RecordBatch> {
