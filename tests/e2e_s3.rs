@@ -25,23 +25,66 @@ fn dataset_on_s3_holds_every_row_and_only_finished_objects() {
 
     let url = "s3://weir-test/datasets/orders";
     let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &endpoint);
-    let log = run_until_committed(
-        cmd,
-        dir.path().join("weir.log"),
-        Committed {
-            bootstrap: &bootstrap,
-            topic,
-            partitions: 2,
-            messages,
-            properties: &[],
-        },
-    );
+    let log = orders_until_committed(cmd, dir.path(), &bootstrap, topic, messages);
     assert!(
         !log.contains("weir-test-secret"),
         "the secret key leaked into the log"
     );
 
     check_orders_on_s3(dir.path(), &expected, &bootstrap, topic, &endpoint);
+}
+
+/// A Delta table on S3: weir's Delta commits are created with conditional puts like its own
+/// log's, and Python's deltalake reads every row from the S3 server.
+#[test]
+fn a_delta_table_on_s3_holds_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, endpoint) = start_moto_with_bucket(dir.path());
+    let topic = "orders-delta";
+    let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
+    let config = orders_config_with(
+        dir.path(),
+        "url = \"${ORDERS_URL}\"",
+        "url = \"${ORDERS_URL}\"\nformat = \"delta\"",
+    );
+    let url = "s3://weir-test/datasets/orders";
+    let cmd = weir_on_s3_with(
+        &config,
+        "run",
+        dir.path(),
+        &bootstrap,
+        topic,
+        url,
+        &endpoint,
+    );
+    orders_until_committed(cmd, dir.path(), &bootstrap, topic, messages);
+    check_orders_on_s3(dir.path(), &expected, &bootstrap, topic, &endpoint);
+    weirtest(&[
+        "verify-delta",
+        "--expected",
+        expected.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        "weir-test",
+        "--prefix",
+        "datasets/orders",
+    ]);
+    let report = output_ok(&mut weir_on_s3_with(
+        &config,
+        "verify",
+        dir.path(),
+        &bootstrap,
+        topic,
+        url,
+        &endpoint,
+    ));
+    let report = String::from_utf8(report).unwrap();
+    assert!(
+        report.contains("Delta table at version")
+            && report.contains("0 committed files not published"),
+        "{report}"
+    );
 }
 
 /// Between weir and the S3 server, a proxy fails or delays a quarter of the requests: errors
@@ -58,17 +101,7 @@ fn transient_storage_faults_lose_nothing_and_duplicate_nothing() {
     let (_cluster, bootstrap, expected, messages) = orders_on_embedded_cluster(dir.path(), topic);
     let url = "s3://weir-test/datasets/orders";
     let cmd = weir_on_s3("run", dir.path(), &bootstrap, topic, url, &faulty);
-    run_until_committed(
-        cmd,
-        dir.path().join("weir.log"),
-        Committed {
-            bootstrap: &bootstrap,
-            topic,
-            partitions: 2,
-            messages,
-            properties: &[],
-        },
-    );
+    orders_until_committed(cmd, dir.path(), &bootstrap, topic, messages);
     let injected = proxy.log_text().matches("injected").count();
     eprintln!("the proxy injected {injected} faults");
     assert!(
@@ -268,6 +301,28 @@ fn crash_and_recover(name: &str, request: &str, nth: u32, when: &str) {
 
 /// The orders dataset on the S3 server at `endpoint` holds exactly the expected rows (read by
 /// pyarrow), and `weir verify` finds the pipeline's three datasets sound.
+/// Runs `cmd` (weir on the orders fixture) until all `messages` of `topic` are committed;
+/// returns its log.
+fn orders_until_committed(
+    cmd: std::process::Command,
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    messages: i64,
+) -> String {
+    run_until_committed(
+        cmd,
+        dir.join("weir.log"),
+        Committed {
+            bootstrap,
+            topic,
+            partitions: 2,
+            messages,
+            properties: &[],
+        },
+    )
+}
+
 fn check_orders_on_s3(dir: &Path, expected: &Path, bootstrap: &str, topic: &str, endpoint: &str) {
     check_orders_on_s3_after(dir, expected, bootstrap, topic, endpoint, &[]);
 }
@@ -328,17 +383,7 @@ fn a_checkpoint_slower_than_the_poll_interval_keeps_the_partitions() {
     let url = "s3://weir-test/datasets/orders";
     // Small batches: a few fill the pipeline while a checkpoint waits on the slow store.
     let cmd = weir_on_s3_with(&config, "run", dir.path(), &bootstrap, topic, url, &slow);
-    let log = run_until_committed(
-        cmd,
-        dir.path().join("weir.log"),
-        Committed {
-            bootstrap: &bootstrap,
-            topic,
-            partitions: 2,
-            messages,
-            properties: &[],
-        },
-    );
+    let log = orders_until_committed(cmd, dir.path(), &bootstrap, topic, messages);
     assert!(!log.contains("maximum poll interval"), "{log}");
     assert!(!log.contains("partitions lost"), "{log}");
     assert_eq!(log.matches("partitions assigned").count(), 1, "{log}");

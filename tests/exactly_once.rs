@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::cli::generate;
 use common::datasets::{Format, Writers, check_exactly_once_as, committed_in_logs, owners_in_log};
-use common::fixtures::{QUICKSTART_DATASETS, quickstart_config};
+use common::fixtures::{QUICKSTART_DATASETS, as_delta, quickstart_config};
 use common::net::wait_until;
 use common::process::{Process, signal, weir};
 use rand::rngs::StdRng;
@@ -119,13 +119,7 @@ fn killed_at_random_moments(format: Format, kills: u64) {
 /// Makes the outputs of the pipeline at `config` datasets of `format`.
 fn as_format(config: &std::path::Path, format: Format) {
     if format == Format::Delta {
-        let text = std::fs::read_to_string(config).unwrap();
-        let delta = text.replace(
-            "[transforms.sink]\n",
-            "[transforms.sink]\nformat = \"delta\"\n",
-        );
-        assert_eq!(delta.matches("format = \"delta\"").count(), 3);
-        std::fs::write(config, delta).unwrap();
+        as_delta(config);
     }
 }
 

@@ -78,6 +78,17 @@ pub fn quickstart_config(
     config
 }
 
+/// Makes the output datasets of the quickstart pipeline at `config` Delta tables.
+pub fn as_delta(config: &Path) {
+    let text = std::fs::read_to_string(config).expect("the config");
+    let delta = text.replace(
+        "[transforms.sink]\n",
+        "[transforms.sink]\nformat = \"delta\"\n",
+    );
+    assert_eq!(delta.matches("format = \"delta\"").count(), 3);
+    std::fs::write(config, delta).expect("writing the config");
+}
+
 /// The example's files besides its pipeline.toml.
 pub const QUICKSTART_FILES: [&str; 4] = [
     "schema.toml",

@@ -256,7 +256,8 @@ def verify_store(args):
     files = [i.path for i in s3.get_file_info(fs.FileSelector(f"{args.bucket}/{args.prefix}", recursive=True))
              if i.type == fs.FileType.File]
     weir_dir = f"{args.bucket}/{args.prefix}/_weir/"
-    data = [f for f in files if not f.startswith(weir_dir)]
+    delta_log = f"{args.bucket}/{args.prefix}/_delta_log/"
+    data = [f for f in files if not f.startswith(weir_dir) and not f.startswith(delta_log)]
     if not data or any(not f.endswith(".parquet") for f in data):
         sys.exit(f"unexpected objects under the prefix: {data}")
     # After a clean stop everything staged was committed and moved; the log remains. A
@@ -272,6 +273,23 @@ def verify_store(args):
     expect_equal(f"{args.store} rows", got, want)
     print(f"verified {len(got)} rows in {len(data)} {args.store} objects, {len(log)} commit log entries, "
           f"{len(staged)} staged objects")
+
+
+def verify_delta(args):
+    """The Delta table under --prefix of the S3 --bucket, read by Python's deltalake straight
+    from the S3 server, holds exactly the expected rows. (A process of its own: pyarrow's S3
+    client and deltalake's in one process can abort at exit.)"""
+    from deltalake import DeltaTable
+
+    with open(args.expected) as f:
+        expected = json.load(f)
+    options = {"AWS_ENDPOINT_URL": args.endpoint, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "weir-test", "AWS_SECRET_ACCESS_KEY": "weir-test-secret"}
+    table = DeltaTable(f"s3://{args.bucket}/{args.prefix}", storage_options=options)
+    got = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in table.to_pyarrow_table().to_pylist())
+    want = sorted((r["id"], r["kafka_offset"], r["kafka_partition"]) for r in expected["rows"])
+    expect_equal("rows of the Delta table", got, want)
+    print(f"verified {len(got)} rows in the Delta table at version {table.version()}")
 
 
 def hive_values(args):
@@ -763,6 +781,11 @@ def main():
     s.add_argument("--prefix", required=True)
     s.add_argument("--crashed", action="store_true", help="a writer was killed: staged objects may remain")
     s.add_argument("--store", choices=["s3", "azure"], default="s3")
+    s = sub.add_parser("verify-delta")
+    s.add_argument("--expected", required=True)
+    s.add_argument("--endpoint", required=True)
+    s.add_argument("--bucket", required=True)
+    s.add_argument("--prefix", required=True)
     s = sub.add_parser("hive-values")
     s.add_argument("--dataset", required=True, help="a directory, or a prefix in --bucket")
     s.add_argument("--column", required=True, help="the partition column")
@@ -804,7 +827,7 @@ def main():
     s = sub.add_parser("load-yaml")
     s.add_argument("files", nargs="+")
     args = p.parse_args()
-    {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-store": verify_store,
+    {"produce": produce, "create-topic": create_topic, "verify": verify, "create-bucket": create_bucket, "verify-store": verify_store, "verify-delta": verify_delta,
      "hive-values": hive_values,
      "check-quickstart": check_quickstart, "check-exactly-once": check_exactly_once,
      "fault-proxy": fault_proxy, "counts": counts, "distinct": distinct,
