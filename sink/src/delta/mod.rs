@@ -57,6 +57,13 @@ pub enum DeltaError {
     },
     #[error("dataset `{dataset}`: the columns cannot be a Delta table's schema: {reason}")]
     Schema { dataset: String, reason: String },
+    #[error(
+        "dataset `{dataset}`: there is no Delta table at {url}, and weir's log of the dataset \
+         already holds commits, which a new table would not: Delta readers would miss their \
+         rows. Point the dataset at a new URL, or make the existing files a Delta table first \
+         (Delta's CONVERT TO DELTA); weir then publishes its next commits to it"
+    )]
+    NotConverted { dataset: String, url: String },
     #[error("dataset `{dataset}`: reading the statistics of {path}: {reason}")]
     Stats {
         dataset: String,
@@ -81,7 +88,9 @@ pub struct DeltaPublisher {
 impl DeltaPublisher {
     /// The Delta table at `url`, the dataset's root (`store` rooted at the bucket or, for
     /// local paths, the file system, and `root` the table's path in it), created with the
-    /// files' `schema` and `partition_columns` if it does not exist.
+    /// files' `schema` and `partition_columns` if it does not exist, unless weir's log of
+    /// the dataset holds commits already (`committed_before`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         dataset: &str,
         url: &url::Url,
@@ -90,6 +99,7 @@ impl DeltaPublisher {
         app: &str,
         schema: &SchemaRef,
         partition_columns: &[String],
+        committed_before: bool,
     ) -> Result<Self, DeltaError> {
         let table_error = |source| DeltaError::Table {
             dataset: dataset.to_owned(),
@@ -108,6 +118,12 @@ impl DeltaPublisher {
                     AddColumns::Table(e) => table_error(e),
                     AddColumns::Schema(e) => e,
                 })?,
+            Err(DeltaTableError::NotATable(_)) if committed_before => {
+                return Err(DeltaError::NotConverted {
+                    dataset: dataset.to_owned(),
+                    url: url.to_string(),
+                });
+            }
             Err(DeltaTableError::NotATable(_)) => {
                 table = table
                     .create()
@@ -527,6 +543,19 @@ mod tests {
         let first = rows(&[3, 1, 2], &["c", "a", "b"]);
         let (store, root) =
             crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let dataset = ParquetDataset::new(
+            "t",
+            store.clone(),
+            root.clone(),
+            &first.schema(),
+            options(dir.path()),
+        );
+        // A plain dataset with commits does not become a Delta table by a change of config:
+        // the table would lack them. Here it has none yet: the first open creates the table.
+        dataset
+            .open_writer("w", Duration::from_secs(3600))
+            .await
+            .unwrap();
         // A writer that commits to the log only, as one killed before its Delta commit.
         let unpublishing = DatasetOptions {
             delta: None,
@@ -548,7 +577,6 @@ mod tests {
         stopped.write(&first, Some(&paths)).await.unwrap();
         let committed = stopped.commit(checkpoint(0, 3)).await.unwrap();
 
-        let dataset = ParquetDataset::new("t", store, root, &first.schema(), options(dir.path()));
         let mut writer = dataset
             .open_writer("w1", Duration::from_secs(3600))
             .await
@@ -559,10 +587,18 @@ mod tests {
 
         let (url, root_store, table_root) =
             crate::open_rooted_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
-        let publisher =
-            DeltaPublisher::open("t", &url, root_store, table_root, "p", &first.schema(), &[])
-                .await
-                .unwrap();
+        let publisher = DeltaPublisher::open(
+            "t",
+            &url,
+            root_store,
+            table_root,
+            "p",
+            &first.schema(),
+            &[],
+            true,
+        )
+        .await
+        .unwrap();
         let version = || async { publisher.table.lock().await.version() };
         // Created, the stopped writer's commit published at the next open, then the next
         // writer's.
@@ -626,8 +662,17 @@ mod tests {
                 let (url, store, root) =
                     crate::open_rooted_store(dir.to_str().unwrap(), &Default::default()).unwrap();
                 let schema = Arc::new(Schema::new(fields));
-                DeltaPublisher::open("t", &url, store, root, "p", &schema, &["country".into()])
-                    .await
+                DeltaPublisher::open(
+                    "t",
+                    &url,
+                    store,
+                    root,
+                    "p",
+                    &schema,
+                    &["country".into()],
+                    false,
+                )
+                .await
             }
         };
         let id = Field::new("id", DataType::Int64, false);
@@ -645,6 +690,39 @@ mod tests {
             panic!("a changed type is refused");
         };
         assert!(refused.to_string().contains("column `id` is"), "{refused}");
+    }
+
+    /// A plain dataset with commits, configured as a Delta table, is refused: a new table
+    /// would miss its rows.
+    #[tokio::test]
+    async fn a_plain_dataset_with_commits_is_not_made_an_incomplete_delta_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = rows(&[1], &["a"]);
+        let (store, root) =
+            crate::open_store(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let plain = ParquetDataset::new(
+            "t",
+            store.clone(),
+            root.clone(),
+            &input.schema(),
+            dataset_options(1000),
+        );
+        let mut writer = plain
+            .open_writer("w0", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        writer.claim(&[PartitionKey::new("t", 0)]).await.unwrap();
+        writer.write(&input, None).await.unwrap();
+        writer.commit(checkpoint(0, 1)).await.unwrap();
+        let delta = ParquetDataset::new("t", store, root, &input.schema(), options(dir.path()));
+        let Err(refused) = delta.open_writer("w1", Duration::from_secs(3600)).await else {
+            panic!("refused");
+        };
+        assert!(
+            refused.to_string().contains("CONVERT TO DELTA"),
+            "{refused}"
+        );
+        assert!(!dir.path().join("_delta_log").exists());
     }
 
     fn dataset_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {

@@ -198,6 +198,9 @@ impl ParquetDataset {
         delta: &DeltaOptions,
     ) -> Result<Arc<dyn crate::commit_log::TablePublication>, SinkError> {
         let (url, store, root) = crate::store::open_rooted_store(&delta.url, &delta.storage)?;
+        let state =
+            CommitLog::read_state(&self.name, self.store.clone(), self.root.clone()).await?;
+        let committed_before = state.partitions.values().any(|p| p.next_offset.is_some());
         let publisher = crate::delta::DeltaPublisher::open(
             &self.name,
             &url,
@@ -206,6 +209,7 @@ impl ParquetDataset {
             &delta.app,
             &self.schema,
             &delta.partition_columns,
+            committed_before,
         )
         .await
         .map_err(|e| SinkError::Log(crate::LogError::Table(Box::new(e))))?;
