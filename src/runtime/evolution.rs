@@ -54,11 +54,16 @@ impl State {
             "schema id {id} {change}: the reader schema follows the subject, now {}",
             pipeline.source_described
         );
-        let observer = self.observer.clone();
-        let mut summary = self.summary;
-        summary.reader_schema_changes += 1;
-        let mut next = State::open(pipeline, observer).await?;
-        next.summary = summary;
+        // A dataset may refuse the new columns (a Delta table takes added columns only).
+        let mut next = match State::open(pipeline, self.observer.clone()).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "schema id {id} {change}, but a dataset refuses the subject's latest version; the reader stays {} until a restart", self.source_described);
+                return Ok(self);
+            }
+        };
+        next.summary = self.summary;
+        next.summary.reader_schema_changes += 1;
         next.watch_brokers()?;
         Ok(next)
     }
